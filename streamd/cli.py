@@ -1,0 +1,203 @@
+"""Command line: ``streamd run | check | bench | demo``. Exit codes follow sysexits.h."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from streamd import __version__
+from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, redact_uri
+from streamd.logging import configure, get_logger
+
+EX_OK = 0
+EX_SOFTWARE = 1
+EX_UNAVAILABLE = 69
+EX_CONFIG = 78
+
+EPILOG = """\
+examples:
+  streamd demo                              detect people in the bundled clip, print MQTT messages
+  streamd check -c /etc/streamd/streamd.toml  validate, compile, show operator placement
+  streamd run -c /etc/streamd/streamd.toml    run the daemon (systemd: Type=notify)
+  streamd bench -c streamd.toml --frames 2000 --json
+
+environment:
+  STREAMD_CONFIG            config file (default /etc/streamd/streamd.toml)
+  STREAMD_<TABLE>__<KEY>    override any key, e.g. STREAMD_MODEL__DEVICE=CPU,
+                            STREAMD_SOURCES__0__URI=rtsp://cam/stream
+
+exit codes:
+  0 ok, 1 internal error, 69 a dependency is unavailable at start (model unreadable),
+  78 configuration error (the message names the key)
+
+topics:  {prefix}/{instance}/status (retained online|offline),
+         {prefix}/{instance}/{source}/detections, {prefix}/{instance}/{source}/state,
+         {prefix}/{instance}/stats
+"""
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", type=Path,
+        default=Path(os.environ.get("STREAMD_CONFIG", str(DEFAULT_CONFIG_PATH))),
+        help="TOML config file (default: $STREAMD_CONFIG or %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamd",
+        description="Streaming video analytics: cameras and files -> OpenVINO detector -> MQTT, "
+        "with Prometheus metrics.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"streamd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground", description="Run the daemon.")
+    _config_arg(run)
+
+    check = sub.add_parser("check", help="validate config, compile the model, show placement",
+                           description="Validate the config, load and compile the model, print inputs, "
+                           "fixed shape, pre-processing, operator placement per device and whether "
+                           "each source can be opened. Exit 0, 69 or 78.")
+    _config_arg(check)
+
+    bench = sub.add_parser("bench", help="measure end-to-end FPS against the model's raw ceiling",
+                           description="Measure, in one run: the bare model's throughput (the ceiling), "
+                           "decode-only FPS of the sources, and the full pipeline to a real broker.")
+    _config_arg(bench)
+    bench.add_argument("--frames", type=int, default=2000, help="frames per measurement (default %(default)s)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    bench.add_argument("--baseline", action="store_true",
+                       help="also run the naive loop (cv2.read -> sync infer -> publish)")
+
+    demo = sub.add_parser("demo", help="run on the bundled demo clip and print detections",
+                          description="Fetch the default model, make the demo clip, find or start a "
+                          "broker, run the daemon and print every detection message it publishes.")
+    demo.add_argument("--fast", action="store_true", help="process the clip as fast as possible")
+    demo.add_argument("--prepare-only", action="store_true", help="only fetch the model and make the clip")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        configure("auto", "info")
+        from streamd.demo.runner import run_demo
+
+        return run_demo(fast=args.fast, prepare_only=args.prepare_only)
+    configure("auto" if args.command != "run" else "json", "info")
+    log = get_logger("streamd")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"streamd: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if args.command == "run":
+        configure(config.log.format, config.log.level)
+        return run(config)
+    if args.command == "check":
+        return check(config)
+    if args.command == "bench":
+        from streamd.bench import run_bench
+
+        return run_bench(config, frames=args.frames, as_json=args.json, baseline=args.baseline)
+    log.error("unknown_command", command=args.command)
+    return EX_SOFTWARE
+
+
+def run(config: Config) -> int:
+    from streamd.daemon import Daemon
+    from streamd.inference.model import ModelUnavailable
+
+    try:
+        return asyncio.run(Daemon(config).serve())
+    except ConfigError as exc:
+        print(f"streamd: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except ModelUnavailable as exc:
+        print(f"streamd: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+
+
+def check(config: Config) -> int:
+    """Everything ``run`` does before the first frame, printed for a human."""
+    import cv2
+
+    from streamd.inference.model import ModelUnavailable, compile_variant, prepare
+    from streamd.inference.placement import PlacementError
+    from streamd.sources.capture import is_file_uri
+
+    try:
+        prepared = prepare(config.model)
+        variant = compile_variant(prepared, None)
+    except ConfigError as exc:
+        print(f"streamd: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except PlacementError as exc:
+        print(f"streamd: config error: model.device: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except ModelUnavailable as exc:
+        print(f"streamd: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except RuntimeError as exc:
+        print(f"streamd: cannot compile the model: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    image = prepared.image
+    placed = variant.placement
+    out = [
+        "config    ok",
+        f"model     {config.model.path} ({prepared.format}, read in {prepared.read_seconds:.2f} s)",
+        f"decoder   {prepared.decoder.name} ({len(prepared.decoder.labels)} labels, confidence "
+        f"{config.model.confidence})",
+        f"input     {image.name}: exported {image.original} -> fixed {image.shape} ({image.layout}, "
+        f"{image.element_type})",
+    ]
+    out += [f"input     {name}: frozen to a constant" for name in prepared.other_inputs]
+    pre = prepared.preprocessing
+    out.append(
+        f"preproc   {prepared.preprocess_mode}: u8 NHWC BGR frames; "
+        + ("resize on the host (cv2), " if prepared.preprocess_mode == "host" else "resize in the graph, ")
+        + f"{'BGR->RGB, ' if pre.color_order == 'RGB' else ''}layout {image.layout}"
+        + (f", mean {list(pre.mean)}" if pre.mean else "")
+        + (f", scale {list(pre.scale)}" if pre.scale else "")
+    )
+    out.append(f"device    requested {placed.requested} -> compiled {placed.device}"
+               + (f" (absent: {', '.join(placed.dropped)}; fallback)" if placed.fallback else
+                  f" (absent: {', '.join(placed.dropped)})" if placed.dropped else ""))
+    out.append(f"compile   {variant.seconds:.2f} s, {variant.requests} infer requests, hint "
+               f"{config.model.performance_hint}, cache {prepared.cache_dir or 'off'}")
+    out.append("placement")
+    for device, types in placed.summary().items():
+        total = sum(types.values())
+        listed = ", ".join(f"{t} {n}" for t, n in sorted(types.items(), key=lambda kv: -kv[1]))
+        out.append(f"  {device:<6} {total:>5} ops: {listed}")
+    pinned = sorted({t for types in placed.summary().values() for t in types} & set(config.model.cpu_operators))
+    if pinned:
+        out.append(f"  pinned to CPU: {', '.join(pinned)}")
+    out.append("sources")
+    unreachable = 0
+    for source in config.sources:
+        uri = redact_uri(source.uri)
+        if is_file_uri(source.uri):
+            cap = cv2.VideoCapture(source.uri, cv2.CAP_FFMPEG) if Path(source.uri).is_file() else None
+        else:
+            cap = cv2.VideoCapture(source.uri, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000])
+        ok = cap is not None and cap.isOpened()
+        detail = ""
+        if ok and cap is not None:
+            detail = (f" {int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
+                      f" @ {cap.get(cv2.CAP_PROP_FPS):.1f} fps")
+        if cap is not None:
+            cap.release()
+        unreachable += not ok
+        out.append(f"  {source.name:<16} {'ok ' if ok else 'UNREACHABLE'}{detail}  {uri}")
+    if unreachable:
+        out.append(f"  {unreachable} source(s) unreachable now: run retries them with backoff")
+    print("\n".join(out))
+    return EX_OK

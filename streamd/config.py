@@ -1,0 +1,269 @@
+"""One validated Config object, read from TOML and overridden by ``STREAMD_*`` variables.
+
+Every error is reported as ``key.path: what is wrong`` so an operator can fix it without a
+traceback; the CLI turns :class:`ConfigError` into exit code 78 (EX_CONFIG).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_PATH = Path("/etc/streamd/streamd.toml")
+ENV_PREFIX = "STREAMD_"
+SOURCE_NAME = re.compile(r"^[a-z0-9_-]+$")
+
+
+class ConfigError(Exception):
+    """A configuration problem an operator can fix; ``key`` is the dotted path at fault."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+        self.message = message
+
+
+def _default_instance() -> str:
+    host = socket.gethostname().split(".")[0].lower()
+    return re.sub(r"[^a-z0-9_-]", "-", host) or "streamd"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Device = Annotated[str, Field(min_length=1, pattern=r"^[A-Z][A-Z0-9_.:,]*$")]
+
+
+class ModelConfig(_Strict):
+    path: Path
+    decoder: Literal["auto", "tf-od", "ssd", "yolo", "paddle-det", "classification"] = "auto"
+    labels: str = "coco"
+    # [width, height] the model sees; dynamic H/W are filled from it.
+    input_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (300, 300)
+    input_shape: dict[str, list[int]] | None = None
+    device: Device = "HETERO:GPU,CPU"
+    cpu_operators: list[str] = Field(
+        default_factory=lambda: ["MulticlassNms", "NonMaxSuppression", "MatrixNms"]
+    )
+    fallback_device: Device = "CPU"
+    performance_hint: Literal["THROUGHPUT", "LATENCY", "CUMULATIVE_THROUGHPUT"] = "THROUGHPUT"
+    # Empty string turns the compiled-blob cache off; None picks $CACHE_DIRECTORY or ~/.cache.
+    cache_dir: str | None = None
+    preprocess: Literal["auto", "graph", "host"] = "auto"
+    confidence: float = Field(default=0.4, ge=0.0, le=1.0)
+    # What the network expects; None means "the decoder's convention".
+    color_order: Literal["RGB", "BGR"] | None = None
+    mean: list[float] | None = None
+    scale: list[float] | None = None
+    infer_requests: int = Field(default=0, ge=0)  # 0 = OPTIMAL_NUMBER_OF_INFER_REQUESTS
+    top_k: int = Field(default=5, gt=0)  # classification decoder
+
+    @field_validator("path")
+    @classmethod
+    def _model_exists(cls, value: Path) -> Path:
+        value = value.expanduser()
+        if not value.is_file():
+            raise ValueError(f"model file not found: {value}")
+        return value
+
+    @field_validator("input_shape")
+    @classmethod
+    def _static_dims(cls, value: dict[str, list[int]] | None) -> dict[str, list[int]] | None:
+        for name, dims in (value or {}).items():
+            if not dims or any(d <= 0 for d in dims):
+                raise ValueError(f"input {name!r}: every dimension must be a positive integer, got {dims}")
+        return value
+
+
+class SourceConfig(_Strict):
+    name: str
+    uri: str
+    max_fps: float = Field(default=0.0, ge=0.0)
+    realtime: bool = True
+    loop: bool = False
+    drop: Literal["oldest", "newest", "block"] = "oldest"
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_topic_safe(cls, value: str) -> str:
+        if not SOURCE_NAME.match(value):
+            raise ValueError("must match [a-z0-9_-]+ (it is used in MQTT topics and metric labels)")
+        return value
+
+
+class QueueConfig(_Strict):
+    size: int = Field(default=64, gt=0)  # frames kept per source while inference is busy
+
+
+class TlsConfig(_Strict):
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+
+class MqttConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, gt=0, lt=65536)
+    topic_prefix: str = "streamd"
+    instance: str = Field(default_factory=_default_instance)
+    qos: Literal[0, 1, 2] = 1
+    username: str = ""
+    password_file: str = ""
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    buffer: int = Field(default=10000, gt=0)
+    publish_empty: bool = False
+    keepalive: int = Field(default=30, gt=0)
+
+    @field_validator("topic_prefix", "instance")
+    @classmethod
+    def _topic_safe(cls, value: str) -> str:
+        if not value or any(c in value for c in "+#/") or value != value.strip():
+            raise ValueError("must be non-empty with no '+', '#', '/' or surrounding spaces")
+        return value
+
+
+class MetricsConfig(_Strict):
+    listen: str = "127.0.0.1:9108"  # "" disables the HTTP endpoint
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value:
+            host, sep, port = value.rpartition(":")
+            if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+                raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9108")
+        return value
+
+
+class LogConfig(_Strict):
+    format: Literal["json", "console", "auto"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class DaemonConfig(_Strict):
+    shutdown_timeout: float = Field(default=10.0, gt=0)
+    stats_interval: float = Field(default=10.0, gt=0)
+
+
+class Config(_Strict):
+    model: ModelConfig
+    sources: list[SourceConfig] = Field(min_length=1)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> Config:
+        seen: set[str] = set()
+        for source in self.sources:
+            if source.name in seen:
+                raise ValueError(f"duplicate source name {source.name!r}")
+            seen.add(source.name)
+        return self
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _describe(error: Mapping[str, Any]) -> ConfigError:
+    loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
+    key = _dotted(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return ConfigError(key, "unknown key")
+    if kind == "missing":
+        return ConfigError(key, "required key is missing")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error.get("input") is not None and kind not in ("value_error",):
+        message += f" (got {error['input']!r})"
+    return ConfigError(key, message)
+
+
+def _env_value(raw: str) -> Any:
+    """Parse an override as a TOML value (numbers, booleans, arrays), else keep the string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """``STREAMD_MQTT__HOST=x`` sets ``mqtt.host``; ``STREAMD_SOURCES__0__URI`` a list item."""
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        node: Any = data
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(_dotted(tuple(path[:i])), f"{name}: no list item {part}")
+                if last:
+                    node[int(part)] = _env_value(raw)
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = _env_value(raw)
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ConfigError(".".join(path[:i]), f"{name}: not a table")
+    return data
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _describe(exc.errors()[0]) from None
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, override from the environment, validate; raise ConfigError naming the key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path}: invalid TOML: {exc}") from None
+    data = apply_env(data, os.environ if environ is None else environ)
+    base = path.parent
+    # Relative model and file paths are relative to the config file, like systemd units do.
+    model = data.get("model")
+    if isinstance(model, dict) and isinstance(model.get("path"), str):
+        model["path"] = str(_resolve(base, model["path"]))
+    for source in data.get("sources", []) if isinstance(data.get("sources"), list) else []:
+        uri = source.get("uri") if isinstance(source, dict) else None
+        if isinstance(uri, str) and "://" not in uri and not uri.startswith("/dev/"):
+            source["uri"] = str(_resolve(base, uri))
+    return parse_config(data)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def redact_uri(uri: str) -> str:
+    """Hide credentials: rtsp://user:pass@host -> rtsp://***@host."""
+    return re.sub(r"(?<=://)[^/@]+@", "***@", uri)

@@ -1,0 +1,80 @@
+"""Clips made from scikit-image's photos: people (astronaut, camera) and no people (cat, coffee).
+
+Used by the demo and by the tests, which know the ground truth of every frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PERSON_PHOTOS = ("astronaut", "camera")
+OTHER_PHOTOS = ("chelsea", "coffee")
+
+
+def photo(name: str, size: int) -> np.ndarray:
+    """A scikit-image photo as BGR u8, square, ``size`` pixels a side."""
+    from skimage import data  # imported late: only the demo and tests need scikit-image
+
+    image = getattr(data, name)()
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    image = image[..., :3]
+    side = min(image.shape[:2])
+    image = image[:side, :side]
+    return cv2.cvtColor(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
+
+
+@dataclass(frozen=True)
+class ClipFrame:
+    index: int
+    photo: str | None  # what was pasted, None for a blank frame
+    box: tuple[int, int, int, int] | None  # x1, y1, x2, y2 of the pasted photo
+
+    @property
+    def has_person(self) -> bool:
+        return self.photo in PERSON_PHOTOS
+
+
+def make_clip(
+    path: Path,
+    script: list[str | None],
+    size: tuple[int, int] = (640, 480),
+    fps: float = 15.0,
+    photo_size: int = 240,
+    fourcc: str = "mp4v",
+) -> list[ClipFrame]:
+    """Write one frame per ``script`` entry (a photo name or None) on a grey background.
+
+    The photo slides left to right so consecutive boxes differ, as in a real scene.
+    """
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path} with fourcc {fourcc}")
+    photos = {name: photo(name, photo_size) for name in set(script) if name}
+    truth = []
+    span = max(1, width - photo_size)
+    for index, name in enumerate(script):
+        frame = np.full((height, width, 3), 128, dtype=np.uint8)
+        box = None
+        if name:
+            x = int(span * index / max(1, len(script) - 1))
+            y = (height - photo_size) // 2
+            frame[y : y + photo_size, x : x + photo_size] = photos[name]
+            box = (x, y, x + photo_size, y + photo_size)
+        writer.write(frame)
+        truth.append(ClipFrame(index, name, box))
+    writer.release()
+    return truth
+
+
+def demo_script(repeats: int = 4) -> list[str | None]:
+    """People, a cat, coffee and empty frames, in runs like a real doorway camera sees."""
+    runs: list[str | None] = []
+    for _ in range(repeats):
+        runs += ["astronaut"] * 30 + [None] * 10 + ["chelsea"] * 20 + ["camera"] * 30 + ["coffee"] * 20
+    return runs

@@ -1,0 +1,74 @@
+"""The metrics contract (prefix ``streamd_``), one registry per daemon so tests can run several."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
+from prometheus_client.process_collector import ProcessCollector
+
+# Inference on a CPU is ~5-50 ms; a GPU can be faster; a stalled device is much slower.
+INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
+# Capture -> published spans queueing; a healthy pipeline is < 100 ms, a backed-up one seconds.
+END_TO_END_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        if registry is None:
+            ProcessCollector(registry=self.registry)
+        r = self.registry
+        self.frames_captured = Counter(
+            "streamd_frames_captured", "Frames decoded from a source", ["source"], registry=r
+        )
+        self.frames_dropped = Counter(
+            "streamd_frames_dropped", "Frames dropped before inference", ["source", "reason"], registry=r
+        )
+        self.frames_inferred = Counter(
+            "streamd_frames_inferred", "Frames that went through the model", ["source"], registry=r
+        )
+        self.inference_seconds = Histogram(
+            "streamd_inference_seconds", "Device time of one inference", buckets=INFERENCE_BUCKETS, registry=r
+        )
+        self.end_to_end_seconds = Histogram(
+            "streamd_end_to_end_seconds",
+            "Capture to MQTT publish acknowledged",
+            ["source"],
+            buckets=END_TO_END_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge("streamd_queue_depth", "Frames waiting for inference", registry=r)
+        self.inflight_requests = Gauge(
+            "streamd_inflight_requests", "Inference requests running on the device", registry=r
+        )
+        self.source_up = Gauge("streamd_source_up", "1 while the source delivers frames", ["source"], registry=r)
+        self.source_reconnects = Counter(
+            "streamd_source_reconnects", "Reconnect attempts per source", ["source"], registry=r
+        )
+        self.source_errors = Counter(
+            "streamd_source_errors", "Unreadable or corrupt input per source", ["source", "kind"], registry=r
+        )
+        self.mqtt_published = Counter(
+            "streamd_mqtt_published", "MQTT publishes by outcome", ["outcome"], registry=r
+        )
+        self.mqtt_dropped = Counter(
+            "streamd_mqtt_dropped", "MQTT messages given up on", ["reason"], registry=r
+        )
+        self.mqtt_connected = Gauge("streamd_mqtt_connected", "1 while connected to the broker", registry=r)
+        self.mqtt_buffered = Gauge("streamd_mqtt_buffered", "Messages waiting for the broker", registry=r)
+        self.model_info = Gauge(
+            "streamd_model_info", "The model that runs and where", ["model", "device", "shape"], registry=r
+        )
+        self.detections = Counter(
+            "streamd_detections", "Objects detected", ["source", "label"], registry=r
+        )
+        self.build = Info("streamd_build", "streamd version", registry=r)
+
+
+__all__ = ["PROCESS_COLLECTOR", "Metrics"]

@@ -1,0 +1,109 @@
+"""The bounded frame queue between sources and the engine.
+
+One deque per source, served round-robin: a fast source cannot starve a slow one of inference
+slots. Each source's deque holds at most ``size`` frames; what happens when it is full is the
+source's ``drop`` policy: ``oldest`` (live: latency stays bounded), ``newest``, or ``block``
+(files: the reader waits, nothing is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from streamd.sources.frame import Frame
+
+DropCallback = Callable[[str, str], None]  # (source, reason)
+
+
+class QueueClosed(Exception):
+    pass
+
+
+class FrameQueue:
+    def __init__(self, size: int, on_drop: DropCallback | None = None) -> None:
+        self.size = size
+        self._queues: dict[str, deque[Frame]] = {}
+        self._order: deque[str] = deque()  # round-robin cursor over sources
+        self._on_drop = on_drop or (lambda source, reason: None)
+        self._readable = asyncio.Event()
+        self._space: dict[str, asyncio.Event] = {}
+        self._closed = False
+        self._depth = 0
+
+    def __len__(self) -> int:
+        return self._depth
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _queue(self, source: str) -> deque[Frame]:
+        q = self._queues.get(source)
+        if q is None:
+            q = self._queues[source] = deque()
+            self._order.append(source)
+            self._space[source] = asyncio.Event()
+        return q
+
+    def put_nowait(self, frame: Frame, drop: str = "oldest") -> None:
+        """Enqueue or drop by policy (``block`` callers use :meth:`put`)."""
+        if self._closed:
+            self._on_drop(frame.source, "shutdown")
+            return
+        q = self._queue(frame.source)
+        if len(q) >= self.size:
+            if drop == "newest":
+                self._on_drop(frame.source, "queue_full_newest")
+                return
+            q.popleft()
+            self._depth -= 1
+            self._on_drop(frame.source, "queue_full_oldest")
+        q.append(frame)
+        self._depth += 1
+        self._readable.set()
+
+    async def put(self, frame: Frame) -> None:
+        """Wait for room in this source's deque: the lossless policy for files."""
+        q = self._queue(frame.source)
+        while len(q) >= self.size and not self._closed:
+            space = self._space[frame.source]
+            space.clear()
+            await space.wait()
+        self.put_nowait(frame)
+
+    async def get(self) -> Frame:
+        """Next frame, round-robin across sources; raises QueueClosed once closed and empty."""
+        while True:
+            for _ in range(len(self._order)):
+                source = self._order[0]
+                self._order.rotate(-1)
+                q = self._queues[source]
+                if q:
+                    frame = q.popleft()
+                    self._depth -= 1
+                    self._space[source].set()
+                    return frame
+            if self._closed:
+                raise QueueClosed
+            self._readable.clear()
+            await self._readable.wait()
+
+    def close(self) -> None:
+        """No more frames will come; getters drain what is left, blocked putters are released."""
+        self._closed = True
+        self._readable.set()
+        for event in self._space.values():
+            event.set()
+
+    def clear(self) -> int:
+        """Drop everything queued (forced shutdown); returns how many frames went."""
+        dropped = 0
+        for source, q in self._queues.items():
+            for _ in range(len(q)):
+                self._on_drop(source, "shutdown")
+            dropped += len(q)
+            q.clear()
+        self._depth = 0
+        return dropped

@@ -1,0 +1,211 @@
+"""One OpenCV reader thread per source, handing frames to the loop's FrameQueue.
+
+OpenCV's ``read`` blocks (and releases the GIL), so it lives in a thread; everything it tells
+the loop goes through ``call_soon_threadsafe``. Host-side resizing also happens here, where it
+runs in parallel with inference instead of on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamd.backoff import Backoff
+from streamd.config import SourceConfig, redact_uri
+from streamd.logging import get_logger
+from streamd.metrics import Metrics
+from streamd.queue import FrameQueue
+from streamd.sources.frame import Frame
+
+log = get_logger("streamd.source")
+
+Transform = Callable[[np.ndarray], np.ndarray]
+StateCallback = Callable[[str, str], None]
+
+HEALTHY_RESET = 60.0  # a connection that lived this long resets the backoff
+
+
+def is_file_uri(uri: str) -> bool:
+    return "://" not in uri and not uri.startswith("/dev/video")
+
+
+class CaptureSource:
+    def __init__(
+        self,
+        config: SourceConfig,
+        loop: asyncio.AbstractEventLoop,
+        queue: FrameQueue,
+        metrics: Metrics,
+        on_state: StateCallback,
+        transform: Transform | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.is_file = is_file_uri(config.uri)
+        self.finite = self.is_file and not config.loop
+        self._loop = loop
+        self._queue = queue
+        self._metrics = metrics
+        self._on_state = on_state
+        self._transform = transform
+        self._stop = threading.Event()
+        self._done: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(target=self._run, name=f"streamd-src-{self.name}", daemon=True)
+        self._seq = 0
+        self.safe_uri = redact_uri(config.uri)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await asyncio.shield(self._done)
+
+    # -- reader thread -------------------------------------------------------------------------
+
+    def _state(self, state: str) -> None:
+        self._loop.call_soon_threadsafe(self._on_state, self.name, state)
+
+    def _open(self) -> cv2.VideoCapture:
+        uri = self.config.uri
+        if uri.startswith("/dev/video"):
+            return cv2.VideoCapture(uri, cv2.CAP_V4L2)
+        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG)
+
+    def _run(self) -> None:
+        try:
+            self._read_until_done()
+        except Exception:
+            log.exception("source_crashed", source=self.name)
+            self._state("failed")
+        finally:
+            self._metrics.source_up.labels(self.name).set(0)
+            self._loop.call_soon_threadsafe(self._finish)
+
+    def _finish(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def _read_until_done(self) -> None:
+        delays = Backoff()
+        self._state("connecting")
+        while not self._stop.is_set():
+            if self.is_file and not Path(self.config.uri).is_file():
+                log.error("source_missing", source=self.name, uri=self.safe_uri)
+                self._metrics.source_errors.labels(self.name, "missing").inc()
+                self._state("failed")
+                return
+            cap = self._open()
+            if not cap.isOpened():
+                cap.release()
+                if self.is_file:
+                    log.error("source_unreadable", source=self.name, uri=self.safe_uri)
+                    self._metrics.source_errors.labels(self.name, "unreadable").inc()
+                    self._state("failed")
+                    return
+                delay = delays.next_delay()
+                log.warning("source_reconnecting", source=self.name, uri=self.safe_uri, retry_in=round(delay, 1))
+                self._metrics.source_reconnects.labels(self.name).inc()
+                self._state("reconnecting")
+                self._stop.wait(delay)
+                continue
+            opened = time.monotonic()
+            count, expected = self._stream(cap)
+            cap.release()
+            self._metrics.source_up.labels(self.name).set(0)
+            if time.monotonic() - opened > HEALTHY_RESET:
+                delays.reset()
+            if self._stop.is_set():
+                break
+            if self.is_file:
+                if count == 0:
+                    log.error("source_corrupt", source=self.name, uri=self.safe_uri)
+                    self._metrics.source_errors.labels(self.name, "corrupt").inc()
+                    self._state("failed")
+                    return
+                if expected > 0 and count < expected:
+                    log.warning("source_truncated", source=self.name, frames=count, expected=expected)
+                    self._metrics.source_errors.labels(self.name, "truncated").inc()
+                if self.config.loop:
+                    continue
+                log.info("source_ended", source=self.name, frames=self._seq)
+                self._state("ended")
+                return
+            self._metrics.source_reconnects.labels(self.name).inc()
+            self._state("reconnecting")
+            self._stop.wait(delays.next_delay())
+        self._state("ended")
+
+    def _stream(self, cap: cv2.VideoCapture) -> tuple[int, int]:
+        """Read until the end or a stop; returns (frames read, frames the container declares)."""
+        cfg = self.config
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        fps = fps if 0 < fps < 1000 else 25.0
+        expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.is_file else 0
+        pace = self.is_file and cfg.realtime
+        every = 1.0 / cfg.max_fps if cfg.max_fps > 0 else 0.0
+        next_due = 0.0
+        started = time.monotonic()
+        count = 0
+        first = True
+        while not self._stop.is_set():
+            if not cap.grab():
+                break
+            count += 1
+            # Files run on media time, live streams on wall time; sampling skips the decode.
+            now_media = count / fps if self.is_file else time.monotonic() - started
+            if every and now_media < next_due:
+                continue
+            next_due = max(next_due + every, now_media) if every else 0.0
+            ok, image = cap.retrieve()
+            if not ok or image is None:
+                break
+            if pace:
+                ahead = started + count / fps - time.monotonic()
+                if ahead > 0 and self._stop.wait(ahead):
+                    break
+            if first:
+                log.info("source_streaming", source=self.name, uri=self.safe_uri,
+                         width=image.shape[1], height=image.shape[0], fps=round(fps, 2))
+                self._metrics.source_up.labels(self.name).set(1)
+                self._state("streaming")
+                first = False
+            self._deliver(image)
+        return count, expected
+
+    def _deliver(self, image: np.ndarray) -> None:
+        height, width = image.shape[:2]
+        tensor = self._transform(image) if self._transform is not None else image[np.newaxis]
+        frame = Frame(self.name, self._seq, time.time(), time.monotonic(), width, height, tensor)
+        self._seq += 1
+        self._metrics.frames_captured.labels(self.name).inc()
+        if self.config.drop == "block":
+            future = asyncio.run_coroutine_threadsafe(self._queue.put(frame), self._loop)
+            while not self._stop.is_set():
+                try:
+                    future.result(timeout=0.5)
+                    return
+                except TimeoutError:
+                    continue
+            future.cancel()
+        else:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, frame, self.config.drop)
+
+
+def host_resizer(width: int, height: int) -> Transform:
+    """Resize on the host with cv2 (releases the GIL); colour and layout stay in the graph."""
+
+    def resize(image: np.ndarray) -> np.ndarray:
+        if image.shape[1] == width and image.shape[0] == height:
+            return image[np.newaxis]
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)[np.newaxis]
+
+    return resize
