@@ -41,7 +41,9 @@ topics:  {prefix}/{instance}/status (retained online|offline),
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-c", "--config", type=Path,
+        "-c",
+        "--config",
+        type=Path,
         default=Path(os.environ.get("STREAMD_CONFIG", str(DEFAULT_CONFIG_PATH))),
         help="TOML config file (default: $STREAMD_CONFIG or %(default)s)",
     )
@@ -61,24 +63,34 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon in the foreground", description="Run the daemon.")
     _config_arg(run)
 
-    check = sub.add_parser("check", help="validate config, compile the model, show placement",
-                           description="Validate the config, load and compile the model, print inputs, "
-                           "fixed shape, pre-processing, operator placement per device and whether "
-                           "each source can be opened. Exit 0, 69 or 78.")
+    check = sub.add_parser(
+        "check",
+        help="validate config, compile the model, show placement",
+        description="Validate the config, load and compile the model, print inputs, "
+        "fixed shape, pre-processing, operator placement per device and whether "
+        "each source can be opened. Exit 0, 69 or 78.",
+    )
     _config_arg(check)
 
-    bench = sub.add_parser("bench", help="measure end-to-end FPS against the model's raw ceiling",
-                           description="Measure, in one run: the bare model's throughput (the ceiling), "
-                           "decode-only FPS of the sources, and the full pipeline to a real broker.")
+    bench = sub.add_parser(
+        "bench",
+        help="measure end-to-end FPS against the model's raw ceiling",
+        description="Measure, in one run: the bare model's throughput (the ceiling), "
+        "decode-only FPS of the sources, and the full pipeline to a real broker.",
+    )
     _config_arg(bench)
     bench.add_argument("--frames", type=int, default=2000, help="frames per measurement (default %(default)s)")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    bench.add_argument("--baseline", action="store_true",
-                       help="also run the naive loop (cv2.read -> sync infer -> publish)")
+    bench.add_argument(
+        "--baseline", action="store_true", help="also run the naive loop (cv2.read -> sync infer -> publish)"
+    )
 
-    demo = sub.add_parser("demo", help="run on the bundled demo clip and print detections",
-                          description="Fetch the default model, make the demo clip, find or start a "
-                          "broker, run the daemon and print every detection message it publishes.")
+    demo = sub.add_parser(
+        "demo",
+        help="run on the bundled demo clip and print detections",
+        description="Fetch the default model, make the demo clip, find or start a "
+        "broker, run the daemon and print every detection message it publishes.",
+    )
     demo.add_argument("--fast", action="store_true", help="process the clip as fast as possible")
     demo.add_argument("--prepare-only", action="store_true", help="only fetch the model and make the clip")
     return parser
@@ -167,11 +179,20 @@ def check(config: Config) -> int:
         + (f", mean {list(pre.mean)}" if pre.mean else "")
         + (f", scale {list(pre.scale)}" if pre.scale else "")
     )
-    out.append(f"device    requested {placed.requested} -> compiled {placed.device}"
-               + (f" (absent: {', '.join(placed.dropped)}; fallback)" if placed.fallback else
-                  f" (absent: {', '.join(placed.dropped)})" if placed.dropped else ""))
-    out.append(f"compile   {variant.seconds:.2f} s, {variant.requests} infer requests, hint "
-               f"{config.model.performance_hint}, cache {prepared.cache_dir or 'off'}")
+    out.append(
+        f"device    requested {placed.requested} -> compiled {placed.device}"
+        + (
+            f" (absent: {', '.join(placed.dropped)}; fallback)"
+            if placed.fallback
+            else f" (absent: {', '.join(placed.dropped)})"
+            if placed.dropped
+            else ""
+        )
+    )
+    out.append(
+        f"compile   {variant.seconds:.2f} s, {variant.requests} infer requests, hint "
+        f"{config.model.performance_hint}, cache {prepared.cache_dir or 'off'}"
+    )
     out.append("placement")
     for device, types in placed.summary().items():
         total = sum(types.values())
@@ -191,8 +212,10 @@ def check(config: Config) -> int:
         ok = cap is not None and cap.isOpened()
         detail = ""
         if ok and cap is not None:
-            detail = (f" {int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
-                      f" @ {cap.get(cv2.CAP_PROP_FPS):.1f} fps")
+            detail = (
+                f" {int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
+                f" @ {cap.get(cv2.CAP_PROP_FPS):.1f} fps"
+            )
         if cap is not None:
             cap.release()
         unreachable += not ok

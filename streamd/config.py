@@ -50,9 +50,7 @@ class ModelConfig(_Strict):
     input_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (300, 300)
     input_shape: dict[str, list[int]] | None = None
     device: Device = "HETERO:GPU,CPU"
-    cpu_operators: list[str] = Field(
-        default_factory=lambda: ["MulticlassNms", "NonMaxSuppression", "MatrixNms"]
-    )
+    cpu_operators: list[str] = Field(default_factory=lambda: ["MulticlassNms", "NonMaxSuppression", "MatrixNms"])
     fallback_device: Device = "CPU"
     performance_hint: Literal["THROUGHPUT", "LATENCY", "CUMULATIVE_THROUGHPUT"] = "THROUGHPUT"
     # Empty string turns the compiled-blob cache off; None picks $CACHE_DIRECTORY or ~/.cache.
@@ -90,6 +88,7 @@ class SourceConfig(_Strict):
     realtime: bool = True
     loop: bool = False
     drop: Literal["oldest", "newest", "block"] = "oldest"
+    speed: float = Field(default=1.0, gt=0.0)  # realtime files: 2.0 plays twice as fast
 
     @field_validator("name")
     @classmethod
@@ -137,7 +136,7 @@ class MetricsConfig(_Strict):
     @classmethod
     def _host_port(cls, value: str) -> str:
         if value:
-            host, sep, port = value.rpartition(":")
+            _, sep, port = value.rpartition(":")
             if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
                 raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9108")
         return value

@@ -95,11 +95,20 @@ class Daemon:
         placed = variant.placement
         if placed.fallback:
             log.warning("device_fallback", requested=placed.requested, absent=placed.dropped, device=placed.device)
-        log.info("model_ready", model=self.prepared.name, device=placed.device, input=self.prepared.image.name,
-                 shape=self.prepared.image.shape, preprocess=self.prepared.preprocess_mode,
-                 placement=placed.summary() if placed.heterogeneous else None,
-                 compile_seconds=round(variant.seconds, 3), requests=variant.requests)
-        self.metrics.model_info.labels(self.prepared.name, placed.device, "x".join(map(str, self.prepared.image.shape))).set(1)
+        log.info(
+            "model_ready",
+            model=self.prepared.name,
+            device=placed.device,
+            input=self.prepared.image.name,
+            shape=self.prepared.image.shape,
+            preprocess=self.prepared.preprocess_mode,
+            placement=placed.summary() if placed.heterogeneous else None,
+            compile_seconds=round(variant.seconds, 3),
+            requests=variant.requests,
+        )
+        self.metrics.model_info.labels(
+            self.prepared.name, placed.device, "x".join(map(str, self.prepared.image.shape))
+        ).set(1)
         self._engine_task = asyncio.create_task(self.engine.run(self.queue), name="engine")
         loop = asyncio.get_running_loop()
         transform = self.engine.host_transform()
@@ -112,7 +121,7 @@ class Daemon:
 
     async def main_loop(self) -> None:
         """Run until a signal, or until every source is a finished file (then drain and exit)."""
-        waits = [asyncio.create_task(self.should_exit.wait())]
+        waits: list[asyncio.Task[None]] = [asyncio.create_task(self._until_exit())]
         if all(s.finite for s in self.sources.values()):
             waits.append(asyncio.create_task(self._all_sources_done()))
         assert self._engine_task is not None
@@ -124,6 +133,9 @@ class Daemon:
         if self._engine_task in done and self._engine_task.exception() is not None:
             log.error("engine_failed", error=repr(self._engine_task.exception()))
             self.exit_code = 1
+
+    async def _until_exit(self) -> None:
+        await self.should_exit.wait()
 
     async def _all_sources_done(self) -> None:
         await asyncio.gather(*(s.wait() for s in self.sources.values()))
@@ -235,5 +247,7 @@ class Daemon:
                 "mqtt_buffered": self.sink.buffered,
             }
             self.sink.publish(f"{self.sink.prefix}/stats", json.dumps(stats, separators=(",", ":")), qos=0)
-            systemd.notify(f"STATUS={sum(fps.values()):.1f} fps, "
-                           f"{sum(s == 'streaming' for s in self.states.values())}/{len(self.sources)} sources up")
+            systemd.notify(
+                f"STATUS={sum(fps.values()):.1f} fps, "
+                f"{sum(s == 'streaming' for s in self.states.values())}/{len(self.sources)} sources up"
+            )

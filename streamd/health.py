@@ -51,8 +51,10 @@ class HealthServer:
                 ctype, body = "application/json", json.dumps(info).encode() + b"\n"
             else:
                 status, ctype, body = "404 Not Found", "text/plain", b"try /metrics, /healthz or /readyz\n"
-            head = (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                    "Connection: close\r\n\r\n").encode()
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
             writer.write(head if method == "HEAD" else head + body)
             await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):

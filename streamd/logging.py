@@ -15,9 +15,7 @@ def configure(fmt: str = "json", level: str = "info") -> None:
     """Logs go to stderr so stdout stays free for command output (``check``, ``bench``, ``demo``)."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-        if console
-        else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()) if console else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[

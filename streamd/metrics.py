@@ -54,20 +54,14 @@ class Metrics:
         self.source_errors = Counter(
             "streamd_source_errors", "Unreadable or corrupt input per source", ["source", "kind"], registry=r
         )
-        self.mqtt_published = Counter(
-            "streamd_mqtt_published", "MQTT publishes by outcome", ["outcome"], registry=r
-        )
-        self.mqtt_dropped = Counter(
-            "streamd_mqtt_dropped", "MQTT messages given up on", ["reason"], registry=r
-        )
+        self.mqtt_published = Counter("streamd_mqtt_published", "MQTT publishes by outcome", ["outcome"], registry=r)
+        self.mqtt_dropped = Counter("streamd_mqtt_dropped", "MQTT messages given up on", ["reason"], registry=r)
         self.mqtt_connected = Gauge("streamd_mqtt_connected", "1 while connected to the broker", registry=r)
         self.mqtt_buffered = Gauge("streamd_mqtt_buffered", "Messages waiting for the broker", registry=r)
         self.model_info = Gauge(
             "streamd_model_info", "The model that runs and where", ["model", "device", "shape"], registry=r
         )
-        self.detections = Counter(
-            "streamd_detections", "Objects detected", ["source", "label"], registry=r
-        )
+        self.detections = Counter("streamd_detections", "Objects detected", ["source", "label"], registry=r)
         self.build = Info("streamd_build", "streamd version", registry=r)
 
 

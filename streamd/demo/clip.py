@@ -25,7 +25,9 @@ def photo(name: str, size: int) -> np.ndarray:
     image = image[..., :3]
     side = min(image.shape[:2])
     image = image[:side, :side]
-    return cv2.cvtColor(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
+    resized: np.ndarray = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    bgr: np.ndarray = cv2.cvtColor(resized, cv2.COLOR_RGB2BGR)
+    return bgr
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def make_clip(
     script: list[str | None],
     size: tuple[int, int] = (640, 480),
     fps: float = 15.0,
-    photo_size: int = 240,
+    photo_size: int = 280,
     fourcc: str = "mp4v",
 ) -> list[ClipFrame]:
     """Write one frame per ``script`` entry (a photo name or None) on a grey background.
@@ -52,7 +54,7 @@ def make_clip(
     The photo slides left to right so consecutive boxes differ, as in a real scene.
     """
     width, height = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {path} with fourcc {fourcc}")
     photos = {name: photo(name, photo_size) for name in set(script) if name}

@@ -25,7 +25,9 @@ MODEL_NAME = "ssdlite_mobilenet_v2_person"
 
 def data_dir() -> Path:
     """Where the demo keeps the model and the clip: $STREAMD_DATA or ~/.cache/streamd."""
-    base = os.environ.get("STREAMD_DATA") or str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamd")
+    base = os.environ.get("STREAMD_DATA") or str(
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamd"
+    )
     return Path(base).expanduser()
 
 

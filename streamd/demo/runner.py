@@ -30,8 +30,9 @@ def prepare_demo(realtime: bool, mqtt_host: str, mqtt_port: int) -> Path:
         make_clip(clip, demo_script())
     template = resources.files("streamd.demo").joinpath("demo.toml").read_text()
     config = root / "demo" / "streamd.toml"
-    config.write_text(template.format(data=root, realtime=str(realtime).lower(),
-                                      mqtt_host=mqtt_host, mqtt_port=mqtt_port))
+    config.write_text(
+        template.format(data=root, realtime=str(realtime).lower(), mqtt_host=mqtt_host, mqtt_port=mqtt_port)
+    )
     log.info("demo_prepared", model=str(model), clip=str(clip), config=str(config))
     return config
 
@@ -45,10 +46,13 @@ async def _print_messages(host: str, port: int, ready: asyncio.Event) -> None:
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
             if topic.endswith("/detections"):
                 body = json.loads(payload)
-                found = ", ".join(f"{d['label']} {d['score']:.2f} at {[int(v) for v in d['box']]}"
-                                  for d in body["detections"])
-                print(f"{topic}  frame {body['frame']:>4}  {body['ts']}  {body['latency_ms']:6.1f} ms  {found}",
-                      flush=True)
+                found = ", ".join(
+                    f"{d['label']} {d['score']:.2f} at {[int(v) for v in d['box']]}" for d in body["detections"]
+                )
+                print(
+                    f"{topic}  frame {body['frame']:>4}  {body['ts']}  {body['latency_ms']:6.1f} ms  {found}",
+                    flush=True,
+                )
             elif not topic.endswith("/stats"):
                 print(f"{topic}  {payload.decode()}", flush=True)
 

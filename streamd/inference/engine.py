@@ -14,6 +14,7 @@ buffers freed before that).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,8 +86,13 @@ class Engine:
             queue = ov.AsyncInferQueue(variant.compiled, variant.requests)
             queue.set_callback(self._on_done)
             runner = self._runners[key] = _Runner(variant, queue)
-            log.info("model_compiled", device=variant.placement.device, frame_size=key,
-                     seconds=round(variant.seconds, 3), requests=variant.requests)
+            log.info(
+                "model_compiled",
+                device=variant.placement.device,
+                frame_size=key,
+                seconds=round(variant.seconds, 3),
+                requests=variant.requests,
+            )
         return runner
 
     async def run(self, queue: FrameQueue) -> None:
@@ -116,10 +122,9 @@ class Engine:
         outputs = [tensor.data.copy() for tensor in request.output_tensors]
         seconds = request.latency / 1000.0
         assert self._loop is not None
-        try:
+        # RuntimeError: the loop is already closed (a forced exit), nothing left to report to.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._complete, frame, outputs, seconds)
-        except RuntimeError:  # loop already closed: a forced exit, nothing left to report to
-            pass
 
     def _complete(self, frame: Frame, outputs: list[np.ndarray], seconds: float) -> None:
         self._inflight -= 1

@@ -24,8 +24,13 @@ from streamd.logging import get_logger
 
 log = get_logger("streamd.model")
 
-FORMATS = {".xml": "OpenVINO IR", ".onnx": "ONNX", ".pdmodel": "PaddlePaddle", ".pb": "TensorFlow",
-           ".tflite": "TensorFlow Lite"}
+FORMATS = {
+    ".xml": "OpenVINO IR",
+    ".onnx": "ONNX",
+    ".pdmodel": "PaddlePaddle",
+    ".pb": "TensorFlow",
+    ".tflite": "TensorFlow Lite",
+}
 
 
 class ModelUnavailable(Exception):
@@ -121,7 +126,7 @@ def fix_shapes(model: ov.Model, cfg: ModelConfig, wants_static: bool) -> ImageIn
             raise ConfigError(
                 "model.input_shape",
                 f"input {name!r} has shape {pshape}, still dynamic after filling batch and size, and "
-                f"{cfg.device} needs a static shape. Set it: input_shape = {{ \"{name}\" = {suggestion} }} "
+                f'{cfg.device} needs a static shape. Set it: input_shape = {{ "{name}" = {suggestion} }} '
                 "(models whose input size must vary, like PP-OCR or RCNN, can only run on CPU)",
             )
         new_shapes[name] = dims
@@ -168,14 +173,28 @@ def prepare(cfg: ModelConfig, core: ov.Core | None = None) -> PreparedModel:
     if mode == "auto":
         # Measured on a 2-core CPU: in-graph resize costs ~18 % of throughput, host cv2 releases the
         # GIL and overlaps with inference. On a GPU the graph moves that work off the host.
-        mode = "graph" if request.wants_static_shapes and any(
-            placement_mod.is_present(d, core.available_devices)
-            for d in request.devices if placement_mod.family(d) != "CPU"
-        ) else "host"
+        mode = (
+            "graph"
+            if request.wants_static_shapes
+            and any(
+                placement_mod.is_present(d, core.available_devices)
+                for d in request.devices
+                if placement_mod.family(d) != "CPU"
+            )
+            else "host"
+        )
     cache_dir = default_cache_dir() if cfg.cache_dir is None else cfg.cache_dir
     return PreparedModel(
-        config=cfg, core=core, model=model, image=image, decoder=decoder, preprocessing=pre,
-        preprocess_mode=mode, device_request=request, read_seconds=read_seconds, cache_dir=cache_dir,
+        config=cfg,
+        core=core,
+        model=model,
+        image=image,
+        decoder=decoder,
+        preprocessing=pre,
+        preprocess_mode=mode,
+        device_request=request,
+        read_seconds=read_seconds,
+        cache_dir=cache_dir,
         format=FORMATS.get(cfg.path.suffix.lower(), cfg.path.suffix),
         other_inputs=[i.get_any_name() for i in model.inputs if i.get_any_name() != image.name],
     )

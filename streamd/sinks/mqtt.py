@@ -12,6 +12,7 @@ import itertools
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,8 @@ class MqttSink:
         self.connected = asyncio.Event()
         self.first_attempt_done = asyncio.Event()
         self.last_error: str | None = None
+        # Called with (message, seconds from capture) when a frame's message is acknowledged.
+        self.on_acked: Callable[[Message, float], None] | None = None
 
     def topic(self, source: str, kind: str) -> str:
         return f"{self.prefix}/{source}/{kind}"
@@ -75,8 +78,9 @@ class MqttSink:
     ) -> None:
         """Queue a message; never blocks. Over ``mqtt.buffer`` the oldest is dropped."""
         data = payload.encode() if isinstance(payload, str) else payload
-        message = Message(topic, data, self.config.qos if qos is None else qos, retain, source, captured,
-                          next(self._ids))
+        message = Message(
+            topic, data, self.config.qos if qos is None else qos, retain, source, captured, next(self._ids)
+        )
         if len(self._pending) >= self.config.buffer:
             self._pending.popleft()
             self._metrics.mqtt_dropped.labels("buffer_full").inc()
@@ -161,8 +165,13 @@ class MqttSink:
         self._set_connected(False)
         self.last_error = str(exc)
         if was_connected or not self.first_attempt_done.is_set():
-            log.warning("mqtt_disconnected", host=self.config.host, port=self.config.port, error=str(exc),
-                        buffered=self.buffered)
+            log.warning(
+                "mqtt_disconnected",
+                host=self.config.host,
+                port=self.config.port,
+                error=str(exc),
+                buffered=self.buffered,
+            )
 
     def _set_connected(self, up: bool) -> None:
         if up:
@@ -216,5 +225,8 @@ class MqttSink:
         self._metrics.mqtt_published.labels("ok").inc()
         self._metrics.mqtt_buffered.set(self.buffered)
         if message.source is not None:
-            self._metrics.end_to_end_seconds.labels(message.source).observe(time.monotonic() - message.captured)
+            seconds = time.monotonic() - message.captured
+            self._metrics.end_to_end_seconds.labels(message.source).observe(seconds)
+            if self.on_acked is not None:
+                self.on_acked(message, seconds)
         self._wake.set()

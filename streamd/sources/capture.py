@@ -169,12 +169,18 @@ class CaptureSource:
             if not ok or image is None:
                 break
             if pace:
-                ahead = started + count / fps - time.monotonic()
+                ahead = started + count / (fps * cfg.speed) - time.monotonic()
                 if ahead > 0 and self._stop.wait(ahead):
                     break
             if first:
-                log.info("source_streaming", source=self.name, uri=self.safe_uri,
-                         width=image.shape[1], height=image.shape[0], fps=round(fps, 2))
+                log.info(
+                    "source_streaming",
+                    source=self.name,
+                    uri=self.safe_uri,
+                    width=image.shape[1],
+                    height=image.shape[0],
+                    fps=round(fps, 2),
+                )
                 self._metrics.source_up.labels(self.name).set(1)
                 self._state("streaming")
                 first = False

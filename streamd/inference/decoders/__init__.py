@@ -28,9 +28,7 @@ def decoder_class(name: str, model: ov.Model) -> type[Decoder]:
         if cls.matches(model):
             return cls
     shapes = ", ".join(str(o.get_partial_shape()) for o in model.outputs)
-    raise DecoderError(
-        f"cannot tell the decoder from the outputs ({shapes}); set it, e.g. decoder = \"yolo\""
-    )
+    raise DecoderError(f'cannot tell the decoder from the outputs ({shapes}); set it, e.g. decoder = "yolo"')
 
 
 __all__ = ["DECODERS", "Decoder", "DecoderError", "Detection", "Preprocessing", "decoder_class"]

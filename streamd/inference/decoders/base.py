@@ -69,8 +69,9 @@ class Decoder(ABC):
     def decode(self, outputs: Sequence[np.ndarray], width: int, height: int) -> list[Detection]:
         """Outputs are in compiled-model order; width/height are the original frame's."""
 
-    def _make(self, class_id: int, score: float, x1: float, y1: float, x2: float, y2: float,
-              width: int, height: int) -> Detection:
+    def _make(
+        self, class_id: int, score: float, x1: float, y1: float, x2: float, y2: float, width: int, height: int
+    ) -> Detection:
         return Detection(
             label_of(self.labels, class_id),
             class_id,

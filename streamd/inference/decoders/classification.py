@@ -19,7 +19,8 @@ class ClassificationDecoder(Decoder):
         if len(model.outputs) != 1:
             return False
         shape = model.outputs[0].get_partial_shape()
-        return shape.rank.is_static and shape.rank.get_length() == 2
+        static: bool = bool(shape.rank.is_static and shape.rank.get_length() == 2)
+        return static
 
     def decode(self, outputs: Sequence[np.ndarray], width: int, height: int) -> list[Detection]:
         logits = outputs[0].reshape(-1).astype(np.float32)

@@ -19,9 +19,7 @@ NMS_TYPES = {"MulticlassNms", "MatrixNms"}
 
 class PaddleDetectionDecoder(Decoder):
     name = "paddle-det"
-    preprocessing = Preprocessing(
-        color_order="RGB", mean=(123.675, 116.28, 103.53), scale=(58.395, 57.12, 57.375)
-    )
+    preprocessing = Preprocessing(color_order="RGB", mean=(123.675, 116.28, 103.53), scale=(58.395, 57.12, 57.375))
 
     @classmethod
     def matches(cls, model: ov.Model) -> bool:

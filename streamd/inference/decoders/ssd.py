@@ -20,7 +20,10 @@ class SsdDecoder(Decoder):
         if len(model.outputs) != 1:
             return False
         shape = model.outputs[0].get_partial_shape()
-        return shape.rank.is_static and shape.rank.get_length() == 4 and shape[3].is_static and shape[3].get_length() == 7
+        static: bool = (
+            shape.rank.is_static and shape.rank.get_length() == 4 and shape[3].is_static and shape[3].get_length() == 7
+        )
+        return static
 
     def decode(self, outputs: Sequence[np.ndarray], width: int, height: int) -> list[Detection]:
         rows = outputs[0].reshape(-1, 7)

@@ -12,7 +12,7 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
-from streamd.inference.decoders.base import Decoder, Detection, DecoderError, Preprocessing
+from streamd.inference.decoders.base import Decoder, DecoderError, Detection, Preprocessing
 
 IOU_THRESHOLD = 0.45
 MAX_PER_CLASS = 100
@@ -76,7 +76,15 @@ class YoloDecoder(Decoder):
         for (_, class_id, index), (_, _, score) in zip(selected[keep].tolist(), scored[keep].tolist(), strict=True):
             cx, cy, w, h = boxes[int(index)].tolist()
             found.append(
-                self._make(int(class_id), float(score), (cx - w / 2) * sx, (cy - h / 2) * sy,
-                           (cx + w / 2) * sx, (cy + h / 2) * sy, width, height)
+                self._make(
+                    int(class_id),
+                    float(score),
+                    (cx - w / 2) * sx,
+                    (cy - h / 2) * sy,
+                    (cx + w / 2) * sx,
+                    (cy + h / 2) * sy,
+                    width,
+                    height,
+                )
             )
         return found

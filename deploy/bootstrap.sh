@@ -1,0 +1,34 @@
+# Sourced by deploy/demo/run.sh and tests/run: a virtualenv in .venv with streamd and its extras.
+# Installs the Debian packages streamd's demo and tests use (mosquitto, ffmpeg) when they are
+# missing and we may (root, or sudo without a password).
+set -euo pipefail
+STREAMD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STREAMD_EXTRAS="${STREAMD_EXTRAS:-test}"
+
+missing=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO="none"; fi
+  if [ "$SUDO" = none ]; then
+    echo "streamd: please install: ${missing[*]} (Debian: apt-get install ${missing[*]})" >&2
+  else
+    echo "streamd: installing ${missing[*]} with apt-get" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x "$STREAMD_ROOT/.venv/bin/python" ]; then
+  echo "streamd: creating $STREAMD_ROOT/.venv" >&2
+  "$PY" -m venv "$STREAMD_ROOT/.venv"
+fi
+# Re-install only when pyproject.toml changed since the last install.
+stamp="$STREAMD_ROOT/.venv/.streamd-$STREAMD_EXTRAS-$(sha256sum "$STREAMD_ROOT/pyproject.toml" | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+  echo "streamd: pip install -e .[$STREAMD_EXTRAS]" >&2
+  "$STREAMD_ROOT/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$STREAMD_ROOT[$STREAMD_EXTRAS]"
+  touch "$stamp"
+fi
+export PATH="$STREAMD_ROOT/.venv/bin:$PATH"

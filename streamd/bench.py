@@ -1,0 +1,406 @@
+"""``streamd bench``: the pipeline measured against the model's own ceiling, in one run.
+
+(a) ceiling: the bare model at its fixed shape, an AsyncInferQueue over pre-allocated inputs
+    and no Python work per frame (plus ``benchmark_app`` when it is installed);
+(b) decode only: the configured file sources read as fast as OpenCV can, one thread each;
+(c) pipeline: the real daemon (decode -> queue -> infer -> decode -> MQTT to a real broker);
+(d) latency: the pipeline again with sources paced at 80 % of (c)'s throughput;
+(e) optionally the naive loop (cv2.read -> cvtColor/resize -> sync infer -> publish).
+``ratio`` = (c) / min((a), (b)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import openvino as ov
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from streamd.config import Config
+from streamd.daemon import Daemon
+from streamd.demo.broker import Mosquitto, port_open
+from streamd.inference import placement as placement_mod
+from streamd.inference.model import PreparedModel, prepare
+from streamd.logging import configure
+from streamd.sinks.mqtt import Message
+from streamd.sources.capture import is_file_uri
+
+WARMUP_FRAMES = 50
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+class Progress:
+    """A progress bar on a TTY, a line every few seconds otherwise."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total = label, total
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last < (0.2 if self.tty else 5.0) and done < self.total:
+            return
+        self.last = now
+        fps = done / max(1e-6, now - self.started)
+        share = min(1.0, done / self.total)
+        if self.tty:
+            bar = "#" * int(share * 30)
+            print(f"\r{self.label:<22} [{bar:<30}] {done:>6}/{self.total} {fps:7.1f} fps", end="", file=sys.stderr)
+            if done >= self.total:
+                print(file=sys.stderr)
+        else:
+            print(f"{self.label}: {done}/{self.total} frames, {fps:.1f} fps", file=sys.stderr)
+
+
+def read_frames(uri: str, count: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG)
+    frames: list[np.ndarray] = []
+    while len(frames) < count:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image)
+    cap.release()
+    return frames
+
+
+def bare_input(prepared: PreparedModel, image: np.ndarray) -> np.ndarray:
+    """What the bare network takes for one frame (offline, numpy: not a hot path)."""
+    info = prepared.image
+    width, height = info.size
+    x: Any = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    if prepared.preprocessing.color_order == "RGB":
+        x = cv2.cvtColor(x, cv2.COLOR_BGR2RGB)
+    dtype = info.element_type.to_dtype()
+    if dtype != np.uint8:
+        x = x.astype(np.float32)
+        if prepared.preprocessing.mean:
+            x = x - np.asarray(prepared.preprocessing.mean, dtype=np.float32)
+        if prepared.preprocessing.scale:
+            x = x / np.asarray(prepared.preprocessing.scale, dtype=np.float32)
+        x = x.astype(dtype)
+    if info.layout == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x[np.newaxis])
+
+
+def compile_bare(prepared: PreparedModel) -> tuple[ov.CompiledModel, str]:
+    cfg = prepared.config
+    model = prepared.model.clone()
+    placed = placement_mod.plan(prepared.core, model, cfg.device, cfg.cpu_operators, cfg.fallback_device)
+    if placed.heterogeneous:
+        placement_mod.apply(model, placed)
+    compiled = prepared.core.compile_model(model, placed.device, {"PERFORMANCE_HINT": cfg.performance_hint})
+    prepared.decoder.bind(compiled.outputs, prepared.image.size)
+    return compiled, placed.device
+
+
+def measure_ceiling(compiled: ov.CompiledModel, inputs: list[np.ndarray], frames: int, label: str) -> float:
+    requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    queue = ov.AsyncInferQueue(compiled, requests)
+    tensors = [ov.Tensor(x) for x in inputs]  # pre-allocated: no per-frame Python work
+    for i in range(requests * 4):
+        queue.start_async({0: tensors[i % len(tensors)]})
+    queue.wait_all()
+    progress = Progress(label, frames)
+    started = time.perf_counter()
+    for i in range(frames):
+        queue.start_async({0: tensors[i % len(tensors)]})
+        if i % 64 == 0:
+            progress.update(i)
+    queue.wait_all()
+    fps = frames / (time.perf_counter() - started)
+    progress.update(frames)
+    return fps
+
+
+def run_benchmark_app(prepared: PreparedModel, device: str, seconds: int = 15) -> float | None:
+    tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
+    if not Path(tool).exists():
+        return None
+    info = prepared.image
+    shape = f"{info.name}[{','.join(map(str, info.shape))}]"
+    hint = prepared.config.performance_hint.lower()
+    cmd = [tool, "-m", str(prepared.config.path), "-d", device, "-hint", hint, "-shape", shape, "-t", str(seconds)]
+    print(f"benchmark_app: {' '.join(cmd)}", file=sys.stderr)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    match = re.search(r"Throughput:\s+([\d.]+)\s+FPS", result.stdout)
+    return float(match.group(1)) if match else None
+
+
+def measure_decode(uris: list[str], frames: int) -> float:
+    """All file sources at once, one thread each, as the daemon reads them."""
+    per_source = max(1, frames // len(uris))
+    counts = [0] * len(uris)
+
+    def read(i: int, uri: str) -> None:
+        cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG)
+        while counts[i] < per_source:
+            if not cap.grab():
+                cap.release()
+                cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG)
+                continue
+            cap.retrieve()
+            counts[i] += 1
+        cap.release()
+
+    threads = [threading.Thread(target=read, args=(i, u)) for i, u in enumerate(uris)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+@dataclass
+class PipelineRun:
+    fps: float = 0.0
+    frames: int = 0
+    latencies: list[float] = field(default_factory=list)
+    cpu_percent: float = 0.0
+    rss_start_mb: float = 0.0
+    rss_end_mb: float = 0.0
+    dropped: int = 0
+    device: str = ""
+
+    def latency_ms(self) -> dict[str, float]:
+        return {f"p{q}": round(percentile(self.latencies, q) * 1000, 2) for q in (50, 95, 99)}
+
+
+async def measure_pipeline(config: Config, frames: int, label: str, speed: float | None = None) -> PipelineRun:
+    """The real daemon; sources loop, files run unpaced (or paced at ``speed``) and lose nothing."""
+    sources = [
+        s.model_copy(
+            update={
+                "loop": True,
+                "realtime": speed is not None,
+                "speed": speed or 1.0,
+                "drop": "block" if speed is None else "oldest",
+            }
+        )
+        for s in config.sources
+    ]
+    run_config = config.model_copy(
+        update={
+            "sources": sources,
+            "mqtt": config.mqtt.model_copy(update={"publish_empty": True}),
+            "metrics": config.metrics.model_copy(update={"listen": ""}),
+        }
+    )
+    daemon = Daemon(run_config)
+    result = PipelineRun()
+    window: dict[str, float] = {}
+    acked = 0
+
+    def on_acked(message: Message, seconds: float) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == WARMUP_FRAMES:
+            window["start"] = time.perf_counter()
+            window["cpu"] = time.process_time()
+            result.rss_start_mb = rss_mb()
+        elif WARMUP_FRAMES < acked <= WARMUP_FRAMES + frames:
+            result.latencies.append(seconds)
+            if acked == WARMUP_FRAMES + frames:
+                window["end"] = time.perf_counter()
+                window["cpu_end"] = time.process_time()
+                result.rss_end_mb = rss_mb()
+                daemon.should_exit.set()
+
+    daemon.sink.on_acked = on_acked
+    progress = Progress(label, frames)
+
+    async def report() -> None:
+        while not daemon.should_exit.is_set():
+            await asyncio.sleep(0.25)
+            progress.update(max(0, acked - WARMUP_FRAMES))
+
+    reporter = asyncio.create_task(report())
+    await daemon.serve()
+    reporter.cancel()
+    progress.update(frames)
+    elapsed = window.get("end", time.perf_counter()) - window.get("start", time.perf_counter())
+    result.frames = len(result.latencies)
+    result.fps = result.frames / elapsed if elapsed > 0 else 0.0
+    cores = os.cpu_count() or 1
+    result.cpu_percent = 100.0 * (window.get("cpu_end", 0.0) - window.get("cpu", 0.0)) / max(elapsed, 1e-6) / cores
+    result.device = daemon.engine.device if daemon.engine else ""
+    return result
+
+
+def measure_baseline(config: Config, prepared: PreparedModel, frames: int) -> float:
+    """The obvious code: one thread, read -> cvtColor/resize -> synchronous infer -> publish."""
+    compiled, _ = compile_bare(prepared)
+    request = compiled.create_infer_request()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="streamd-bench-baseline")
+    client.connect(config.mqtt.host, config.mqtt.port)
+    client.loop_start()
+    uri = config.sources[0].uri
+    cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG)
+    progress = Progress("(e) naive baseline", frames)
+    done = 0
+    started = 0.0
+    while done < frames + WARMUP_FRAMES:
+        ok, image = cap.read()
+        if not ok:
+            cap.release()
+            cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG)
+            continue
+        if done == WARMUP_FRAMES:
+            started = time.perf_counter()
+        x = bare_input(prepared, image)
+        outputs = list(request.infer({0: x}).values())
+        detections = prepared.decoder.decode(outputs, image.shape[1], image.shape[0])
+        payload = json.dumps({"frame": done, "detections": [d.as_json() for d in detections]})
+        client.publish("streamd/bench/baseline", payload, qos=config.mqtt.qos)
+        done += 1
+        if done > WARMUP_FRAMES:
+            progress.update(done - WARMUP_FRAMES)
+    fps = frames / (time.perf_counter() - started)
+    cap.release()
+    client.loop_stop()
+    client.disconnect()
+    return fps
+
+
+def run_bench(config: Config, frames: int = 2000, as_json: bool = False, baseline: bool = False) -> int:
+    configure("console", "warning")
+    files = [s.uri for s in config.sources if is_file_uri(s.uri)]
+    if not files:
+        print("streamd bench: needs at least one file source to replay", file=sys.stderr)
+        return 78
+    broker: Mosquitto | None = None
+    if not port_open(config.mqtt.host, config.mqtt.port):
+        broker = Mosquitto().start()
+        config = config.model_copy(
+            update={"mqtt": config.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})}
+        )
+    try:
+        report = _bench(config, files, frames, baseline)
+    finally:
+        if broker is not None:
+            broker.stop()
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_table(report))
+    return 0
+
+
+def _bench(config: Config, files: list[str], frames: int, baseline: bool) -> dict[str, Any]:
+    prepared = prepare(config.model)
+    samples = read_frames(files[0], 64)
+    if not samples:
+        raise SystemExit(f"streamd bench: cannot read frames from {files[0]}")
+    compiled, device = compile_bare(prepared)
+    real_inputs = [bare_input(prepared, image) for image in samples]
+    rng = np.random.default_rng(0)
+    random_inputs = [rng.integers(0, 256, real_inputs[0].shape).astype(real_inputs[0].dtype) for _ in range(8)]
+    ceiling = measure_ceiling(compiled, real_inputs, frames, "(a) ceiling")
+    ceiling_random = measure_ceiling(compiled, random_inputs, frames, "(a) ceiling, random")
+    del compiled
+    decode = measure_decode(files, frames * 2)
+    pipeline = asyncio.run(measure_pipeline(config, frames, "(c) pipeline"))
+    clip_fps = cv2.VideoCapture(files[0], cv2.CAP_FFMPEG).get(cv2.CAP_PROP_FPS) or 25.0
+    rate = 0.8 * pipeline.fps
+    speed = rate / (clip_fps * len(files))
+    paced = asyncio.run(measure_pipeline(config, max(200, frames // 2), "(d) latency at 80 %", speed=speed))
+    bench_app = run_benchmark_app(prepared, device)
+    report: dict[str, Any] = {
+        "model": prepared.name,
+        "device": device,
+        "shape": prepared.image.shape,
+        "preprocess": prepared.preprocess_mode,
+        "sources": len(config.sources),
+        "frames": frames,
+        "machine": {"cpus": os.cpu_count(), "openvino": ov.get_version(), "cpu": _cpu_model()},
+        "ceiling_fps": round(ceiling, 1),
+        "ceiling_random_input_fps": round(ceiling_random, 1),
+        "benchmark_app_fps": bench_app,
+        "decode_fps": round(decode, 1),
+        "pipeline": {
+            "fps": round(pipeline.fps, 1),
+            "latency_ms": pipeline.latency_ms(),
+            "cpu_percent": round(pipeline.cpu_percent, 1),
+            "rss_mb": round(pipeline.rss_end_mb, 1),
+        },
+        "latency_at_80_percent": {
+            "offered_fps": round(rate, 1),
+            "fps": round(paced.fps, 1),
+            "latency_ms": paced.latency_ms(),
+        },
+        "ratio": round(pipeline.fps / min(ceiling, decode), 3),
+        "inference_only_ratio": round(ceiling_random / bench_app, 3) if bench_app else None,
+    }
+    if baseline:
+        base = measure_baseline(config, prepared, max(200, frames // 2))
+        report["baseline_fps"] = round(base, 1)
+        report["speedup_over_baseline"] = round(pipeline.fps / base, 2)
+    return report
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def render_table(r: dict[str, Any]) -> str:
+    p, d = r["pipeline"], r["latency_at_80_percent"]
+    lines = [
+        f"streamd bench: {r['model']} on {r['device']}, input {r['shape']}, preprocess {r['preprocess']}, "
+        f"{r['sources']} source(s), {r['frames']} frames per run",
+        f"machine: {r['machine']['cpu']}, {r['machine']['cpus']} CPUs, OpenVINO {r['machine']['openvino']}",
+        "",
+        f"{'measurement':<40}{'FPS':>10}",
+        f"{'(a) ceiling: bare model, real frames':<40}{r['ceiling_fps']:>10.1f}",
+        f"{'    bare model, random input':<40}{r['ceiling_random_input_fps']:>10.1f}",
+        f"{'    benchmark_app -hint throughput':<40}"
+        + (f"{r['benchmark_app_fps']:>10.1f}" if r["benchmark_app_fps"] else f"{'n/a':>10}"),
+        f"{'(b) decode only':<40}{r['decode_fps']:>10.1f}",
+        f"{'(c) pipeline end to end (MQTT acked)':<40}{p['fps']:>10.1f}",
+        f"    latency p50/p95/p99 {p['latency_ms']['p50']}/{p['latency_ms']['p95']}/{p['latency_ms']['p99']} ms "
+        f"(queue full: files are not paced), CPU {p['cpu_percent']} %, RSS {p['rss_mb']} MB",
+        f"{'(d) paced at 80 % of (c)':<40}{d['fps']:>10.1f}",
+        f"    latency p50/p95/p99 {d['latency_ms']['p50']}/{d['latency_ms']['p95']}/{d['latency_ms']['p99']} ms",
+    ]
+    if "baseline_fps" in r:
+        lines.append(f"{'(e) naive baseline':<40}{r['baseline_fps']:>10.1f}")
+    lines += ["", f"ratio (c) / min(a, b) = {r['ratio']}"]
+    if r["inference_only_ratio"]:
+        lines.append(f"inference-only ratio (a, random) / benchmark_app = {r['inference_only_ratio']}")
+    if "speedup_over_baseline" in r:
+        lines.append(f"speed-up over the naive baseline = {r['speedup_over_baseline']}x")
+    return "\n".join(lines)

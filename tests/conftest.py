@@ -1,0 +1,157 @@
+"""Shared fixtures: a real Mosquitto per test, the real default model, real clips on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from streamd.demo.broker import Mosquitto
+from streamd.demo.model import ensure_default_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def default_model() -> Path:
+    return ensure_default_model()
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    with Mosquitto() as mosquitto:
+        yield mosquitto
+
+
+def write_config(path: Path, model: Path, sources: list[dict[str, Any]], port: int, **tables: dict[str, Any]) -> Path:
+    """A TOML config; ``tables`` merge into [model], [mqtt], [queue]... Values are TOML-rendered."""
+
+    def render(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str | Path):
+            return json.dumps(str(value))
+        if isinstance(value, list | tuple):
+            return "[" + ", ".join(render(v) for v in value) + "]"
+        if isinstance(value, dict):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {render(v)}" for k, v in value.items()) + " }"
+        return str(value)
+
+    sections: dict[str, dict[str, Any]] = {
+        "model": {"path": model, "device": "CPU", "cache_dir": ""},
+        "mqtt": {"host": "127.0.0.1", "port": port, "instance": "test"},
+        "metrics": {"listen": ""},
+        "log": {"format": "json"},
+    }
+    for name, values in tables.items():
+        sections.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {render(v)}" for k, v in values.items()]
+        lines.append("")
+    for source in sources:
+        lines.append("[[sources]]")
+        lines += [f"{k} = {render(v)}" for k, v in source.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+@dataclass
+class Collected:
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on(self, suffix: str) -> list[bytes]:
+        return [p for t, p in self.messages if t.endswith(suffix)]
+
+    def json(self, suffix: str) -> list[dict[str, Any]]:
+        return [json.loads(p) for p in self.on(suffix)]
+
+    async def wait_for(self, predicate: Any, timeout: float = 30.0) -> None:
+        async def poll() -> None:
+            while not predicate(self):
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        await asyncio.wait_for(poll(), timeout)
+
+
+@pytest.fixture
+async def subscriber(broker: Mosquitto) -> AsyncIterator[Collected]:
+    """A real client subscribed to everything streamd publishes, before streamd starts."""
+    collected = Collected()
+    ready = asyncio.Event()
+
+    async def listen() -> None:
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier=f"test-sub-{os.getpid()}") as client:
+            await client.subscribe("streamd/#", qos=1)
+            ready.set()
+            async for message in client.messages:
+                payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+                collected.messages.append((str(message.topic), payload))
+                collected.arrived.set()
+
+    task = asyncio.create_task(listen())
+    await asyncio.wait_for(ready.wait(), 10)
+    yield collected
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+        await task
+
+
+class Streamd:
+    """``streamd`` run as a real process, the way systemd runs it."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.process: asyncio.subprocess.Process | None = None
+        self.stderr = b""
+
+    async def start(self) -> Streamd:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "streamd",
+            *self.args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return self
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    async def wait(self, timeout: float = 60.0) -> int:
+        assert self.process is not None
+        try:
+            out, err = await asyncio.wait_for(self.process.communicate(), timeout)
+        except TimeoutError:
+            self.process.kill()
+            out, err = await self.process.communicate()
+            raise AssertionError(f"streamd did not exit in {timeout}s; stderr:\n{err.decode()[-3000:]}") from None
+        self.stdout, self.stderr = out, err
+        return self.process.returncode if self.process.returncode is not None else -1
+
+    def events(self) -> list[dict[str, Any]]:
+        found = []
+        for line in self.stderr.decode().splitlines():
+            try:
+                found.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return found

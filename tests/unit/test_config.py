@@ -1,0 +1,114 @@
+"""Bad configs exit 78 with a one-line error that names the key; good ones load, env overrides work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamd.config import ConfigError, apply_env, load_config, redact_uri
+
+GOOD = """
+[model]
+path = "{model}"
+device = "CPU"
+
+[[sources]]
+name = "door"
+uri = "clip.mp4"
+"""
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "model.xml"
+    path.write_text("<net/>")
+    return path
+
+
+def run_check(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamd", "check", "-c", str(config)], capture_output=True, text=True, timeout=60
+    )
+
+
+BAD_CASES = [
+    ("unknown key", GOOD.replace('device = "CPU"', 'device = "CPU"\ncolour = "red"'), "model.colour: unknown key"),
+    ("wrong type", GOOD.replace('device = "CPU"', 'confidence = "high"'), "model.confidence:"),
+    ("out of range", GOOD.replace('device = "CPU"', "confidence = 1.5"), "model.confidence:"),
+    ("missing model", GOOD.replace("{model}", "/nonexistent/model.xml"), "model.path: model file not found"),
+    ("bad source name", GOOD.replace('name = "door"', 'name = "Front Door"'), "sources[0].name:"),
+    ("topic chars", GOOD.replace('name = "door"', 'name = "a/#"'), "sources[0].name:"),
+    ("duplicate source", GOOD + '\n[[sources]]\nname = "door"\nuri = "x.mp4"\n', "duplicate source name 'door'"),
+    ("no sources", GOOD.split("[[sources]]")[0], "sources: required key is missing"),
+    ("bad drop policy", GOOD + 'drop = "sometimes"\n', "sources[0].drop:"),
+    ("bad listen", GOOD + '\n[metrics]\nlisten = "nowhere"\n', "metrics.listen: must be HOST:PORT"),
+    ("unknown table", GOOD + "\n[camera]\nx = 1\n", "camera: unknown key"),
+    ("bad toml", GOOD + "\n[model\n", "invalid TOML"),
+    ("bad device", GOOD.replace('device = "CPU"', 'device = "HETERO:"'), "model.device:"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_bad_config_exits_78_naming_the_key(
+    tmp_path: Path, model_file: Path, case: str, text: str, expected: str
+) -> None:
+    config = tmp_path / "streamd.toml"
+    config.write_text(text.replace("{model}", str(model_file)))
+    result = run_check(config)
+    assert result.returncode == 78, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_missing_config_file_exits_78(tmp_path: Path) -> None:
+    result = run_check(tmp_path / "absent.toml")
+    assert result.returncode == 78 and "config file not found" in result.stderr
+
+
+def test_unreadable_model_exits_69(tmp_path: Path, model_file: Path) -> None:
+    config = tmp_path / "streamd.toml"
+    config.write_text(GOOD.replace("{model}", str(model_file)))
+    result = run_check(config)
+    assert result.returncode == 69, result.stderr
+    assert "cannot read model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_env_overrides_any_key(tmp_path: Path, model_file: Path) -> None:
+    config = tmp_path / "streamd.toml"
+    config.write_text(GOOD.replace("{model}", str(model_file)))
+    loaded = load_config(
+        config,
+        {
+            "STREAMD_MODEL__DEVICE": "HETERO:GPU,CPU",
+            "STREAMD_MODEL__CONFIDENCE": "0.7",
+            "STREAMD_MQTT__PORT": "1999",
+            "STREAMD_SOURCES__0__URI": "rtsp://cam/stream",
+            "STREAMD_MODEL__CPU_OPERATORS": '["MulticlassNms"]',
+            "UNRELATED": "x",
+        },
+    )
+    assert loaded.model.device == "HETERO:GPU,CPU"
+    assert loaded.model.confidence == 0.7
+    assert loaded.mqtt.port == 1999
+    assert loaded.sources[0].uri == "rtsp://cam/stream"
+    assert loaded.model.cpu_operators == ["MulticlassNms"]
+    # Relative file sources resolve against the config file's folder.
+    assert load_config(config, {}).sources[0].uri == str(tmp_path / "clip.mp4")
+
+
+def test_env_override_of_unknown_key_is_named(tmp_path: Path, model_file: Path) -> None:
+    config = tmp_path / "streamd.toml"
+    config.write_text(GOOD.replace("{model}", str(model_file)))
+    with pytest.raises(ConfigError, match=r"^model\.colour: unknown key$"):
+        load_config(config, {"STREAMD_MODEL__COLOUR": "red"})
+    with pytest.raises(ConfigError, match="no list item 3"):
+        apply_env({"sources": [{}]}, {"STREAMD_SOURCES__3__URI": "x"})
+
+
+def test_credentials_are_redacted() -> None:
+    assert redact_uri("rtsp://admin:secret@10.0.0.5:554/s") == "rtsp://***@10.0.0.5:554/s"
+    assert redact_uri("/var/clips/a.mp4") == "/var/clips/a.mp4"

@@ -1,0 +1,90 @@
+"""The frame queue's drop policies and round-robin fairness."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from streamd.queue import FrameQueue, QueueClosed
+from streamd.sources.frame import Frame
+
+PIXEL = np.zeros((1, 1, 1, 3), dtype=np.uint8)
+
+
+def frame(source: str, seq: int) -> Frame:
+    return Frame(source, seq, 0.0, 0.0, 1, 1, PIXEL)
+
+
+async def drain(queue: FrameQueue) -> list[tuple[str, int]]:
+    queue.close()
+    got = []
+    while True:
+        try:
+            f = await queue.get()
+        except QueueClosed:
+            return got
+        got.append((f.source, f.seq))
+
+
+async def test_oldest_policy_keeps_the_newest_frames_and_counts_drops() -> None:
+    drops: list[tuple[str, str]] = []
+    queue = FrameQueue(3, lambda s, r: drops.append((s, r)))
+    for i in range(5):
+        queue.put_nowait(frame("cam", i), "oldest")
+    assert len(queue) == 3
+    assert await drain(queue) == [("cam", 2), ("cam", 3), ("cam", 4)]
+    assert drops == [("cam", "queue_full_oldest")] * 2
+
+
+async def test_newest_policy_keeps_the_first_frames() -> None:
+    drops: list[tuple[str, str]] = []
+    queue = FrameQueue(2, lambda s, r: drops.append((s, r)))
+    for i in range(4):
+        queue.put_nowait(frame("cam", i), "newest")
+    assert await drain(queue) == [("cam", 0), ("cam", 1)]
+    assert drops == [("cam", "queue_full_newest")] * 2
+
+
+async def test_block_policy_waits_for_room_and_loses_nothing() -> None:
+    queue = FrameQueue(2)
+
+    async def producer() -> None:
+        for i in range(10):
+            await queue.put(frame("file", i))
+        queue.close()
+
+    task = asyncio.create_task(producer())
+    await asyncio.sleep(0.01)
+    assert len(queue) == 2  # the producer is blocked, not dropping
+    got = []
+    while True:
+        try:
+            got.append((await queue.get()).seq)
+        except QueueClosed:
+            break
+    await task
+    assert got == list(range(10))
+
+
+async def test_round_robin_a_flooding_source_cannot_starve_a_quiet_one() -> None:
+    queue = FrameQueue(100)
+    for i in range(50):
+        queue.put_nowait(frame("busy", i))
+    for i in range(3):
+        queue.put_nowait(frame("quiet", i))
+    first_six = [(await queue.get()).source for _ in range(6)]
+    assert first_six.count("quiet") == 3
+
+
+async def test_get_waits_then_wakes_and_close_ends_it() -> None:
+    queue = FrameQueue(4)
+    getter = asyncio.create_task(queue.get())
+    await asyncio.sleep(0.01)
+    assert not getter.done()
+    queue.put_nowait(frame("cam", 7))
+    assert (await asyncio.wait_for(getter, 1)).seq == 7
+    queue.close()
+    with pytest.raises(QueueClosed):
+        await queue.get()
