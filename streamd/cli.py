@@ -168,7 +168,7 @@ def check(config: Config) -> int:
         f"decoder   {prepared.decoder.name} ({len(prepared.decoder.labels)} labels, confidence "
         f"{config.model.confidence})",
         f"input     {image.name}: exported {image.original} -> fixed {image.shape} ({image.layout}, "
-        f"{image.element_type})",
+        f"{image.element_type.get_type_name()})",
     ]
     out += [f"input     {name}: frozen to a constant" for name in prepared.other_inputs]
     pre = prepared.preprocessing

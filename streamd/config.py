@@ -48,6 +48,7 @@ class ModelConfig(_Strict):
     labels: str = "coco"
     # [width, height] the model sees; dynamic H/W are filled from it.
     input_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (300, 300)
+    # Per input; -1 keeps a dimension dynamic (CPU only: models like PP-OCR whose size must vary).
     input_shape: dict[str, list[int]] | None = None
     device: Device = "HETERO:GPU,CPU"
     cpu_operators: list[str] = Field(default_factory=lambda: ["MulticlassNms", "NonMaxSuppression", "MatrixNms"])
@@ -76,8 +77,8 @@ class ModelConfig(_Strict):
     @classmethod
     def _static_dims(cls, value: dict[str, list[int]] | None) -> dict[str, list[int]] | None:
         for name, dims in (value or {}).items():
-            if not dims or any(d <= 0 for d in dims):
-                raise ValueError(f"input {name!r}: every dimension must be a positive integer, got {dims}")
+            if not dims or any(d <= 0 and d != -1 for d in dims):
+                raise ValueError(f"input {name!r}: dimensions are positive integers (-1: keep dynamic), got {dims}")
         return value
 
 

@@ -125,7 +125,8 @@ def fix_shapes(model: ov.Model, cfg: ModelConfig, wants_static: bool) -> ImageIn
             suggestion = "[" + ", ".join(str(d if d > 0 else 640) for d in dims) + "]"
             raise ConfigError(
                 "model.input_shape",
-                f"input {name!r} has shape {pshape}, still dynamic after filling batch and size, and "
+                f"input {name!r} has shape {pshape} and stays dynamic "
+                f"([{','.join(str(d) if d > 0 else '?' for d in dims)}]); "
                 f'{cfg.device} needs a static shape. Set it: input_shape = {{ "{name}" = {suggestion} }} '
                 "(models whose input size must vary, like PP-OCR or RCNN, can only run on CPU)",
             )

@@ -39,7 +39,8 @@ class YoloDecoder(Decoder):
         return len(model.outputs) == 1 and _head_layout(model.outputs[0].get_partial_shape()) is not None
 
     def adapt(self, model: ov.Model) -> ov.Model:
-        head = model.outputs[0]
+        old_result = model.get_results()[0]
+        head = old_result.input_value(0)
         layout = _head_layout(head.get_partial_shape())
         if layout is None:
             raise DecoderError(f"not a YOLO head: output shape {head.get_partial_shape()}")
@@ -65,8 +66,12 @@ class YoloDecoder(Decoder):
         boxes.output(0).get_tensor().set_names({"streamd_boxes"})
         nms.output(0).get_tensor().set_names({"streamd_selected_indices"})
         nms.output(1).get_tensor().set_names({"streamd_selected_scores"})
-        results = [ops.result(boxes), ops.result(nms.output(0)), ops.result(nms.output(1))]
-        return ov.Model(results, model.get_parameters(), model.get_friendly_name() or "yolo")
+        # Detach the raw head's Result entirely: a dangling consumer still shows in get_ops(), and
+        # HETERO then looks for it among the results (CPU plugin: "cannot find op ... sink_port_0").
+        old_result.input(0).replace_source_output(ops.constant(np.zeros(1, dtype=np.float32)).output(0))
+        model.remove_result(old_result)
+        model.add_results([ops.result(boxes), ops.result(nms.output(0)), ops.result(nms.output(1))])
+        return model
 
     def decode(self, outputs: Sequence[np.ndarray], width: int, height: int) -> list[Detection]:
         boxes, selected, scored = outputs[0].reshape(-1, 4), outputs[1], outputs[2]

@@ -1,0 +1,235 @@
+"""The inference layer on real OpenVINO: formats, shape fixing, placement, fallback, decoders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streamd.config import ConfigError, ModelConfig
+from streamd.demo.clip import photo
+from streamd.inference.decoders import Detection
+from streamd.inference.model import PreparedModel, compile_variant, prepare
+from tests import models
+from tests.clips import iou
+
+FRAME_W, FRAME_H = 1280, 720
+
+
+def config(path: Path, **overrides: object) -> ModelConfig:
+    values: dict[str, object] = {"path": path, "device": "CPU", "cache_dir": "", "confidence": 0.3}
+    values.update(overrides)
+    return ModelConfig.model_validate(values)
+
+
+def infer(prepared: PreparedModel, frame: np.ndarray, frame_size: tuple[int, int] | None = None) -> list[Detection]:
+    """One frame through the same compiled variant, pre-processing and decoder the daemon uses."""
+    variant = compile_variant(prepared, frame_size)
+    tensor = frame[np.newaxis]
+    if frame_size is None and prepared.image.static:
+        tensor = cv2.resize(frame, prepared.image.size)[np.newaxis]
+    outputs = list(variant.compiled(tensor).values())
+    return prepared.decoder.decode(outputs, frame.shape[1], frame.shape[0])
+
+
+def grey(width: int = FRAME_W, height: int = FRAME_H) -> np.ndarray:
+    return np.full((height, width, 3), 128, dtype=np.uint8)
+
+
+# -- formats ---------------------------------------------------------------------------------
+
+
+def test_tensorflow_frozen_graph_and_its_ir_give_the_same_person(default_model: Path) -> None:
+    frame = grey(640, 480)
+    frame[100:380, 200:480] = photo("astronaut", 280)
+    graph = default_model.parent / "frozen_inference_graph.pb"
+    results = []
+    for path in (graph, default_model):
+        prepared = prepare(config(path))
+        assert prepared.image.original == "[?,?,?,3]" and prepared.image.shape == [1, 300, 300, 3]
+        found = infer(prepared, frame)
+        people = [d for d in found if d.label == "person"]
+        assert people and people[0].score > 0.8
+        results.append(people[0])
+    assert results[0].box == pytest.approx(results[1].box, abs=4.0)  # FP16 IR vs FP32 graph
+    assert iou(results[0].box, (200, 100, 480, 380)) > 0.6
+
+
+def test_tflite_model_loads_fixes_shape_and_runs(tmp_path: Path) -> None:
+    path = models.blazeface_tflite(tmp_path)
+    prepared = prepare(config(path, decoder="classification", input_size=[128, 128]))
+    assert prepared.format == "TensorFlow Lite"
+    assert prepared.image.shape == [1, 128, 128, 3] and prepared.image.layout == "NHWC"
+    variant = compile_variant(prepared, (640, 480))  # resize in the graph, u8 BGR frames in
+    outputs = list(variant.compiled(grey(640, 480)[np.newaxis]).values())
+    assert [o.shape for o in outputs] == [(1, 896, 16), (1, 896, 1)]
+
+
+# -- YOLO (ONNX) with NMS appended to the graph ----------------------------------------------
+
+
+def test_yolo_onnx_dynamic_input_is_fixed_and_nms_runs_in_the_graph(tmp_path: Path) -> None:
+    head = models.yolo_v8_head(
+        [(320, 320, 200, 100), (325, 322, 200, 100), (100, 500, 40, 80), (600, 50, 20, 20)],
+        classes=[0, 0, 2, 16],
+        scores=[0.9, 0.8, 0.7, 0.1],  # #2 overlaps #1 (suppressed); #4 is under the confidence
+    )
+    path = models.yolo_onnx(tmp_path / "yolo.onnx", head)
+    prepared = prepare(config(path, input_size=[640, 640], device="HETERO:CPU"))
+    assert prepared.decoder.name == "yolo" and prepared.format == "ONNX"
+    assert prepared.image.original == "[?,3,?,?]" and prepared.image.shape == [1, 3, 640, 640]
+    variant = compile_variant(prepared, None)
+    assert variant.placement.device == "HETERO:CPU"
+    assert "NonMaxSuppression" in variant.placement.summary()["CPU"]
+    found = sorted(infer(prepared, grey()), key=lambda d: -d.score)
+    assert [(d.label, round(d.score, 2)) for d in found] == [("person", 0.9), ("car", 0.7)]
+    sx, sy = FRAME_W / 640, FRAME_H / 640
+    assert found[0].box == pytest.approx((220 * sx, 270 * sy, 420 * sx, 370 * sy), abs=0.5)
+    assert found[1].box == pytest.approx((80 * sx, 460 * sy, 120 * sx, 540 * sy), abs=0.5)
+
+
+# -- SSD DetectionOutput, Paddle MulticlassNms, classification ------------------------------
+
+
+def test_ssd_detection_output_decodes_normalised_boxes(tmp_path: Path) -> None:
+    path = models.ssd_ir(tmp_path / "ssd.xml", [(0.1, 0.2, 0.4, 0.6), (0.5, 0.5, 0.9, 0.9)], [1, 3], [0.95, 0.6])
+    prepared = prepare(config(path, input_size=[300, 300]))
+    assert prepared.decoder.name == "ssd" and prepared.preprocessing.color_order == "BGR"
+    found = sorted(infer(prepared, grey()), key=lambda d: -d.score)
+    assert [(d.label, round(d.score, 2)) for d in found] == [("person", 0.95), ("car", 0.6)]
+    assert found[0].box == pytest.approx((0.1 * FRAME_W, 0.2 * FRAME_H, 0.4 * FRAME_W, 0.6 * FRAME_H), abs=0.5)
+
+
+def test_paddle_multiclass_nms_model_decodes_and_pins_nms_to_cpu(tmp_path: Path) -> None:
+    path = models.paddle_ir(
+        tmp_path / "ppyoloe.xml",
+        [(10, 20, 110, 220), (12, 22, 112, 222), (300, 300, 400, 380)],
+        [0, 0, 5],
+        [0.9, 0.85, 0.75],
+    )
+    prepared = prepare(config(path, input_size=[416, 416], device="HETERO:CPU"))
+    assert prepared.decoder.name == "paddle-det"
+    assert prepared.other_inputs == []  # scale_factor frozen to a constant
+    variant = compile_variant(prepared, None)
+    assert variant.placement.summary()["CPU"]["MulticlassNms"] == 1
+    assert set(variant.placement.affinity.values()) == {"CPU"}
+    found = sorted(infer(prepared, grey()), key=lambda d: -d.score)
+    assert [(d.label, round(d.score, 2)) for d in found] == [("person", 0.9), ("bus", 0.75)]
+    sx, sy = FRAME_W / 416, FRAME_H / 416
+    assert found[0].box == pytest.approx((10 * sx, 20 * sy, 110 * sx, 220 * sy), abs=0.5)
+
+
+def test_classification_top_k(tmp_path: Path) -> None:
+    logits = [0.0] * 10
+    logits[3], logits[7] = 5.0, 4.0
+    path = models.classifier_ir(tmp_path / "cls.xml", logits)
+    prepared = prepare(config(path, decoder="auto", labels=str(_labels(tmp_path, 10)), confidence=0.1, top_k=2))
+    found = infer(prepared, grey(64, 64))
+    assert [d.label for d in found] == ["class3", "class7"]
+    assert found[0].box == (0.0, 0.0, 64.0, 64.0)
+
+
+def _labels(tmp_path: Path, count: int) -> Path:
+    path = tmp_path / "labels.txt"
+    path.write_text("\n".join(f"class{i}" for i in range(count)))
+    return path
+
+
+# -- placement and fallback ------------------------------------------------------------------
+
+
+def test_every_node_gets_an_affinity_on_hetero_cpu(default_model: Path) -> None:
+    prepared = prepare(config(default_model, device="HETERO:CPU"))
+    variant = compile_variant(prepared, None)
+    placed = variant.placement
+    assert placed.device == "HETERO:CPU" and not placed.fallback
+    # PrePostProcessor nodes included: the map covers the model that was compiled.
+    assert sum(sum(c.values()) for c in placed.op_types.values()) == len(placed.affinity)
+    assert variant.compiled.get_property("EXECUTION_DEVICES") == ["CPU"]
+
+
+def test_absent_gpu_falls_back_to_cpu(default_model: Path) -> None:
+    for device in ("HETERO:GPU,CPU", "GPU"):
+        prepared = prepare(config(default_model, device=device))
+        variant = compile_variant(prepared, None)
+        assert variant.placement.fallback and variant.placement.device == "CPU"
+        assert variant.placement.dropped == ["GPU"]
+
+
+def test_gpu_needs_a_static_shape_and_says_how(tmp_path: Path) -> None:
+    path = models.text_detector_ir(tmp_path / "ocr.xml")
+    keep_dynamic = {"x": [1, 3, -1, -1]}
+    with pytest.raises(ConfigError) as refused:
+        prepare(config(path, decoder="classification", device="HETERO:GPU,CPU", input_shape=keep_dynamic))
+    message = str(refused.value)
+    assert message.startswith("model.input_shape: input 'x' has shape [?,3,?,?] and stays dynamic ([1,3,?,?])")
+    assert 'input_shape = { "x" = [1, 3, 640, 640] }' in message and "PP-OCR" in message
+    # The same model may keep its varying size on the CPU, and runs at the frame's own size.
+    prepared = prepare(config(path, decoder="classification", input_shape=keep_dynamic))
+    variant = compile_variant(prepared, None)
+    outputs = list(variant.compiled(grey(320, 96)[np.newaxis]).values())
+    assert outputs[0].shape == (1, 1, 96, 320)
+
+
+def test_graph_and_host_preprocessing_find_the_same_people(default_model: Path) -> None:
+    frame = grey(640, 480)
+    frame[150:430, 40:320] = photo("camera", 280)
+    frame[40:320, 350:630] = photo("chelsea", 280)
+    host = [d for d in infer(prepare(config(default_model, preprocess="host")), frame) if d.label == "person"]
+    graph_prepared = prepare(config(default_model, preprocess="graph"))
+    assert graph_prepared.preprocess_mode == "graph"
+    graph = [d for d in infer(graph_prepared, frame, (640, 480)) if d.label == "person"]
+    assert len(host) == len(graph) == 1
+    assert iou(host[0].box, graph[0].box) > 0.9 and abs(host[0].score - graph[0].score) < 0.05
+
+
+def test_check_prints_placement_and_exits_0(tmp_path: Path, default_model: Path) -> None:
+    clip = tmp_path / "c.mp4"
+    cv2.imwrite(str(tmp_path / "x.png"), grey(64, 64))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 10, (64, 64))
+    writer.write(grey(64, 64))
+    writer.release()
+    cfg = tmp_path / "streamd.toml"
+    cfg.write_text(
+        f'[model]\npath = "{default_model}"\ndevice = "HETERO:GPU,CPU"\ncache_dir = ""\n'
+        f'[[sources]]\nname = "cam"\nuri = "rtsp://admin:secret@127.0.0.1:9/none"\n'
+        f'[[sources]]\nname = "clip"\nuri = "{clip}"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "streamd", "check", "-c", str(cfg)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "fixed [1, 300, 300, 3]" in out and "exported [?,?,?,3]" in out
+    assert "requested HETERO:GPU,CPU -> compiled CPU (absent: GPU; fallback)" in out
+    assert "clip             ok" in out and "UNREACHABLE" in out
+    assert "secret" not in out + result.stderr
+
+
+def test_yolo_check_shows_nms_pinned_to_cpu(tmp_path: Path) -> None:
+    path = models.yolo_onnx(tmp_path / "yolo.onnx", models.yolo_v8_head([(10, 10, 5, 5)], [0], [0.9]))
+    cfg = tmp_path / "streamd.toml"
+    cfg.write_text(
+        f'[model]\npath = "{path}"\ninput_size = [640, 640]\ndevice = "HETERO:CPU"\ncache_dir = ""\n'
+        '[[sources]]\nname = "x"\nuri = "/nonexistent.mp4"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "streamd", "check", "-c", str(cfg)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "compiled HETERO:CPU" in result.stdout
+    assert "pinned to CPU: NonMaxSuppression" in result.stdout
+
+
+def test_cache_dir_is_filled_and_reused(tmp_path: Path, default_model: Path) -> None:
+    cache = tmp_path / "cache"
+    first = compile_variant(prepare(config(default_model, cache_dir=str(cache))), None)
+    blobs = sorted(p.name for p in cache.iterdir())
+    assert blobs, "the compiled blob was written"
+    second = compile_variant(prepare(config(default_model, cache_dir=str(cache))), None)
+    assert sorted(p.name for p in cache.iterdir()) == blobs, "second start reads the blob, writes none"
+    print(f"compile without cache {first.seconds:.3f} s, from cache {second.seconds:.3f} s")
