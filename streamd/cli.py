@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(bench)
     bench.add_argument("--frames", type=int, default=2000, help="frames per measurement (default %(default)s)")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    bench.add_argument("--rounds", type=int, default=3, help="ceiling/pipeline rounds; medians used (default 3)")
     bench.add_argument(
         "--baseline", action="store_true", help="also run the naive loop (cv2.read -> sync infer -> publish)"
     )
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from streamd.bench import run_bench
 
-        return run_bench(config, frames=args.frames, as_json=args.json, baseline=args.baseline)
+        return run_bench(config, frames=args.frames, as_json=args.json, baseline=args.baseline, rounds=args.rounds)
     log.error("unknown_command", command=args.command)
     return EX_SOFTWARE
 

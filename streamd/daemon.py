@@ -111,7 +111,7 @@ class Daemon:
         ).set(1)
         self._engine_task = asyncio.create_task(self.engine.run(self.queue), name="engine")
         loop = asyncio.get_running_loop()
-        transform = self.engine.host_transform()
+        transform = self.engine.input_transform()
         for source_cfg in cfg.sources:
             source = CaptureSource(source_cfg, loop, self.queue, self.metrics, self._on_state, transform)
             self.sources[source.name] = source

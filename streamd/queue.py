@@ -31,6 +31,7 @@ class FrameQueue:
         self._space: dict[str, asyncio.Event] = {}
         self._closed = False
         self._depth = 0
+        self._taken: dict[str, Callable[[], None]] = {}
 
     def __len__(self) -> int:
         return self._depth
@@ -46,6 +47,11 @@ class FrameQueue:
             self._order.append(source)
             self._space[source] = asyncio.Event()
         return q
+
+    def on_taken(self, source: str, callback: Callable[[], None]) -> None:
+        """Called whenever one of ``source``'s frames leaves the queue: lets a reader thread
+        count free room with a semaphore (``block``) instead of a round trip per frame."""
+        self._taken[source] = callback
 
     def put_nowait(self, frame: Frame, drop: str = "oldest") -> None:
         """Enqueue or drop by policy (``block`` callers use :meth:`put`)."""
@@ -84,6 +90,9 @@ class FrameQueue:
                     frame = q.popleft()
                     self._depth -= 1
                     self._space[source].set()
+                    taken = self._taken.get(source)
+                    if taken is not None:
+                        taken()
                     return frame
             if self._closed:
                 raise QueueClosed
@@ -101,8 +110,11 @@ class FrameQueue:
         """Drop everything queued (forced shutdown); returns how many frames went."""
         dropped = 0
         for source, q in self._queues.items():
+            taken = self._taken.get(source)
             for _ in range(len(q)):
                 self._on_drop(source, "shutdown")
+                if taken is not None:
+                    taken()
             dropped += len(q)
             q.clear()
         self._depth = 0

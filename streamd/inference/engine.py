@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import openvino as ov
 
@@ -27,7 +29,7 @@ from streamd.inference.model import CompiledVariant, PreparedModel, compile_vari
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue, QueueClosed
-from streamd.sources.capture import Transform, host_resizer
+from streamd.sources.capture import Transform
 from streamd.sources.frame import Frame
 
 log = get_logger("streamd.engine")
@@ -52,6 +54,10 @@ class Engine:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # Results cross from OpenVINO threads in batches: one loop wake-up per batch, not per frame.
+        self._done: list[tuple[Frame, list[np.ndarray], float]] = []
+        self._done_lock = threading.Lock()
+        self._wakeup_pending = False
         self.base: CompiledVariant | None = None
         self.completed = 0  # frames fully through the engine; the watchdog reads progress here
         self.last_progress = time.monotonic()
@@ -64,12 +70,19 @@ class Engine:
     def inflight(self) -> int:
         return self._inflight
 
-    def host_transform(self) -> Transform | None:
-        """What the capture threads do before queueing: resize on the host, or nothing."""
+    def input_transform(self) -> Transform:
+        """What the reader threads do to each frame before queueing it (so the loop does not):
+        resize on the host when pre-processing runs there, and wrap the pixels in an ov.Tensor
+        that shares their memory (start_async then skips its numpy dispatch)."""
         image = self.prepared.image
-        if self.prepared.preprocess_mode == "host" and image.static:
-            return host_resizer(*image.size)
-        return None
+        size = image.size if self.prepared.preprocess_mode == "host" and image.static else None
+
+        def transform(frame: np.ndarray) -> ov.Tensor:
+            if size is not None and (frame.shape[1], frame.shape[0]) != size:
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+            return ov.Tensor(frame[np.newaxis], shared_memory=True)
+
+        return transform
 
     async def start(self) -> CompiledVariant:
         """Compile for frames of the network's size (host mode's only variant) in a thread."""
@@ -106,7 +119,8 @@ class Engine:
                 break
             self._metrics.queue_depth.set(len(queue))
             await self._slots.acquire()
-            size = (frame.tensor.shape[2], frame.tensor.shape[1])
+            shape = frame.tensor.shape
+            size = (shape[2], shape[1])
             runner = await self._runner(None if size == net_size or net_size[0] < 0 else size)
             self._inflight += 1
             self._idle.clear()
@@ -119,26 +133,35 @@ class Engine:
 
     def _on_done(self, request: ov.InferRequest, frame: Frame) -> None:
         # OpenVINO thread: copy the (small) outputs before the request is reused, nothing else.
-        outputs = [tensor.data.copy() for tensor in request.output_tensors]
-        seconds = request.latency / 1000.0
+        done = (frame, [tensor.data.copy() for tensor in request.output_tensors], request.latency / 1000.0)
+        with self._done_lock:
+            self._done.append(done)
+            if self._wakeup_pending:
+                return  # the loop has not drained the last batch yet: no second wake-up
+            self._wakeup_pending = True
         assert self._loop is not None
         # RuntimeError: the loop is already closed (a forced exit), nothing left to report to.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._complete, frame, outputs, seconds)
+            self._loop.call_soon_threadsafe(self._complete)
 
-    def _complete(self, frame: Frame, outputs: list[np.ndarray], seconds: float) -> None:
-        self._inflight -= 1
+    def _complete(self) -> None:
+        with self._done_lock:
+            batch, self._done = self._done, []
+            self._wakeup_pending = False
         assert self._slots is not None
-        self._slots.release()
+        for _ in batch:
+            self._slots.release()  # first, so the feeder refills the device before we decode
+        self._inflight -= len(batch)
         self._metrics.inflight_requests.set(self._inflight)
-        self._metrics.inference_seconds.observe(seconds)
-        self._metrics.frames_inferred.labels(frame.source).inc()
-        self.completed += 1
+        self.completed += len(batch)
         self.last_progress = time.monotonic()
-        try:
-            detections = self.prepared.decoder.decode(outputs, frame.width, frame.height)
-            self._on_result(frame, detections, seconds)
-        except Exception:
-            log.exception("result_failed", source=frame.source, frame=frame.seq)
+        for frame, outputs, seconds in batch:
+            self._metrics.inference_seconds.observe(seconds)
+            self._metrics.frames_inferred.labels(frame.source).inc()
+            try:
+                detections = self.prepared.decoder.decode(outputs, frame.width, frame.height)
+                self._on_result(frame, detections, seconds)
+            except Exception:
+                log.exception("result_failed", source=frame.source, frame=frame.seq)
         if self._inflight == 0:
             self._idle.set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import ssl
 import time
 from collections import deque
@@ -26,6 +27,10 @@ from streamd.metrics import Metrics
 log = get_logger("streamd.mqtt")
 
 MAX_INFLIGHT = 256  # publishes awaiting their acknowledgement at once
+# aiomqtt warns on every publish past 10 in flight; we run many on purpose, and report
+# connection problems ourselves through structlog.
+_AIOMQTT_LOG = logging.getLogger("streamd.aiomqtt")
+_AIOMQTT_LOG.setLevel(logging.ERROR)
 
 
 @dataclass(slots=True)
@@ -127,6 +132,7 @@ class MqttSink:
             keepalive=cfg.keepalive,
             tls_context=tls_context,
             timeout=10.0,
+            logger=_AIOMQTT_LOG,
         )
 
     async def _run(self) -> None:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from streamd.sources.frame import Frame
 
 log = get_logger("streamd.source")
 
-Transform = Callable[[np.ndarray], np.ndarray]
+Transform = Callable[[np.ndarray], Any]  # a decoded BGR frame -> what the engine feeds the model
 StateCallback = Callable[[str, str], None]
 
 HEALTHY_RESET = 60.0  # a connection that lived this long resets the backoff
@@ -43,7 +44,7 @@ class CaptureSource:
         queue: FrameQueue,
         metrics: Metrics,
         on_state: StateCallback,
-        transform: Transform | None = None,
+        transform: Transform,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -59,6 +60,12 @@ class CaptureSource:
         self._thread = threading.Thread(target=self._run, name=f"streamd-src-{self.name}", daemon=True)
         self._seq = 0
         self.safe_uri = redact_uri(config.uri)
+        # ``block``: free places in this source's share of the queue; the queue gives one back
+        # each time it hands one of our frames to the engine.
+        self._room: threading.Semaphore | None = None
+        if config.drop == "block":
+            self._room = threading.Semaphore(queue.size)
+            queue.on_taken(self.name, self._room.release)
 
     def start(self) -> None:
         self._thread.start()
@@ -189,29 +196,11 @@ class CaptureSource:
 
     def _deliver(self, image: np.ndarray) -> None:
         height, width = image.shape[:2]
-        tensor = self._transform(image) if self._transform is not None else image[np.newaxis]
-        frame = Frame(self.name, self._seq, time.time(), time.monotonic(), width, height, tensor)
+        frame = Frame(self.name, self._seq, time.time(), time.monotonic(), width, height, self._transform(image))
         self._seq += 1
         self._metrics.frames_captured.labels(self.name).inc()
-        if self.config.drop == "block":
-            future = asyncio.run_coroutine_threadsafe(self._queue.put(frame), self._loop)
-            while not self._stop.is_set():
-                try:
-                    future.result(timeout=0.5)
+        if self._room is not None:
+            while not self._room.acquire(timeout=0.5):
+                if self._stop.is_set():
                     return
-                except TimeoutError:
-                    continue
-            future.cancel()
-        else:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, frame, self.config.drop)
-
-
-def host_resizer(width: int, height: int) -> Transform:
-    """Resize on the host with cv2 (releases the GIL); colour and layout stay in the graph."""
-
-    def resize(image: np.ndarray) -> np.ndarray:
-        if image.shape[1] == width and image.shape[0] == height:
-            return image[np.newaxis]
-        return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)[np.newaxis]
-
-    return resize
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, frame, self.config.drop)

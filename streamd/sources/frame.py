@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -15,4 +14,6 @@ class Frame:
     captured: float  # capture monotonic time, for latency
     width: int  # original frame size: boxes are reported in these pixels
     height: int
-    tensor: np.ndarray  # [1, H, W, 3] u8 BGR: the original, or host-resized to the network's size
+    # What the engine feeds the model, made in the reader thread (off the loop): an ov.Tensor
+    # sharing the memory of a [1, H, W, 3] u8 BGR array (the original, or host-resized).
+    tensor: Any
