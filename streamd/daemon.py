@@ -57,6 +57,7 @@ class Daemon:
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._published_frames: dict[str, int] = {}
         self._inferred: dict[str, int] = {}
+        self._dropped: dict[str, int] = {}
         self.exit_code = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -85,6 +86,9 @@ class Daemon:
     async def startup(self) -> None:
         cfg = self.config
         self.metrics.build.info({"version": __version__})
+        self.metrics.init_mqtt(cfg.mqtt.buffer)
+        for source_cfg in cfg.sources:
+            self.metrics.init_source(source_cfg.name)
         if cfg.metrics.listen:
             self.health = HealthServer(cfg.metrics.listen, self.metrics, self.readiness)
             await self.health.start()
@@ -177,6 +181,7 @@ class Daemon:
 
     def _on_drop(self, source: str, reason: str) -> None:
         self.metrics.frames_dropped.labels(source, reason).inc()
+        self._dropped[source] = self._dropped.get(source, 0) + 1
 
     def _on_result(self, frame: Frame, detections: list[Detection], seconds: float) -> None:
         self._latencies.append(seconds)
@@ -211,8 +216,9 @@ class Daemon:
         reasons: list[str] = []
         if self.engine is None or self.engine.base is None:
             reasons.append("model not compiled yet")
-        if not self.sink.connected.is_set() and self.sink.buffered >= 0.8 * self.config.mqtt.buffer:
-            reasons.append(f"mqtt disconnected and buffer at {self.sink.buffered}/{self.config.mqtt.buffer}")
+        if not self.sink.connected.is_set():
+            reason = self.sink.last_error or "not connected yet"
+            reasons.append(f"mqtt disconnected ({reason}); buffering {self.sink.buffered}/{self.config.mqtt.buffer}")
         if not any(state == "streaming" for state in self.states.values()):
             reasons.append("no source streaming")
         body: dict[str, object] = {
@@ -240,6 +246,7 @@ class Daemon:
                 "ts": rfc3339(time.time()),
                 "fps": fps,
                 "states": dict(self.states),
+                "dropped": dict(self._dropped),
                 "queue_depth": len(self.queue),
                 "inference_ms_p50": round(times[len(times) // 2] * 1000, 2) if times else None,
                 "inference_ms_p95": round(times[int(len(times) * 0.95)] * 1000, 2) if times else None,

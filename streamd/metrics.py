@@ -18,6 +18,10 @@ INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05
 END_TO_END_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+DROP_REASONS = ("queue_full_oldest", "queue_full_newest", "shutdown")
+SOURCE_ERROR_KINDS = ("missing", "unreadable", "corrupt", "truncated")
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -44,6 +48,13 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge("streamd_queue_depth", "Frames waiting for inference", registry=r)
+        self.queue_wait_seconds = Histogram(
+            "streamd_queue_wait_seconds",
+            "Capture to inference start (time spent queued)",
+            ["source"],
+            buckets=END_TO_END_BUCKETS,
+            registry=r,
+        )
         self.inflight_requests = Gauge(
             "streamd_inflight_requests", "Inference requests running on the device", registry=r
         )
@@ -58,11 +69,32 @@ class Metrics:
         self.mqtt_dropped = Counter("streamd_mqtt_dropped", "MQTT messages given up on", ["reason"], registry=r)
         self.mqtt_connected = Gauge("streamd_mqtt_connected", "1 while connected to the broker", registry=r)
         self.mqtt_buffered = Gauge("streamd_mqtt_buffered", "Messages waiting for the broker", registry=r)
+        self.mqtt_buffer_capacity = Gauge(
+            "streamd_mqtt_buffer_capacity", "Messages the buffer holds before dropping the oldest", registry=r
+        )
         self.model_info = Gauge(
             "streamd_model_info", "The model that runs and where", ["model", "device", "shape"], registry=r
         )
         self.detections = Counter("streamd_detections", "Objects detected", ["source", "label"], registry=r)
         self.build = Info("streamd_build", "streamd version", registry=r)
+
+    def init_source(self, source: str) -> None:
+        """Create every per-source series at 0, so dashboards and alerts see 0, not "no data"."""
+        self.frames_captured.labels(source)
+        self.frames_inferred.labels(source)
+        self.source_up.labels(source).set(0)
+        self.source_reconnects.labels(source)
+        for reason in DROP_REASONS:
+            self.frames_dropped.labels(source, reason)
+        for kind in SOURCE_ERROR_KINDS:
+            self.source_errors.labels(source, kind)
+
+    def init_mqtt(self, capacity: int) -> None:
+        self.mqtt_buffer_capacity.set(capacity)
+        for outcome in ("ok", "error"):
+            self.mqtt_published.labels(outcome)
+        for reason in ("buffer_full", "shutdown"):
+            self.mqtt_dropped.labels(reason)
 
 
 __all__ = ["PROCESS_COLLECTOR", "Metrics"]

@@ -126,6 +126,7 @@ class Engine:
             self._idle.clear()
             self._metrics.inflight_requests.set(self._inflight)
             runner.queue.start_async(frame.tensor, frame, share_inputs=True)
+            self._metrics.queue_wait_seconds.labels(frame.source).observe(time.monotonic() - frame.captured)
         await self.drain()
 
     async def drain(self) -> None:

@@ -1,0 +1,191 @@
+"""Metrics, health endpoints and the Grafana/Prometheus files, against a live daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamd.demo.broker import free_port
+from tests.clips import mixed_clip
+from tests.conftest import REPO, Collected, Streamd, write_config
+
+CONTRACT = [
+    "streamd_frames_captured_total",
+    "streamd_frames_dropped_total",
+    "streamd_frames_inferred_total",
+    "streamd_inference_seconds_bucket",
+    "streamd_end_to_end_seconds_bucket",
+    "streamd_queue_depth",
+    "streamd_inflight_requests",
+    "streamd_source_up",
+    "streamd_source_reconnects_total",
+    "streamd_mqtt_published_total",
+    "streamd_mqtt_connected",
+    "streamd_mqtt_buffered",
+    "streamd_model_info",
+    "streamd_detections_total",
+    "streamd_queue_wait_seconds_bucket",
+    "process_resident_memory_bytes",
+]
+METRIC_NAME = re.compile(r"\b((?:streamd|process)_[a-z_]+)\b")
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def http(url: str) -> tuple[int, str]:
+    return await asyncio.to_thread(get, url)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(scrape: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return scrape[(name, tuple(sorted(labels.items())))]
+
+
+def dashboard_and_rule_metrics() -> set[str]:
+    dashboard = json.loads((REPO / "deploy/grafana/streamd.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    exprs += re.findall(r"expr: (.+)", (REPO / "deploy/prometheus/alerts.yml").read_text())
+    return {m for e in exprs for m in METRIC_NAME.findall(e)}
+
+
+async def test_live_metrics_readiness_and_dashboard(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    clip, _ = mixed_clip(tmp_path)
+    port = free_port()
+    config = write_config(
+        tmp_path / "streamd.toml",
+        default_model,
+        [{"name": "door", "uri": clip, "realtime": True, "loop": True}],
+        broker.port,
+        metrics={"listen": f"127.0.0.1:{port}"},
+    )
+    daemon = await Streamd("run", "-c", str(config)).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await subscriber.wait_for(lambda c: len(c.on("/door/detections")) >= 10, 60)
+        assert (await http(base + "/healthz"))[0] == 200
+        status, body = await http(base + "/readyz")
+        assert status == 200 and json.loads(body)["ready"] is True
+
+        _, text = await http(base + "/metrics")
+        scrape = samples(text)
+        names = {name for name, _ in scrape}
+        assert not [m for m in CONTRACT if m not in names]
+        received = len(subscriber.on("/door/detections"))
+        people = sum(len(m["detections"]) for m in subscriber.json("/door/detections"))
+        assert value(scrape, "streamd_frames_inferred_total", source="door") >= received
+        assert value(scrape, "streamd_frames_captured_total", source="door") >= value(
+            scrape, "streamd_frames_inferred_total", source="door"
+        )
+        assert value(scrape, "streamd_detections_total", source="door", label="person") >= people
+        assert value(scrape, "streamd_mqtt_published_total", outcome="ok") >= received
+        assert (
+            value(scrape, "streamd_model_info", model="ssdlite_mobilenet_v2_person", device="CPU", shape="1x300x300x3")
+            == 1
+        )
+        assert value(scrape, "streamd_source_up", source="door") == 1
+        assert value(scrape, "streamd_mqtt_connected") == 1
+        assert "rtsp" not in text and str(clip) not in text, "no URIs in labels"
+
+        # Every metric a dashboard panel or an alert rule reads is one the daemon exports.
+        missing = {m for m in dashboard_and_rule_metrics() if not any(n.startswith(m) for n in names)}
+        assert not missing, missing
+
+        broker.stop()
+        for _ in range(50):
+            status, body = await http(base + "/readyz")
+            if status == 503:
+                break
+            await asyncio.sleep(0.2)
+        assert status == 503
+        reasons = json.loads(body)["reasons"]
+        assert any("mqtt disconnected" in r for r in reasons), reasons
+        broker.start()
+        for _ in range(100):
+            status, body = await http(base + "/readyz")
+            if status == 200:
+                break
+            await asyncio.sleep(0.2)
+        assert status == 200, body
+    finally:
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(20) == 0
+
+
+async def test_stats_topic(tmp_path: Path, default_model: Path, broker) -> None:
+    clip, _ = mixed_clip(tmp_path)
+    config = write_config(
+        tmp_path / "streamd.toml",
+        default_model,
+        [{"name": "door", "uri": clip, "realtime": True, "loop": True}],
+        broker.port,
+        daemon={"stats_interval": 1.0},
+    )
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        await client.subscribe("streamd/test/stats")
+        daemon = await Streamd("run", "-c", str(config)).start()
+        try:
+            stats = []
+            async with asyncio.timeout(60):
+                async for message in client.messages:
+                    stats.append(json.loads(message.payload))  # type: ignore[arg-type]
+                    if len(stats) >= 3:
+                        break
+        finally:
+            daemon.signal(signal.SIGTERM)
+            assert await daemon.wait(20) == 0
+    last = stats[-1]
+    assert last["device"] == "CPU" and last["states"] == {"door": "streaming"}
+    assert 5 < last["fps"]["door"] < 30  # a 15 fps clip played in real time
+    assert last["inference_ms_p50"] > 0 and last["inference_ms_p95"] >= last["inference_ms_p50"]
+
+
+def test_alert_rules_pass_promtool() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package 'prometheus'); .ci/run installs it")
+    for args in (
+        ["check", "rules", "deploy/prometheus/alerts.yml"],
+        ["check", "config", "deploy/prometheus/prometheus.yml"],
+    ):
+        result = subprocess.run([promtool, *args], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_has_the_promised_panels_and_variables() -> None:
+    dashboard = json.loads((REPO / "deploy/grafana/streamd.json").read_text())
+    assert dashboard["schemaVersion"] >= 36  # Grafana 9+/10 JSON model
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert {"instance", "source"} <= set(variables)
+    titles = " | ".join(p["title"] for p in dashboard["panels"])
+    for needed in ("FPS", "latency", "Inference", "Queue", "Drops", "Reconnects", "MQTT", "Model", "RSS"):
+        assert needed in titles, needed
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}"
