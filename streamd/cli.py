@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     if args.command == "run":
         configure(config.log.format, config.log.level)
-        return run(config)
+        return run(config, args.config)
     if args.command == "check":
         return check(config)
     if args.command == "bench":
@@ -124,12 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     return EX_SOFTWARE
 
 
-def run(config: Config) -> int:
+def run(config: Config, config_path: Path | None = None) -> int:
     from streamd.daemon import Daemon
     from streamd.inference.model import ModelUnavailable
 
     try:
-        return asyncio.run(Daemon(config).serve())
+        return asyncio.run(Daemon(config, config_path).serve())
     except ConfigError as exc:
         print(f"streamd: config error: {exc}", file=sys.stderr)
         return EX_CONFIG

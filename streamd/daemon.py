@@ -2,7 +2,8 @@
 
 Shaped like uvicorn's Server: ``serve()`` reads startup -> main loop -> shutdown. The first
 SIGTERM/SIGINT asks for a graceful stop (stop capture, finish queued and in-flight frames,
-flush MQTT, publish ``offline``); a second one exits at once.
+flush MQTT, publish ``offline``); a second one exits at once. SIGHUP re-reads the config and
+restarts only what changed.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from streamd import __version__, systemd
-from streamd.config import Config
+from streamd.config import Config, ConfigError, SourceConfig, load_config
 from streamd.health import HealthServer
 from streamd.inference.decoders import Detection
 from streamd.inference.engine import Engine
-from streamd.inference.model import PreparedModel, prepare
+from streamd.inference.model import ModelUnavailable, prepare
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
@@ -31,7 +37,7 @@ from streamd.sources.frame import Frame
 
 log = get_logger("streamd.daemon")
 
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 LATENCY_WINDOW = 512  # inference times kept for the stats topic's percentiles
 
 
@@ -40,12 +46,11 @@ def rfc3339(ts: float) -> str:
 
 
 class Daemon:
-    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: Config, config_path: Path | None = None, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         self.metrics = metrics or Metrics()
         self.should_exit = asyncio.Event()
-        self.force_exit = False
-        self.prepared: PreparedModel | None = None
         self.engine: Engine | None = None
         self.sink = MqttSink(config.mqtt, self.metrics)
         self.queue = FrameQueue(config.queue.size, self._on_drop)
@@ -53,7 +58,9 @@ class Daemon:
         self.states: dict[str, str] = {}
         self.health: HealthServer | None = None
         self._engine_task: asyncio.Task[None] | None = None
-        self._stats_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._transform: Callable[[np.ndarray], Any] | None = None
+        self._reload_lock = asyncio.Lock()
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._published_frames: dict[str, int] = {}
         self._inferred: dict[str, int] = {}
@@ -64,85 +71,129 @@ class Daemon:
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig in HANDLED_SIGNALS:
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self.handle_exit, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
         try:
             await self.startup()
             await self.main_loop()
         finally:
             await self.shutdown()
-            for sig in HANDLED_SIGNALS:
+            for sig in (*STOP_SIGNALS, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         return self.exit_code
 
     def handle_exit(self, sig: int) -> None:
         if self.should_exit.is_set():
             log.warning("forced_exit", signal=signal.Signals(sig).name)
-            self.force_exit = True
             os._exit(1)
         log.info("shutdown_requested", signal=signal.Signals(sig).name)
         self.should_exit.set()
+
+    def handle_reload(self) -> None:
+        self._spawn(self.reload(), "reload")
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     async def startup(self) -> None:
         cfg = self.config
         self.metrics.build.info({"version": __version__})
         self.metrics.init_mqtt(cfg.mqtt.buffer)
-        for source_cfg in cfg.sources:
-            self.metrics.init_source(source_cfg.name)
         if cfg.metrics.listen:
             self.health = HealthServer(cfg.metrics.listen, self.metrics, self.readiness)
             await self.health.start()
         self.sink.start()
-        self.prepared = await asyncio.to_thread(prepare, cfg.model)
-        self.engine = Engine(self.prepared, self.metrics, self._on_result)
-        variant = await self.engine.start()
+        self.engine = await self._build_engine(cfg)
+        self._engine_task = asyncio.create_task(self.engine.run(self.queue), name="engine")
+        for source_cfg in cfg.sources:
+            self._start_source(source_cfg)
+        self._spawn(self._stats_loop(), "stats")
+        interval = systemd.watchdog_interval()
+        if interval is not None:
+            self._spawn(self._watchdog(interval), "watchdog")
+        systemd.notify(f"READY=1\nSTATUS=streaming {len(self.sources)} source(s) on {self.engine.device}")
+
+    async def _build_engine(self, cfg: Config) -> Engine:
+        """Read, place and compile (in worker threads): the loop keeps serving meanwhile."""
+        prepared = await asyncio.to_thread(prepare, cfg.model)
+        engine = Engine(prepared, self.metrics, self._on_result)
+        variant = await engine.start()
         placed = variant.placement
         if placed.fallback:
             log.warning("device_fallback", requested=placed.requested, absent=placed.dropped, device=placed.device)
         log.info(
             "model_ready",
-            model=self.prepared.name,
+            model=prepared.name,
             device=placed.device,
-            input=self.prepared.image.name,
-            shape=self.prepared.image.shape,
-            preprocess=self.prepared.preprocess_mode,
+            input=prepared.image.name,
+            shape=prepared.image.shape,
+            preprocess=prepared.preprocess_mode,
             placement=placed.summary() if placed.heterogeneous else None,
             compile_seconds=round(variant.seconds, 3),
             requests=variant.requests,
         )
-        self.metrics.model_info.labels(
-            self.prepared.name, placed.device, "x".join(map(str, self.prepared.image.shape))
-        ).set(1)
-        self._engine_task = asyncio.create_task(self.engine.run(self.queue), name="engine")
-        loop = asyncio.get_running_loop()
-        transform = self.engine.input_transform()
-        for source_cfg in cfg.sources:
-            source = CaptureSource(source_cfg, loop, self.queue, self.metrics, self._on_state, transform)
-            self.sources[source.name] = source
-            source.start()
-        self._stats_task = asyncio.create_task(self._stats_loop(), name="stats")
-        systemd.notify(f"READY=1\nSTATUS=streaming {len(self.sources)} source(s) on {placed.device}")
+        self.metrics.model_info.clear()
+        self.metrics.model_info.labels(prepared.name, placed.device, "x".join(map(str, prepared.image.shape))).set(1)
+        self._transform = engine.input_transform()
+        return engine
+
+    def _start_source(self, source_cfg: SourceConfig) -> None:
+        self.metrics.init_source(source_cfg.name)
+        source = CaptureSource(
+            source_cfg, asyncio.get_running_loop(), self.queue, self.metrics, self._on_state, self._input
+        )
+        self.sources[source.name] = source
+        source.start()
+
+    def _input(self, image: np.ndarray) -> Any:
+        """Reader threads call this; it follows the current engine across reloads."""
+        assert self._transform is not None
+        return self._transform(image)
 
     async def main_loop(self) -> None:
         """Run until a signal, or until every source is a finished file (then drain and exit)."""
-        waits: list[asyncio.Task[None]] = [asyncio.create_task(self._until_exit())]
+        waits: list[asyncio.Task[None]] = [
+            asyncio.create_task(self._until_exit()),
+            asyncio.create_task(self._until_engine_fails()),
+        ]
         if all(s.finite for s in self.sources.values()):
             waits.append(asyncio.create_task(self._all_sources_done()))
-        assert self._engine_task is not None
-        waits.append(self._engine_task)  # an engine crash ends the main loop too
-        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
-            if task is not self._engine_task:
-                task.cancel()
-        if self._engine_task in done and self._engine_task.exception() is not None:
-            log.error("engine_failed", error=repr(self._engine_task.exception()))
-            self.exit_code = 1
+            task.cancel()
 
     async def _until_exit(self) -> None:
         await self.should_exit.wait()
 
+    async def _until_engine_fails(self) -> None:
+        """An engine that raises ends the daemon (exit 1): systemd restarts it."""
+        while True:
+            task = self._engine_task
+            assert task is not None
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise  # it is us who are cancelled, not the engine
+            except Exception:
+                pass  # examined below
+            if task is not self._engine_task:
+                continue  # swapped by a reload: watch the new one
+            if not task.cancelled() and task.exception() is not None:
+                log.error("engine_failed", error=repr(task.exception()))
+                self.exit_code = 1
+            return
+
     async def _all_sources_done(self) -> None:
-        await asyncio.gather(*(s.wait() for s in self.sources.values()))
+        while True:
+            current = list(self.sources.values())
+            await asyncio.gather(*(s.wait() for s in current))
+            if current == list(self.sources.values()):  # no reload added one meanwhile
+                break
         log.info("sources_done", states=self.states)
 
     async def shutdown(self) -> None:
@@ -163,17 +214,85 @@ class Daemon:
                 dropped = self.queue.clear()
                 log.warning("drain_timeout", dropped=dropped, inflight=self.engine.inflight if self.engine else 0)
                 self._engine_task.cancel()
-        if self._stats_task is not None:
-            self._stats_task.cancel()
+        for task in list(self._background):
+            task.cancel()
         await self.sink.close(max(1.0, deadline - time.monotonic()))
         if self.health is not None:
             await self.health.stop()
         log.info("stopped", frames=self._published_frames)
 
+    # -- reload (SIGHUP) ----------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """Apply a changed config without touching what did not change.
+
+        A new model is compiled before it replaces the old one, so unchanged sources keep
+        streaming; an invalid config is logged and the running one stays.
+        """
+        async with self._reload_lock:
+            started = time.monotonic()
+            systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={systemd.monotonic_usec()}")
+            try:
+                await self._apply(started)
+            finally:
+                systemd.notify(f"READY=1\nSTATUS=streaming {len(self.sources)} source(s)")
+
+    async def _apply(self, started: float) -> None:
+        if self.config_path is None:
+            log.warning("reload_ignored", reason="no config file to re-read")
+            return
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload_rejected", error=str(exc), key=exc.key)
+            return
+        old = self.config
+        fixed = [name for name in ("mqtt", "metrics", "queue", "log") if getattr(new, name) != getattr(old, name)]
+        if fixed:
+            log.warning("reload_needs_restart", sections=fixed, note="kept the running values")
+        if new.model != old.model:
+            try:
+                engine = await self._build_engine(new)
+            except (ConfigError, ModelUnavailable, RuntimeError) as exc:
+                log.error("reload_rejected", error=str(exc), key="model")
+                return
+            self._swap_engine(engine)
+        before = {s.name: s for s in old.sources}
+        after = {s.name: s for s in new.sources}
+        stop = [n for n in before if n not in after or after[n] != before[n]]
+        start = [n for n in after if n not in before or after[n] != before[n]]
+        for name in stop:
+            source = self.sources.pop(name)
+            source.stop()
+            await source.wait()
+            self.metrics.source_up.labels(name).set(0)
+            if name not in after:
+                self.states.pop(name, None)
+                self.sink.publish(self.sink.topic(name, "state"), "ended", qos=1, retain=True)
+        for name in start:
+            self._start_source(after[name])
+        self.config = new.model_copy(update={n: getattr(old, n) for n in fixed})
+        log.info(
+            "reload_done",
+            added=[n for n in start if n not in before],
+            removed=[n for n in stop if n not in after],
+            restarted=[n for n in start if n in before],
+            model_changed=new.model != old.model,
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    def _swap_engine(self, engine: Engine) -> None:
+        old, old_task = self.engine, self._engine_task
+        self.engine = engine
+        self._engine_task = asyncio.create_task(engine.run(self.queue), name="engine")
+        if old is not None and old_task is not None:
+            old.retire(old_task)
+            self._spawn(old_task, "engine-retiring")
+
     # -- callbacks on the loop ---------------------------------------------------------------
 
     def _on_state(self, source: str, state: str) -> None:
-        if self.states.get(source) == state:
+        if source not in self.sources or self.states.get(source) == state:
             return
         self.states[source] = state
         log.info("source_state", source=source, state=state)
@@ -190,7 +309,7 @@ class Daemon:
             self.metrics.detections.labels(frame.source, det.label).inc()
         if not detections and not self.config.mqtt.publish_empty:
             return
-        assert self.prepared is not None and self.engine is not None
+        assert self.engine is not None
         payload = {
             "source": frame.source,
             "frame": frame.seq,
@@ -198,7 +317,7 @@ class Daemon:
             "latency_ms": round((time.monotonic() - frame.captured) * 1000.0, 2),
             "width": frame.width,
             "height": frame.height,
-            "model": self.prepared.name,
+            "model": self.engine.prepared.name,
             "device": self.engine.device,
             "detections": [d.as_json() for d in detections],
         }
@@ -210,7 +329,7 @@ class Daemon:
             captured=frame.captured,
         )
 
-    # -- health and stats -------------------------------------------------------------------
+    # -- health, watchdog and stats ---------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
         reasons: list[str] = []
@@ -230,6 +349,26 @@ class Daemon:
             "device": self.engine.device if self.engine else None,
         }
         return not reasons, body
+
+    def engine_progressing(self, stall_after: float) -> bool:
+        """False when frames wait (queued or on the device) and none completed for a while."""
+        engine = self.engine
+        if engine is None:
+            return True
+        busy = engine.inflight > 0 or len(self.queue) > 0
+        return not busy or time.monotonic() - engine.last_progress < stall_after
+
+    async def _watchdog(self, interval: float) -> None:
+        """WATCHDOG=1 proves both the loop (this task runs) and the engine (progress) are alive."""
+        stalled = False
+        while True:
+            if self.engine_progressing(stall_after=2 * interval):
+                systemd.notify("WATCHDOG=1")
+                stalled = False
+            elif not stalled:
+                stalled = True
+                log.error("engine_stalled", queued=len(self.queue), inflight=self.engine.inflight if self.engine else 0)
+            await asyncio.sleep(interval)
 
     async def _stats_loop(self) -> None:
         interval = self.config.daemon.stats_interval
@@ -254,7 +393,5 @@ class Daemon:
                 "mqtt_buffered": self.sink.buffered,
             }
             self.sink.publish(f"{self.sink.prefix}/stats", json.dumps(stats, separators=(",", ":")), qos=0)
-            systemd.notify(
-                f"STATUS={sum(fps.values()):.1f} fps, "
-                f"{sum(s == 'streaming' for s in self.states.values())}/{len(self.sources)} sources up"
-            )
+            up = sum(s == "streaming" for s in self.states.values())
+            systemd.notify(f"STATUS={sum(fps.values()):.1f} fps, {up}/{len(self.sources)} sources up")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 
 def notify(message: str) -> bool:
@@ -20,3 +21,17 @@ def notify(message: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def watchdog_interval() -> float | None:
+    """Half of $WATCHDOG_USEC (systemd's advice), or None when no watchdog is asked for us."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or not usec.isdigit() or (pid and pid.isdigit() and int(pid) != os.getpid()):
+        return None
+    return int(usec) / 2_000_000
+
+
+def monotonic_usec() -> int:
+    """CLOCK_MONOTONIC in microseconds, for ``RELOADING=1`` + ``MONOTONIC_USEC=``."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000

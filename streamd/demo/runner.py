@@ -62,7 +62,7 @@ async def _demo(config_path: Path, host: str, port: int) -> int:
     ready = asyncio.Event()
     viewer = asyncio.create_task(_print_messages(host, port, ready))
     await asyncio.wait_for(ready.wait(), 10)
-    code = await Daemon(config).serve()
+    code = await Daemon(config, config_path).serve()
     await asyncio.sleep(0.5)  # let the last messages reach the viewer
     viewer.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +62,11 @@ class Engine:
         self.base: CompiledVariant | None = None
         self.completed = 0  # frames fully through the engine; the watchdog reads progress here
         self.last_progress = time.monotonic()
+        self._retired = False
+        self._waiting_for_frame = False
+        # Test hook: after this many frames the engine stops taking work, like a wedged device.
+        stall = os.environ.get("STREAMD_TEST_STALL_AFTER_FRAMES")
+        self._stall_after = int(stall) if stall and stall.isdigit() else None
 
     @property
     def device(self) -> str:
@@ -112,11 +118,23 @@ class Engine:
         """Feed frames until the queue is closed and empty, then wait for the last results."""
         assert self._slots is not None, "start() first"
         net_size = self.prepared.image.size
-        while True:
+        started = 0
+        while not self._retired:
+            if self._stall_after is not None and started >= self._stall_after:
+                log.warning("engine_stall_injected", frames=started)
+                await asyncio.Event().wait()
+            self._waiting_for_frame = True
             try:
                 frame = await queue.get()
             except QueueClosed:
                 break
+            except asyncio.CancelledError:
+                if self._retired:
+                    break
+                raise
+            finally:
+                self._waiting_for_frame = False
+            started += 1
             self._metrics.queue_depth.set(len(queue))
             await self._slots.acquire()
             shape = frame.tensor.shape
@@ -128,6 +146,12 @@ class Engine:
             runner.queue.start_async(frame.tensor, frame, share_inputs=True)
             self._metrics.queue_wait_seconds.labels(frame.source).observe(time.monotonic() - frame.captured)
         await self.drain()
+
+    def retire(self, task: asyncio.Task[None]) -> None:
+        """Stop taking frames (a reload swapped in a new engine); in-flight ones still finish."""
+        self._retired = True
+        if self._waiting_for_frame:
+            task.cancel()  # safe: nothing is taken from the queue while waiting in get()
 
     async def drain(self) -> None:
         await self._idle.wait()
