@@ -127,13 +127,14 @@ def main(argv: list[str] | None = None) -> int:
 def run(config: Config, config_path: Path | None = None) -> int:
     from streamd.daemon import Daemon
     from streamd.inference.model import ModelUnavailable
+    from streamd.sinks.mqtt import MqttUnavailable
 
     try:
         return asyncio.run(Daemon(config, config_path).serve())
     except ConfigError as exc:
         print(f"streamd: config error: {exc}", file=sys.stderr)
         return EX_CONFIG
-    except ModelUnavailable as exc:
+    except (ModelUnavailable, MqttUnavailable) as exc:
         print(f"streamd: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
 

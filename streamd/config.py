@@ -119,8 +119,16 @@ class MqttConfig(_Strict):
     password_file: str = ""
     tls: TlsConfig = Field(default_factory=TlsConfig)
     buffer: int = Field(default=10000, gt=0)
+    # Where messages wait while the broker is away: None = $STATE_DIRECTORY (systemd) or
+    # ~/.local/state/streamd; "" = memory only (lost on restart).
+    buffer_dir: str | None = None
     publish_empty: bool = False
+    payload: Literal["compact", "full"] = "compact"  # full adds per-frame timings
     keepalive: int = Field(default=30, gt=0)
+    discovery: bool = False  # Home Assistant MQTT discovery: a binary sensor per source and label
+    discovery_prefix: str = "homeassistant"
+    discovery_labels: list[str] = Field(default_factory=lambda: ["person"])
+    presence_off_delay: float = Field(default=3.0, ge=0)  # seconds without a detection before OFF
 
     @field_validator("topic_prefix", "instance")
     @classmethod
@@ -183,6 +191,10 @@ def _describe(error: Mapping[str, Any]) -> ConfigError:
     loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
     key = _dotted(loc)
     kind = error["type"]
+    if kind == "extra_forbidden" and key == "mqtt.password":
+        return ConfigError(
+            key, "inline passwords are refused: put it in a file and set mqtt.password_file (systemd: LoadCredential=)"
+        )
     if kind == "extra_forbidden":
         return ConfigError(key, "unknown key")
     if kind == "missing":

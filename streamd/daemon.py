@@ -31,7 +31,7 @@ from streamd.inference.model import ModelUnavailable, prepare
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
-from streamd.sinks.mqtt import MqttSink
+from streamd.sinks.mqtt import MqttSink, MqttUnavailable
 from streamd.sources.capture import CaptureSource
 from streamd.sources.frame import Frame
 
@@ -39,6 +39,7 @@ log = get_logger("streamd.daemon")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 LATENCY_WINDOW = 512  # inference times kept for the stats topic's percentiles
+PAYLOAD_SCHEMA = "streamd/detections/1"  # bumped on any incompatible payload change
 
 
 def rfc3339(ts: float) -> str:
@@ -65,6 +66,8 @@ class Daemon:
         self._published_frames: dict[str, int] = {}
         self._inferred: dict[str, int] = {}
         self._dropped: dict[str, int] = {}
+        self._present: set[tuple[str, str]] = set()
+        self._last_seen: dict[tuple[str, str], float] = {}
         self.exit_code = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -108,6 +111,12 @@ class Daemon:
             await self.health.start()
         self.sink.start()
         self.engine = await self._build_engine(cfg)
+        # Refused credentials or a bad certificate will not fix themselves: exit 69 now rather
+        # than buffer forever. A broker that is merely down is retried with backoff.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.sink.first_attempt_done.wait(), 10)
+        if self.sink.fatal:
+            raise MqttUnavailable(self.sink.fatal)
         self._engine_task = asyncio.create_task(self.engine.run(self.queue), name="engine")
         for source_cfg in cfg.sources:
             self._start_source(source_cfg)
@@ -143,6 +152,8 @@ class Daemon:
 
     def _start_source(self, source_cfg: SourceConfig) -> None:
         self.metrics.init_source(source_cfg.name)
+        if self.config.mqtt.discovery:
+            self._announce(source_cfg.name)
         source = CaptureSource(
             source_cfg, asyncio.get_running_loop(), self.queue, self.metrics, self._on_state, self._input
         )
@@ -219,7 +230,7 @@ class Daemon:
         await self.sink.close(max(1.0, deadline - time.monotonic()))
         if self.health is not None:
             await self.health.stop()
-        log.info("stopped", frames=self._published_frames)
+        log.info("stopped", frames=self._published_frames, mqtt=dict(self.sink.counts))
 
     # -- reload (SIGHUP) ----------------------------------------------------------------------
 
@@ -307,10 +318,14 @@ class Daemon:
         self._inferred[frame.source] = self._inferred.get(frame.source, 0) + 1
         for det in detections:
             self.metrics.detections.labels(frame.source, det.label).inc()
-        if not detections and not self.config.mqtt.publish_empty:
+        mqtt = self.config.mqtt
+        if mqtt.discovery:
+            self._update_presence(frame.source, {d.label for d in detections})
+        if not detections and not mqtt.publish_empty:
             return
         assert self.engine is not None
-        payload = {
+        payload: dict[str, Any] = {
+            "schema": PAYLOAD_SCHEMA,
             "source": frame.source,
             "frame": frame.seq,
             "ts": rfc3339(frame.ts),
@@ -321,6 +336,13 @@ class Daemon:
             "device": self.engine.device,
             "detections": [d.as_json() for d in detections],
         }
+        if mqtt.payload == "full":
+            now = time.monotonic()
+            payload["timings"] = {
+                "queue_ms": round((frame.started - frame.captured) * 1000.0, 2),
+                "inference_ms": round(seconds * 1000.0, 2),
+                "result_ms": round((now - frame.started) * 1000.0, 2),
+            }
         self._published_frames[frame.source] = self._published_frames.get(frame.source, 0) + 1
         self.sink.publish(
             self.sink.topic(frame.source, "detections"),
@@ -328,6 +350,51 @@ class Daemon:
             source=frame.source,
             captured=frame.captured,
         )
+
+    # -- Home Assistant discovery -------------------------------------------------------------
+
+    def _presence_topic(self, source: str, label: str) -> str:
+        return self.sink.topic(source, f"presence/{label.replace(' ', '_')}")
+
+    def _announce(self, source: str) -> None:
+        """Retained discovery configs: Home Assistant shows a binary sensor per source and label."""
+        mqtt = self.config.mqtt
+        for label in mqtt.discovery_labels:
+            slug = f"streamd_{mqtt.instance}_{source}_{label.replace(' ', '_')}"
+            config = {
+                "name": f"{source} {label}",
+                "unique_id": slug,
+                "object_id": slug,
+                "state_topic": self._presence_topic(source, label),
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "device_class": "occupancy",
+                "availability_topic": self.sink.status_topic,
+                "payload_available": "online",
+                "payload_not_available": "offline",
+                "device": {
+                    "identifiers": [f"streamd_{mqtt.instance}"],
+                    "name": f"streamd {mqtt.instance}",
+                    "manufacturer": "streamd",
+                    "sw_version": __version__,
+                },
+            }
+            topic = f"{mqtt.discovery_prefix}/binary_sensor/{slug}/config"
+            self.sink.publish(topic, json.dumps(config), qos=1, retain=True)
+            self.sink.publish(self._presence_topic(source, label), "OFF", qos=1, retain=True)
+
+    def _update_presence(self, source: str, labels: set[str]) -> None:
+        now = time.monotonic()
+        for label in self.config.mqtt.discovery_labels:
+            key = (source, label)
+            if label in labels:
+                self._last_seen[key] = now
+                if key not in self._present:
+                    self._present.add(key)
+                    self.sink.publish(self._presence_topic(source, label), "ON", qos=1, retain=True)
+            elif key in self._present and now - self._last_seen[key] > self.config.mqtt.presence_off_delay:
+                self._present.discard(key)
+                self.sink.publish(self._presence_topic(source, label), "OFF", qos=1, retain=True)
 
     # -- health, watchdog and stats ---------------------------------------------------------
 

@@ -49,7 +49,7 @@ def write_config(path: Path, model: Path, sources: list[dict[str, Any]], port: i
 
     sections: dict[str, dict[str, Any]] = {
         "model": {"path": model, "device": "CPU", "cache_dir": ""},
-        "mqtt": {"host": "127.0.0.1", "port": port, "instance": "test"},
+        "mqtt": {"host": "127.0.0.1", "port": port, "instance": "test", "buffer_dir": path.parent / "mqtt-buffer"},
         "metrics": {"listen": ""},
         "log": {"format": "json"},
     }

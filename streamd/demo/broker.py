@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -27,7 +28,11 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 class Mosquitto:
     """``with Mosquitto() as broker:`` -> broker.port; stop() and start() again on the same port."""
 
-    def __init__(self, port: int | None = None, extra_config: str = "") -> None:
+    def __init__(
+        self, port: int | None = None, settings: str = "allow_anonymous true\n", persistent: bool = False
+    ) -> None:
+        """``settings`` go after the listener line (auth, TLS); ``persistent`` keeps sessions and
+        queued QoS>0 messages across a stop/start, like a production broker."""
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise RuntimeError("mosquitto is not installed (Debian: apt-get install mosquitto)")
@@ -35,9 +40,11 @@ class Mosquitto:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="streamd-mosquitto-"))
         self.conf = self.dir / "mosquitto.conf"
+        persistence = f"persistence true\npersistence_location {self.dir}/\n" if persistent else "persistence false\n"
+        # As root, mosquitto drops to its own user, which cannot read our private temp files.
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            f"log_dest file {self.dir / 'mosquitto.log'}\n{extra_config}"
+            f"{user}listener {self.port} 127.0.0.1\n{settings}{persistence}log_dest file {self.dir / 'mosquitto.log'}\n"
         )
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -48,7 +55,9 @@ class Mosquitto:
         deadline = time.monotonic() + 10
         while not port_open("127.0.0.1", self.port, 0.2):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not start on port {self.port}")
+                log = self.dir / "mosquitto.log"
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise RuntimeError(f"mosquitto did not start on port {self.port}: {tail}")
             time.sleep(0.05)
         return self
 

@@ -18,6 +18,7 @@ import contextlib
 import os
 import threading
 import time
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +64,10 @@ class Engine:
         self.completed = 0  # frames fully through the engine; the watchdog reads progress here
         self.last_progress = time.monotonic()
         self._retired = False
+        # Per source, the frames on the device in start (= capture) order, and finished results
+        # waiting for an earlier frame of their source.
+        self._order: defaultdict[str, deque[Frame]] = defaultdict(deque)
+        self._finished: dict[int, list[Detection]] = {}
         self._waiting_for_frame = False
         # Test hook: after this many frames the engine stops taking work, like a wedged device.
         stall = os.environ.get("STREAMD_TEST_STALL_AFTER_FRAMES")
@@ -143,8 +148,10 @@ class Engine:
             self._inflight += 1
             self._idle.clear()
             self._metrics.inflight_requests.set(self._inflight)
+            self._order[frame.source].append(frame)
+            frame.started = time.monotonic()
             runner.queue.start_async(frame.tensor, frame, share_inputs=True)
-            self._metrics.queue_wait_seconds.labels(frame.source).observe(time.monotonic() - frame.captured)
+            self._metrics.queue_wait_seconds.labels(frame.source).observe(frame.started - frame.captured)
         await self.drain()
 
     def retire(self, task: asyncio.Task[None]) -> None:
@@ -183,10 +190,19 @@ class Engine:
         for frame, outputs, seconds in batch:
             self._metrics.inference_seconds.observe(seconds)
             self._metrics.frames_inferred.labels(frame.source).inc()
+            frame.inference = seconds
             try:
-                detections = self.prepared.decoder.decode(outputs, frame.width, frame.height)
-                self._on_result(frame, detections, seconds)
+                self._finished[id(frame)] = self.prepared.decoder.decode(outputs, frame.width, frame.height)
             except Exception:
-                log.exception("result_failed", source=frame.source, frame=frame.seq)
+                log.exception("decode_failed", source=frame.source, frame=frame.seq)
+                self._finished[id(frame)] = []
+            # Requests finish out of order; results leave in each source's capture order.
+            order = self._order[frame.source]
+            while order and id(order[0]) in self._finished:
+                ready = order.popleft()
+                try:
+                    self._on_result(ready, self._finished.pop(id(ready)), ready.inference)
+                except Exception:
+                    log.exception("result_failed", source=ready.source, frame=ready.seq)
         if self._inflight == 0:
             self._idle.set()

@@ -1,8 +1,11 @@
 """MQTT sink (aiomqtt): the pipeline hands messages over without ever waiting on the broker.
 
-``publish()`` only appends to a bounded buffer; a pump task sends from it with many publishes
-in flight, and puts back (in order) whatever was not acknowledged when a connection dies.
-While the broker is away the buffer fills; when full, the oldest message goes and is counted.
+``publish()`` only appends to a buffer; a pump task sends from it with many publishes in
+flight. While connected and caught up, the buffer is a bounded deque in memory. When the
+connection drops, what was not acknowledged and everything after it goes to a bounded SQLite
+file (``mqtt.buffer_dir``), which survives a crash or ``kill -9`` and is flushed, in order,
+before anything newer once the broker is back. When full, the oldest message is dropped and
+counted (``streamd_mqtt_dropped_total{reason="buffer_full"}``); memory never grows past it.
 """
 
 from __future__ import annotations
@@ -10,27 +13,36 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
+import re
 import ssl
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from streamd.backoff import Backoff
 from streamd.config import MqttConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
+from streamd.sinks.buffer import DiskBuffer
 
 log = get_logger("streamd.mqtt")
 
 MAX_INFLIGHT = 256  # publishes awaiting their acknowledgement at once
+DISK_BATCH = 128
 # aiomqtt warns on every publish past 10 in flight; we run many on purpose, and report
 # connection problems ourselves through structlog.
 _AIOMQTT_LOG = logging.getLogger("streamd.aiomqtt")
 _AIOMQTT_LOG.setLevel(logging.ERROR)
+
+
+class MqttUnavailable(Exception):
+    """The broker refused us at start (credentials, TLS): exit 69, it will not fix itself."""
 
 
 @dataclass(slots=True)
@@ -41,25 +53,54 @@ class Message:
     retain: bool
     source: str | None = None  # for the end-to-end histogram
     captured: float = 0.0  # monotonic capture time
-    id: int = field(default=0)
+    key: int = 0  # unique while unacknowledged
+    row: int = 0  # its row in the disk buffer, 0 when it lives in memory
+
+
+def default_buffer_dir() -> Path:
+    base = os.environ.get("STATE_DIRECTORY") or os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
+    return Path(base.split(":")[0]) / ("" if os.environ.get("STATE_DIRECTORY") else "streamd")
+
+
+def describe_refusal(exc: Exception) -> str | None:
+    """A plain sentence for errors that retrying will not fix, None for the ones it may."""
+    text = str(exc)
+    if isinstance(exc, MqttConnectError):
+        reason = re.sub(r"^\[code:\d+\]\s*", "", text)
+        return f"the broker refused the connection: {reason} (check mqtt.username and mqtt.password_file)"
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
+        return f"TLS certificate check failed: {text} (check mqtt.tls.ca, or the broker's certificate)"
+    if "SSL" in text or "TLS" in text:
+        return f"TLS handshake failed: {text} (check mqtt.tls.* and that the port speaks TLS)"
+    return None
 
 
 class MqttSink:
     def __init__(self, config: MqttConfig, metrics: Metrics) -> None:
         self.config = config
         self._metrics = metrics
-        prefix = f"{config.topic_prefix}/{config.instance}"
-        self.prefix = prefix
-        self.status_topic = f"{prefix}/status"
-        self._pending: deque[Message] = deque()
+        self.prefix = f"{config.topic_prefix}/{config.instance}"
+        self.status_topic = f"{self.prefix}/status"
+        self._memory: deque[Message] = deque()
         self._unacked: dict[int, Message] = {}
-        self._ids = itertools.count(1)
+        self._keys = itertools.count(1)
+        self._disk: DiskBuffer | None = None
+        if config.buffer_dir != "":
+            directory = Path(config.buffer_dir).expanduser() if config.buffer_dir else default_buffer_dir()
+            self._disk = DiskBuffer(directory / f"mqtt-{config.instance}.sqlite3", config.buffer)
+            if self._disk.count:
+                log.info("mqtt_buffer_recovered", messages=self._disk.count, path=str(self._disk.path))
+        self._disk_cursor = 0
+        self._disk_batch: deque[Message] = deque()
         self._wake = asyncio.Event()
         self._closing = False
         self._conn_error: Exception | None = None
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.first_attempt_done = asyncio.Event()
+        self.ever_connected = False
+        self.fatal: str | None = None
+        self.counts: Counter[str] = Counter()  # published / dropped_*: the shutdown log reports them
         self.last_error: str | None = None
         # Called with (message, seconds from capture) when a frame's message is acknowledged.
         self.on_acked: Callable[[Message, float], None] | None = None
@@ -69,7 +110,7 @@ class MqttSink:
 
     @property
     def buffered(self) -> int:
-        return len(self._pending) + len(self._unacked)
+        return len(self._memory) + len(self._unacked) + (self._disk.count if self._disk else 0)
 
     def publish(
         self,
@@ -84,20 +125,60 @@ class MqttSink:
         """Queue a message; never blocks. Over ``mqtt.buffer`` the oldest is dropped."""
         data = payload.encode() if isinstance(payload, str) else payload
         message = Message(
-            topic, data, self.config.qos if qos is None else qos, retain, source, captured, next(self._ids)
+            topic, data, self.config.qos if qos is None else qos, retain, source, captured, next(self._keys)
         )
-        if len(self._pending) >= self.config.buffer:
-            self._pending.popleft()
-            self._metrics.mqtt_dropped.labels("buffer_full").inc()
-        self._pending.append(message)
+        if self._disk is not None and (not self.connected.is_set() or self._disk.count):
+            self._store(message)  # offline, or still flushing older stored messages: keep order
+        else:
+            if len(self._memory) >= self.config.buffer:
+                self._memory.popleft()
+                self._metrics.mqtt_dropped.labels("buffer_full").inc()
+            self.counts["dropped_buffer_full"] += 1
+            self._memory.append(message)
         self._metrics.mqtt_buffered.set(self.buffered)
         self._wake.set()
+
+    def _store(self, message: Message) -> None:
+        assert self._disk is not None
+        if self._disk.append(message.topic, message.payload, message.qos, message.retain):
+            self._metrics.mqtt_dropped.labels("buffer_full").inc()
+            self.counts["dropped_buffer_full"] += 1
+
+    def _spill(self) -> None:
+        """Connection gone: unacknowledged and pending memory messages go to disk, in order."""
+        in_memory = [m for m in self._unacked.values() if m.row == 0]
+        if self._disk is not None:
+            for message in [*in_memory, *self._memory]:
+                self._store(message)
+            self._memory.clear()
+        else:
+            for message in reversed(in_memory):
+                self._memory.appendleft(message)
+        self._unacked.clear()
+        self._disk_batch.clear()
+        self._disk_cursor = 0  # unacknowledged stored rows are still on disk: send them again
+
+    def _next(self) -> Message | None:
+        """Stored messages first (they are older), then memory."""
+        if self._disk is not None and self._disk.count:
+            if not self._disk_batch:
+                for stored in self._disk.after(self._disk_cursor, DISK_BATCH):
+                    self._disk_batch.append(
+                        Message(
+                            stored.topic, stored.payload, stored.qos, stored.retain, key=-stored.row, row=stored.row
+                        )
+                    )
+                    self._disk_cursor = stored.row
+            if self._disk_batch:
+                return self._disk_batch.popleft()
+            return None  # every stored row is in flight: newer messages wait for them
+        return self._memory.popleft() if self._memory else None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mqtt-sink")
 
     async def close(self, timeout: float) -> None:
-        """Flush what is buffered (bounded by ``timeout``), publish ``offline``, disconnect."""
+        """Flush (bounded by ``timeout``), publish ``offline``, disconnect; keep the rest on disk."""
         self._closing = True
         self._wake.set()
         if self._task is None:
@@ -106,16 +187,22 @@ class MqttSink:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except TimeoutError:
             self._task.cancel()
-            left = self.buffered
-            if left:
-                self._metrics.mqtt_dropped.labels("shutdown").inc(left)
-                log.warning("mqtt_unflushed", messages=left, reason=self.last_error or "timeout")
+            self._spill()
+        reason = self.fatal or self.last_error or "timeout"
+        if self._disk is not None:
+            if self._disk.count:
+                log.warning(
+                    "mqtt_buffer_persisted", messages=self._disk.count, path=str(self._disk.path), reason=reason
+                )
+            self._disk.close()
+        elif self._memory:
+            self._metrics.mqtt_dropped.labels("shutdown").inc(len(self._memory))
+            self.counts["dropped_shutdown"] += len(self._memory)
+            log.warning("mqtt_unflushed", messages=len(self._memory), reason=reason)
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config
-        password = None
-        if cfg.password_file:
-            password = Path(cfg.password_file).read_text().strip()
+        password = Path(cfg.password_file).read_text().strip() if cfg.password_file else None
         tls_context = None
         if cfg.tls.ca or cfg.tls.cert:
             tls_context = ssl.create_default_context(cafile=cfg.tls.ca or None)
@@ -148,34 +235,39 @@ class MqttSink:
                     log.info("mqtt_closed", host=self.config.host, port=self.config.port)
                     self._set_connected(False)
                     return
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
+                refusal = describe_refusal(exc)
+                if refusal is not None and not self.ever_connected:
+                    self.fatal = refusal
+                    log.error("mqtt_refused", host=self.config.host, port=self.config.port, error=refusal)
+                    self._spill()
+                    return
                 self._on_lost(exc)
             finally:
                 self.first_attempt_done.set()
-            if self._closing and not self._pending and not self._unacked:
-                return
+            if self._closing and not self.buffered:
+                return  # closing with nothing to flush; otherwise keep trying until close() times out
             await asyncio.sleep(backoff.next_delay())
 
     def _on_connected(self) -> None:
         self._conn_error = None
         self.last_error = None
+        self.ever_connected = True
         self._set_connected(True)
+        self.first_attempt_done.set()
         log.info("mqtt_connected", host=self.config.host, port=self.config.port, buffered=self.buffered)
 
     def _on_lost(self, exc: Exception) -> None:
-        # Unacknowledged messages go back to the front, in their original order.
-        for message in reversed(list(self._unacked.values())):
-            self._pending.appendleft(message)
-        self._unacked.clear()
+        self._spill()
         was_connected = self.connected.is_set()
         self._set_connected(False)
-        self.last_error = str(exc)
+        self.last_error = describe_refusal(exc) or str(exc)
         if was_connected or not self.first_attempt_done.is_set():
             log.warning(
                 "mqtt_disconnected",
                 host=self.config.host,
                 port=self.config.port,
-                error=str(exc),
+                error=self.last_error,
                 buffered=self.buffered,
             )
 
@@ -193,14 +285,15 @@ class MqttSink:
             while True:
                 if self._conn_error is not None:
                     raise aiomqtt.MqttError(str(self._conn_error))
-                if self._pending and len(self._unacked) < MAX_INFLIGHT:
-                    message = self._pending.popleft()
-                    self._unacked[message.id] = message
-                    task = asyncio.create_task(self._send(client, message))
-                    sends.add(task)
-                    task.add_done_callback(sends.discard)
-                    continue
-                if self._closing and not self._pending and not self._unacked:
+                if len(self._unacked) < MAX_INFLIGHT:
+                    message = self._next()
+                    if message is not None:
+                        self._unacked[message.key] = message
+                        task = asyncio.create_task(self._send(client, message))
+                        sends.add(task)
+                        task.add_done_callback(sends.discard)
+                        continue
+                if self._closing and not self.buffered:
                     return
                 self._wake.clear()
                 await self._wake.wait()
@@ -226,9 +319,12 @@ class MqttSink:
             self._conn_error = exc
             self._wake.set()
             return
-        if self._unacked.pop(message.id, None) is None:
-            return
+        if self._unacked.pop(message.key, None) is None:
+            return  # the connection was given up meanwhile; it will be sent again
+        if message.row and self._disk is not None:
+            self._disk.delete(message.row)
         self._metrics.mqtt_published.labels("ok").inc()
+        self.counts["published"] += 1
         self._metrics.mqtt_buffered.set(self.buffered)
         if message.source is not None:
             seconds = time.monotonic() - message.captured

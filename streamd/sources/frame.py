@@ -17,3 +17,5 @@ class Frame:
     # What the engine feeds the model, made in the reader thread (off the loop): an ov.Tensor
     # sharing the memory of a [1, H, W, 3] u8 BGR array (the original, or host-resized).
     tensor: Any
+    started: float = 0.0  # monotonic time the inference started
+    inference: float = 0.0  # seconds the device took

@@ -31,6 +31,8 @@ async def test_every_person_frame_detected_on_the_photo_and_none_elsewhere(
     assert await daemon.wait(120) == 0, daemon.stderr.decode()[-3000:]
     await subscriber.wait_for(lambda c: c.on("/status")[-1:] == [b"offline"], 10)
 
+    arrival = [m["frame"] for m in subscriber.json("/door/detections")]
+    assert arrival == sorted(arrival), "messages of a source arrive in capture order"
     messages = {m["frame"]: m for m in subscriber.json("/door/detections")}
     assert sorted(messages) == list(range(len(truth))), "one message per frame, no gaps (block drops nothing)"
     validator = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())

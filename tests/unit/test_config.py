@@ -47,6 +47,8 @@ BAD_CASES = [
     ("bad listen", GOOD + '\n[metrics]\nlisten = "nowhere"\n', "metrics.listen: must be HOST:PORT"),
     ("unknown table", GOOD + "\n[camera]\nx = 1\n", "camera: unknown key"),
     ("bad toml", GOOD + "\n[model\n", "invalid TOML"),
+    ("inline password", GOOD + '\n[mqtt]\npassword = "hunter2"\n', "mqtt.password: inline passwords are refused"),
+    ("topic prefix", GOOD + '\n[mqtt]\ntopic_prefix = "a/b"\n', "mqtt.topic_prefix: must be non-empty with no"),
     ("bad device", GOOD.replace('device = "CPU"', 'device = "HETERO:"'), "model.device:"),
 ]
 
