@@ -8,6 +8,14 @@ STREAMD_EXTRAS="${STREAMD_EXTRAS:-test}"
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ "$STREAMD_EXTRAS" = test ]; then
+  # A real RTSP camera for the source tests: GStreamer's RTSP server under the system Python.
+  [ -e /usr/lib/x86_64-linux-gnu/girepository-1.0/GstRtspServer-1.0.typelib ] \
+    || ls /usr/lib/*/girepository-1.0/GstRtspServer-1.0.typelib >/dev/null 2>&1 \
+    || missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+                 gstreamer1.0-plugins-ugly)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO="none"; fi
   if [ "$SUDO" = none ]; then
@@ -15,7 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "streamd: installing ${missing[*]} with apt-get" >&2
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 fi
 

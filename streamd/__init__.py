@@ -1,3 +1,9 @@
 """streamd: asynchronous video analytics daemon (sources -> queue -> OpenVINO -> MQTT)."""
 
+import os
+
+# FFmpeg inside OpenCV logs to stderr on its own, URLs (and their credentials) included;
+# streamd reports source failures itself. Read when OpenCV first opens a capture.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 __version__ = "0.1.0"

@@ -90,6 +90,9 @@ class SourceConfig(_Strict):
     loop: bool = False
     drop: Literal["oldest", "newest", "block"] = "oldest"
     speed: float = Field(default=1.0, gt=0.0)  # realtime files: 2.0 plays twice as fast
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    # Seconds an open or a read may stall before it counts as a disconnect (then: reconnect).
+    read_timeout: float = Field(default=10.0, gt=0.0)
 
     @field_validator("name")
     @classmethod

@@ -8,6 +8,7 @@ runs in parallel with inference instead of on the event loop.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,11 @@ from streamd.queue import FrameQueue
 from streamd.sources.frame import Frame
 
 log = get_logger("streamd.source")
+
+_FFMPEG_OPTIONS = threading.Lock()
+# OpenCV and FFmpeg print their own errors to stderr, some with the URL they failed on
+# (credentials included); streamd logs every failure itself, with the URL redacted.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 Transform = Callable[[np.ndarray], Any]  # a decoded BGR frame -> what the engine feeds the model
 StateCallback = Callable[[str, str], None]
@@ -82,10 +88,25 @@ class CaptureSource:
         self._loop.call_soon_threadsafe(self._on_state, self.name, state)
 
     def _open(self) -> cv2.VideoCapture:
-        uri = self.config.uri
-        if uri.startswith("/dev/video"):
-            return cv2.VideoCapture(uri, cv2.CAP_V4L2)
-        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG)
+        cfg = self.config
+        if cfg.uri.startswith("/dev/video"):
+            return cv2.VideoCapture(cfg.uri, cv2.CAP_V4L2)
+        timeout_ms = int(cfg.read_timeout * 1000)
+        # FFmpeg's own timeouts: a dead camera fails the open or the read instead of blocking.
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        if not cfg.uri.startswith("rtsp"):
+            return cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG, params)
+        # The transport is an FFmpeg option that OpenCV reads from the environment at open time.
+        with _FFMPEG_OPTIONS:
+            previous = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{cfg.rtsp_transport}"
+            try:
+                return cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG, params)
+            finally:
+                if previous is None:
+                    os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
+                else:
+                    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = previous
 
     def _run(self) -> None:
         try:
