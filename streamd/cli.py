@@ -11,6 +11,8 @@ from pathlib import Path
 from streamd import __version__
 from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, redact_uri
 from streamd.logging import configure, get_logger
+from streamd.shard import Shard
+from streamd.shard import apply as apply_shard
 
 EX_OK = 0
 EX_SOFTWARE = 1
@@ -49,6 +51,16 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _shard_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shard",
+        default=os.environ.get("STREAMD_SHARD"),
+        metavar="I/N",
+        help="take only this instance's share of [[sources]] (rendezvous hashing); I may be 'auto' to "
+        "use a StatefulSet host name's ordinal (default: $STREAMD_SHARD)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamd",
@@ -62,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon in the foreground", description="Run the daemon.")
     _config_arg(run)
+    _shard_arg(run)
 
     check = sub.add_parser(
         "check",
@@ -71,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "each source can be opened. Exit 0, 69 or 78.",
     )
     _config_arg(check)
+    _shard_arg(check)
 
     bench = sub.add_parser(
         "bench",
@@ -108,6 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     log = get_logger("streamd")
     try:
         config = load_config(args.config)
+        if getattr(args, "shard", None):
+            shard = Shard.parse(args.shard)
+            config = apply_shard(config, shard)
+            log.info(
+                "shard",
+                index=shard.index,
+                count=shard.count,
+                sources=[s.name for s in config.sources],
+                instance=config.mqtt.instance,
+            )
     except ConfigError as exc:
         print(f"streamd: config error: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -171,7 +171,7 @@ class Daemon:
             asyncio.create_task(self._until_exit()),
             asyncio.create_task(self._until_engine_fails()),
         ]
-        if all(s.finite for s in self.sources.values()):
+        if self.sources and all(s.finite for s in self.sources.values()):
             waits.append(asyncio.create_task(self._all_sources_done()))
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:

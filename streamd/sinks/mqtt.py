@@ -133,7 +133,7 @@ class MqttSink:
             if len(self._memory) >= self.config.buffer:
                 self._memory.popleft()
                 self._metrics.mqtt_dropped.labels("buffer_full").inc()
-            self.counts["dropped_buffer_full"] += 1
+                self.counts["dropped_buffer_full"] += 1
             self._memory.append(message)
         self._metrics.mqtt_buffered.set(self.buffered)
         self._wake.set()

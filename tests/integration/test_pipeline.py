@@ -51,6 +51,9 @@ async def test_every_person_frame_detected_on_the_photo_and_none_elsewhere(
     assert subscriber.on("/status") == [b"online", b"offline"]
     assert subscriber.on("/door/state") == [b"connecting", b"streaming", b"ended"]
     assert {m["device"] for m in messages.values()} == {"CPU"}
+    stopped = next(e for e in daemon.events() if e["event"] == "stopped")
+    # Every frame's message and the three state changes were acknowledged; nothing dropped.
+    assert stopped["mqtt"] == {"published": len(truth) + 3}
 
 
 async def test_sigterm_finishes_in_flight_frames_and_goes_offline(
