@@ -82,6 +82,40 @@ class ModelConfig(_Strict):
         return value
 
 
+def _topic_name(value: str) -> str:
+    if not SOURCE_NAME.match(value):
+        raise ValueError("must match [a-z0-9_-]+ (it is used in MQTT topics and metric labels)")
+    return value
+
+
+Coordinate = Annotated[float, Field(ge=0.0)]
+
+
+class TrackingConfig(_Strict):
+    high: float = Field(default=0.5, ge=0.0, le=1.0)  # score that starts a track (lower ones only extend)
+    iou: float = Field(default=0.3, gt=0.0, le=1.0)
+    min_hits: int = Field(default=3, ge=1)  # frames before a track is born (and announced)
+    max_age: int = Field(default=30, ge=1)  # frames unseen before a track ends
+    update_interval: float = Field(default=1.0, ge=0.0)  # seconds between 'update' events of a track
+
+
+class ZoneConfig(_Strict):
+    name: str
+    polygon: list[tuple[Coordinate, Coordinate]] = Field(min_length=3)  # pixels, or 0..1 fractions
+    labels: list[str] = Field(default_factory=list)  # empty: every label
+    min_frames: int = Field(default=3, ge=1)  # frames inside (or outside) before enter (or exit)
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
+
+
+class LineConfig(_Strict):
+    name: str
+    points: tuple[tuple[Coordinate, Coordinate], tuple[Coordinate, Coordinate]]
+    labels: list[str] = Field(default_factory=list)
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
+
+
 class SourceConfig(_Strict):
     name: str
     uri: str
@@ -93,13 +127,20 @@ class SourceConfig(_Strict):
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     # Seconds an open or a read may stall before it counts as a disconnect (then: reconnect).
     read_timeout: float = Field(default=10.0, gt=0.0)
+    tracking: TrackingConfig | None = None  # None: off, the pipeline does no tracking work
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    lines: list[LineConfig] = Field(default_factory=list)
 
-    @field_validator("name")
-    @classmethod
-    def _name_is_topic_safe(cls, value: str) -> str:
-        if not SOURCE_NAME.match(value):
-            raise ValueError("must match [a-z0-9_-]+ (it is used in MQTT topics and metric labels)")
-        return value
+    @model_validator(mode="after")
+    def _zones_need_tracking(self) -> SourceConfig:
+        if (self.zones or self.lines) and self.tracking is None:
+            raise ValueError("zones and lines follow tracked objects: add [sources.tracking] to this source")
+        names = [z.name for z in self.zones] + [line.name for line in self.lines]
+        if len(names) != len(set(names)):
+            raise ValueError("zone and line names must be unique within a source")
+        return self
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
 
 
 class QueueConfig(_Strict):
@@ -126,6 +167,7 @@ class MqttConfig(_Strict):
     # ~/.local/state/streamd; "" = memory only (lost on restart).
     buffer_dir: str | None = None
     publish_empty: bool = False
+    publish_detections: bool = True  # per-frame messages; events (tracking) are published either way
     payload: Literal["compact", "full"] = "compact"  # full adds per-frame timings
     keepalive: int = Field(default=30, gt=0)
     discovery: bool = False  # Home Assistant MQTT discovery: a binary sensor per source and label

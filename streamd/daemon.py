@@ -34,6 +34,7 @@ from streamd.queue import FrameQueue
 from streamd.sinks.mqtt import MqttSink, MqttUnavailable
 from streamd.sources.capture import CaptureSource
 from streamd.sources.frame import Frame
+from streamd.tracking.events import SourceEvents
 
 log = get_logger("streamd.daemon")
 
@@ -67,6 +68,9 @@ class Daemon:
         self._inferred: dict[str, int] = {}
         self._dropped: dict[str, int] = {}
         self._present: set[tuple[str, str]] = set()
+        self.events: dict[str, SourceEvents] = {}
+        self.tracking_seconds = 0.0
+        self.tracking_frames = 0
         self._last_seen: dict[tuple[str, str], float] = {}
         self.exit_code = 0
 
@@ -152,6 +156,15 @@ class Daemon:
 
     def _start_source(self, source_cfg: SourceConfig) -> None:
         self.metrics.init_source(source_cfg.name)
+        if source_cfg.tracking is not None:
+            name = source_cfg.name
+            self.events[name] = SourceEvents(
+                source_cfg,
+                lambda suffix, payload, retain: self.sink.publish(
+                    self.sink.topic(name, suffix), payload, retain=retain
+                ),
+                self.metrics,
+            )
         if self.config.mqtt.discovery:
             self._announce(source_cfg.name)
         source = CaptureSource(
@@ -227,10 +240,20 @@ class Daemon:
                 self._engine_task.cancel()
         for task in list(self._background):
             task.cancel()
+        for name, events in list(self.events.items()):
+            events.finish(self._inferred.get(name, 0))
+        self.events.clear()
         await self.sink.close(max(1.0, deadline - time.monotonic()))
         if self.health is not None:
             await self.health.stop()
-        log.info("stopped", frames=self._published_frames, mqtt=dict(self.sink.counts))
+        log.info(
+            "stopped",
+            frames=self._published_frames,
+            mqtt=dict(self.sink.counts),
+            tracking_ms_per_frame=round(1000 * self.tracking_seconds / self.tracking_frames, 3)
+            if self.tracking_frames
+            else None,
+        )
 
     # -- reload (SIGHUP) ----------------------------------------------------------------------
 
@@ -276,6 +299,9 @@ class Daemon:
             source = self.sources.pop(name)
             source.stop()
             await source.wait()
+            events = self.events.pop(name, None)
+            if events is not None:
+                events.finish(self._inferred.get(name, 0))
             self.metrics.source_up.labels(name).set(0)
             if name not in after:
                 self.states.pop(name, None)
@@ -306,6 +332,8 @@ class Daemon:
         if source not in self.sources or self.states.get(source) == state:
             return
         self.states[source] = state
+        if state in ("ended", "failed") and source in self.events:
+            self._spawn(self._finish_tracks(source), f"finish-tracks-{source}")
         log.info("source_state", source=source, state=state)
         self.sink.publish(self.sink.topic(source, "state"), state, qos=1, retain=True)
 
@@ -321,7 +349,13 @@ class Daemon:
         mqtt = self.config.mqtt
         if mqtt.discovery:
             self._update_presence(frame.source, {d.label for d in detections})
-        if not detections and not mqtt.publish_empty:
+        events = self.events.get(frame.source)
+        if events is not None:
+            started = time.perf_counter()
+            events.on_frame(frame.seq, frame.ts, frame.width, frame.height, detections)
+            self.tracking_seconds += time.perf_counter() - started
+            self.tracking_frames += 1
+        if not mqtt.publish_detections or (not detections and not mqtt.publish_empty):
             return
         assert self.engine is not None
         payload: dict[str, Any] = {
@@ -350,6 +384,16 @@ class Daemon:
             source=frame.source,
             captured=frame.captured,
         )
+
+    async def _finish_tracks(self, source: str) -> None:
+        """A source ended: once its last frames are through, its tracks end too."""
+        # Polled: it happens once per source end, and a marker through queue and engine would
+        # cost every frame a check.
+        while self.queue.pending(source) or (self.engine is not None and self.engine.pending(source)):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        events = self.events.pop(source, None)
+        if events is not None:
+            events.finish(self._inferred.get(source, 0))
 
     # -- Home Assistant discovery -------------------------------------------------------------
 

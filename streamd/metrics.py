@@ -77,6 +77,16 @@ class Metrics:
         )
         self.detections = Counter("streamd_detections", "Objects detected", ["source", "label"], registry=r)
         self.build = Info("streamd_build", "streamd version", registry=r)
+        self.tracks_active = Gauge("streamd_tracks_active", "Confirmed tracks per source", ["source"], registry=r)
+        self.track_events = Counter(
+            "streamd_track_events",
+            "Track events (new, update, end, enter, exit, cross)",
+            ["source", "type"],
+            registry=r,
+        )
+        self.zone_occupancy = Gauge(
+            "streamd_zone_occupancy", "Tracked objects inside a zone", ["source", "zone", "label"], registry=r
+        )
 
     def init_source(self, source: str) -> None:
         """Create every per-source series at 0, so dashboards and alerts see 0, not "no data"."""

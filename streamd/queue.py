@@ -53,6 +53,10 @@ class FrameQueue:
         count free room with a semaphore (``block``) instead of a round trip per frame."""
         self._taken[source] = callback
 
+    def pending(self, source: str) -> int:
+        q = self._queues.get(source)
+        return len(q) if q is not None else 0
+
     def put_nowait(self, frame: Frame, drop: str = "oldest") -> None:
         """Enqueue or drop by policy (``block`` callers use :meth:`put`)."""
         if self._closed:

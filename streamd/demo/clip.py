@@ -80,3 +80,22 @@ def demo_script(repeats: int = 4) -> list[str | None]:
     for _ in range(repeats):
         runs += ["astronaut"] * 30 + [None] * 10 + ["chelsea"] * 20 + ["camera"] * 30 + ["coffee"] * 20
     return runs
+
+
+def make_scene_clip(
+    path: Path,
+    scenes: list[list[tuple[str, int, int]]],
+    size: tuple[int, int] = (640, 480),
+    fps: float = 15.0,
+    photo_size: int = 280,
+) -> None:
+    """One frame per scene: each (photo, x, y) pasted at that top-left corner; [] is a blank frame."""
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+    photos = {name: photo(name, photo_size) for scene in scenes for name, _, _ in scene}
+    for scene in scenes:
+        frame = np.full((height, width, 3), 128, dtype=np.uint8)
+        for name, x, y in scene:
+            frame[y : y + photo_size, x : x + photo_size] = photos[name]
+        writer.write(frame)
+    writer.release()

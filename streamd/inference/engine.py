@@ -154,6 +154,10 @@ class Engine:
             self._metrics.queue_wait_seconds.labels(frame.source).observe(frame.started - frame.captured)
         await self.drain()
 
+    def pending(self, source: str) -> int:
+        """Frames of ``source`` started but not yet reported."""
+        return len(self._order[source])
+
     def retire(self, task: asyncio.Task[None]) -> None:
         """Stop taking frames (a reload swapped in a new engine); in-flight ones still finish."""
         self._retired = True

@@ -1,0 +1,1 @@
+"""Tracks, zones and lines: per-frame detections turned into events."""
