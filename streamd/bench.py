@@ -31,7 +31,7 @@ import openvino as ov
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from streamd.config import Config
+from streamd.config import Config, TrackingConfig
 from streamd.daemon import Daemon
 from streamd.demo.broker import Mosquitto, port_open
 from streamd.inference import placement as placement_mod
@@ -191,13 +191,42 @@ class PipelineRun:
     rss_end_mb: float = 0.0
     dropped: int = 0
     device: str = ""
+    threads: int = 0
+    tracking_ms_per_frame: float = 0.0
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)
 
     def latency_ms(self) -> dict[str, float]:
         return {f"p{q}": round(percentile(self.latencies, q) * 1000, 2) for q in (50, 95, 99)}
 
 
-async def measure_pipeline(config: Config, frames: int, label: str, speed: float | None = None) -> PipelineRun:
-    """The real daemon; sources loop, files run unpaced (or paced at ``speed``) and lose nothing."""
+def bench_config(config: Config, copies: int = 0, tracking: bool = False) -> Config:
+    """The bench's own identity (instance ``*-bench``, memory-only MQTT buffer, no HTTP port), so it
+    never touches a production daemon's topics or buffer file; ``copies`` replicates the first file
+    source (the scale runs), ``tracking`` switches the tracker on for every source."""
+    sources = list(config.sources)
+    if copies:
+        first = next(s for s in sources if is_file_uri(s.uri))
+        sources = [first.model_copy(update={"name": f"{first.name}-{i}"}) for i in range(copies)]
+    if tracking:
+        sources = [s.model_copy(update={"tracking": TrackingConfig()}) for s in sources]
+    mqtt = config.mqtt.model_copy(update={"instance": f"{config.mqtt.instance}-bench", "buffer_dir": ""})
+    return config.model_copy(update={"sources": sources, "mqtt": mqtt})
+
+
+def os_threads() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def measure_pipeline(
+    config: Config, frames: int, label: str, speed: float | None = None, seconds: float | None = None
+) -> PipelineRun:
+    """The real daemon; sources loop, files run unpaced (or paced at ``speed``) and lose nothing.
+
+    Stops after ``frames`` acknowledged messages, or after ``seconds`` (the soak), sampling RSS."""
     sources = [
         s.model_copy(
             update={
@@ -221,33 +250,52 @@ async def measure_pipeline(config: Config, frames: int, label: str, speed: float
     window: dict[str, float] = {}
     acked = 0
 
-    def on_acked(message: Message, seconds: float) -> None:
+    def close_window() -> None:
+        window["end"] = time.perf_counter()
+        window["cpu_end"] = time.process_time()
+        result.rss_end_mb = rss_mb()
+        result.threads = os_threads()
+        daemon.should_exit.set()
+
+    def on_acked(message: Message, latency: float) -> None:
         nonlocal acked
         acked += 1
         if acked == WARMUP_FRAMES:
             window["start"] = time.perf_counter()
             window["cpu"] = time.process_time()
             result.rss_start_mb = rss_mb()
-        elif WARMUP_FRAMES < acked <= WARMUP_FRAMES + frames:
-            result.latencies.append(seconds)
-            if acked == WARMUP_FRAMES + frames:
-                window["end"] = time.perf_counter()
-                window["cpu_end"] = time.process_time()
-                result.rss_end_mb = rss_mb()
-                daemon.should_exit.set()
+        elif acked > WARMUP_FRAMES and "end" not in window:
+            result.latencies.append(latency)
+            if seconds is None and acked == WARMUP_FRAMES + frames:
+                close_window()
 
     daemon.sink.on_acked = on_acked
-    progress = Progress(label, frames)
+    progress = Progress(label, int(seconds) if seconds else frames)
 
     async def report() -> None:
+        next_sample = 0.0
         while not daemon.should_exit.is_set():
             await asyncio.sleep(0.25)
-            progress.update(max(0, acked - WARMUP_FRAMES))
+            if "start" not in window:
+                continue
+            running = time.perf_counter() - window["start"]
+            if seconds is not None:
+                progress.update(int(running))
+                if running >= next_sample:
+                    result.rss_samples.append((round(running, 1), round(rss_mb(), 1)))
+                    next_sample += 10.0
+                if running >= seconds:
+                    close_window()
+            else:
+                progress.update(max(0, acked - WARMUP_FRAMES))
 
     reporter = asyncio.create_task(report())
     await daemon.serve()
     reporter.cancel()
-    progress.update(frames)
+    progress.update(int(seconds) if seconds else frames)
+    result.tracking_ms_per_frame = (
+        1000 * daemon.tracking_seconds / daemon.tracking_frames if daemon.tracking_frames else 0
+    )
     elapsed = window.get("end", time.perf_counter()) - window.get("start", time.perf_counter())
     result.frames = len(result.latencies)
     result.fps = result.frames / elapsed if elapsed > 0 else 0.0
@@ -293,9 +341,17 @@ def measure_baseline(config: Config, prepared: PreparedModel, frames: int) -> fl
 
 
 def run_bench(
-    config: Config, frames: int = 2000, as_json: bool = False, baseline: bool = False, rounds: int = 3
+    config: Config,
+    frames: int = 2000,
+    as_json: bool = False,
+    baseline: bool = False,
+    rounds: int = 3,
+    copies: int = 0,
+    tracking: bool = False,
+    soak: float | None = None,
 ) -> int:
     configure("console", "warning")
+    config = bench_config(config, copies, tracking)
     files = [s.uri for s in config.sources if is_file_uri(s.uri)]
     if not files:
         print("streamd bench: needs at least one file source to replay", file=sys.stderr)
@@ -307,15 +363,47 @@ def run_bench(
             update={"mqtt": config.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})}
         )
     try:
-        report = _bench(config, files, frames, baseline, rounds)
+        report = _soak(config, soak) if soak else _bench(config, files, frames, baseline, rounds)
     finally:
         if broker is not None:
             broker.stop()
     if as_json:
         print(json.dumps(report, indent=2))
     else:
-        print(render_table(report))
+        print(render_soak(report) if soak else render_table(report))
     return 0
+
+
+def _soak(config: Config, seconds: float) -> dict[str, Any]:
+    """The pipeline at full load for ``seconds``: does RSS stay flat?"""
+    run = asyncio.run(measure_pipeline(config, 0, "soak (s)", seconds=seconds))
+    samples = run.rss_samples
+    times = np.array([t for t, _ in samples])
+    rss = np.array([m for _, m in samples])
+    # Slope over the second half: the first minutes include allocator and cache warm-up.
+    half = times >= times[-1] / 2 if len(times) > 4 else np.ones_like(times, dtype=bool)
+    slope = float(np.polyfit(times[half], rss[half], 1)[0]) * 3600 if half.sum() >= 2 else 0.0
+    return {
+        "seconds": seconds,
+        "sources": len(config.sources),
+        "fps": round(run.fps, 1),
+        "frames": run.frames,
+        "latency_ms": run.latency_ms(),
+        "rss_start_mb": float(rss[0]) if len(rss) else None,
+        "rss_end_mb": float(rss[-1]) if len(rss) else None,
+        "rss_slope_mb_per_hour_second_half": round(slope, 2),
+        "threads": run.threads,
+        "rss_samples": samples,
+    }
+
+
+def render_soak(r: dict[str, Any]) -> str:
+    return (
+        f"soak: {r['seconds']:.0f} s, {r['sources']} source(s), {r['frames']} frames at {r['fps']} FPS, "
+        f"latency {r['latency_ms']}\n"
+        f"RSS {r['rss_start_mb']} MB -> {r['rss_end_mb']} MB; slope over the second half "
+        f"{r['rss_slope_mb_per_hour_second_half']} MB/h; {r['threads']} threads"
+    )
 
 
 def _bench(config: Config, files: list[str], frames: int, baseline: bool, rounds: int) -> dict[str, Any]:
@@ -361,6 +449,11 @@ def _bench(config: Config, files: list[str], frames: int, baseline: bool, rounds
             "latency_ms": pipeline.latency_ms(),
             "cpu_percent": round(pipeline.cpu_percent, 1),
             "rss_mb": round(pipeline.rss_end_mb, 1),
+            "threads": pipeline.threads,
+            "fps_per_core": round(pipeline.fps / (pipeline.cpu_percent / 100 * (os.cpu_count() or 1)), 1)
+            if pipeline.cpu_percent
+            else None,
+            "tracking_ms_per_frame": round(pipeline.tracking_ms_per_frame, 3) or None,
         },
         "latency_at_80_percent": {
             "offered_fps": round(rate, 1),
@@ -406,7 +499,9 @@ def render_table(r: dict[str, Any]) -> str:
         f"{'(b) decode only':<40}{r['decode_fps']:>10.1f}",
         f"{'(c) pipeline end to end (MQTT acked)':<40}{p['fps']:>10.1f}",
         f"    latency p50/p95/p99 {p['latency_ms']['p50']}/{p['latency_ms']['p95']}/{p['latency_ms']['p99']} ms "
-        f"(queue full: files are not paced), CPU {p['cpu_percent']} %, RSS {p['rss_mb']} MB",
+        f"(queue full: files are not paced), CPU {p['cpu_percent']} %, RSS {p['rss_mb']} MB, "
+        f"{p['threads']} threads, {p['fps_per_core']} FPS per busy core"
+        + (f", tracking {p['tracking_ms_per_frame']} ms/frame" if p["tracking_ms_per_frame"] else ""),
         f"{'(d) paced at 80 % of (c)':<40}{d['fps']:>10.1f}",
         f"    latency p50/p95/p99 {d['latency_ms']['p50']}/{d['latency_ms']['p95']}/{d['latency_ms']['p99']} ms",
     ]

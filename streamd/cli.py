@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(bench)
     bench.add_argument("--frames", type=int, default=2000, help="frames per measurement (default %(default)s)")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    bench.add_argument(
+        "--sources", type=int, default=0, metavar="N", help="replicate the first file source N times (scale runs)"
+    )
+    bench.add_argument("--tracking", action="store_true", help="switch tracking on for every source")
+    bench.add_argument("--soak", type=float, metavar="SECONDS", help="run the pipeline this long and report RSS")
     bench.add_argument("--rounds", type=int, default=3, help="ceiling/pipeline rounds; medians used (default 3)")
     bench.add_argument(
         "--baseline", action="store_true", help="also run the naive loop (cv2.read -> sync infer -> publish)"
@@ -143,7 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from streamd.bench import run_bench
 
-        return run_bench(config, frames=args.frames, as_json=args.json, baseline=args.baseline, rounds=args.rounds)
+        return run_bench(
+            config,
+            frames=args.frames,
+            as_json=args.json,
+            baseline=args.baseline,
+            rounds=args.rounds,
+            copies=args.sources,
+            tracking=args.tracking,
+            soak=args.soak,
+        )
     log.error("unknown_command", command=args.command)
     return EX_SOFTWARE
 

@@ -99,3 +99,35 @@ def make_scene_clip(
             frame[y : y + photo_size, x : x + photo_size] = photos[name]
         writer.write(frame)
     writer.release()
+
+
+def main() -> None:
+    """``python -m streamd.demo.clip OUT [--size WxH] [--h264] [--repeats N]``: a bench or test clip."""
+    import argparse
+    import shutil
+    import subprocess
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--size", default="640x480", help="WxH (default %(default)s)")
+    parser.add_argument("--h264", action="store_true", help="encode H.264 with ffmpeg/libx264 (yuv420p)")
+    parser.add_argument("--repeats", type=int, default=4, help="demo script repeats (110 frames each)")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    scale = min(width / 640, height / 480)
+    if not args.h264:
+        make_clip(args.out, demo_script(args.repeats), (width, height), photo_size=int(280 * scale))
+        return
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise SystemExit("--h264 needs the ffmpeg binary (Debian: apt-get install ffmpeg)")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.avi"
+        make_clip(raw, demo_script(args.repeats), (width, height), photo_size=int(280 * scale), fourcc="MJPG")
+        subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-i", str(raw), "-c:v", "libx264", "-preset", "medium",
+                        "-crf", "23", "-pix_fmt", "yuv420p", str(args.out)], check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -233,3 +234,16 @@ def test_cache_dir_is_filled_and_reused(tmp_path: Path, default_model: Path) -> 
     second = compile_variant(prepare(config(default_model, cache_dir=str(cache))), None)
     assert sorted(p.name for p in cache.iterdir()) == blobs, "second start reads the blob, writes none"
     print(f"compile without cache {first.seconds:.3f} s, from cache {second.seconds:.3f} s")
+
+
+def test_paddle_pdmodel_reads_reshapes_and_matches_paddle(tmp_path: Path) -> None:
+    """A model exported by PaddlePaddle itself (tests/data/paddle/export.py): same probabilities."""
+    data = Path(__file__).resolve().parent.parent / "data" / "paddle"
+    expected = json.loads((data / "expected.json").read_text())
+    prepared = prepare(config(data / "tiny.pdmodel", decoder="classification", input_size=[64, 64]))
+    assert prepared.format == "PaddlePaddle" and prepared.image.original == "[?,3,?,?]"
+    assert prepared.image.shape == [1, 3, 64, 64]
+    compiled = prepared.core.compile_model(prepared.model, "CPU")  # the bare network, no pre-processing
+    x = np.random.default_rng(expected["seed"]).random(tuple(expected["shape"]), dtype=np.float32)
+    probs = next(iter(compiled(x).values()))
+    np.testing.assert_allclose(probs, np.asarray(expected["probs"]), atol=2e-4)

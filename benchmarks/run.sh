@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Reproduces the figures in benchmarks/README.md: about 25 minutes on a 2-core machine.
+#   bash benchmarks/run.sh [OUT_DIR]      (JSON results, one file per run)
+set -euo pipefail
+source "$(dirname "$0")/../deploy/bootstrap.sh"
+cd "$STREAMD_ROOT"
+out=${1:-benchmarks/results}
+mkdir -p "$out"
+streamd demo --prepare-only >/dev/null 2>&1
+data=$(python -c "from streamd.demo.model import data_dir; print(data_dir())")
+cfg="$data/demo/streamd.toml"
+
+# 1. The default model on the 640x480 demo clip: ceiling vs pipeline in 3 alternating rounds,
+#    benchmark_app on the same model and shape, decode-only, latency at 80 % load, naive baseline.
+streamd bench -c "$cfg" --frames 1500 --baseline --json > "$out/default.json"
+# 2. Many sources sharing one compiled model and one request pool.
+for n in 4 16; do
+  streamd bench -c "$cfg" --frames 1500 --rounds 1 --sources "$n" --json > "$out/sources-$n.json"
+done
+# 3. The tracker's cost per frame.
+streamd bench -c "$cfg" --frames 1500 --rounds 1 --tracking --json > "$out/tracking.json"
+# 4. 1080p H.264 (libx264) input: decoding, not inference, bounds the pipeline.
+[ -f "$data/demo/people-1080p.mp4" ] || python -m streamd.demo.clip "$data/demo/people-1080p.mp4" --size 1920x1080 --h264
+STREAMD_SOURCES__0__URI="$data/demo/people-1080p.mp4" \
+  streamd bench -c "$cfg" --frames 1000 --rounds 1 --json > "$out/1080p.json"
+# 5. Ten minutes at full load: RSS must stay flat.
+streamd bench -c "$cfg" --soak 600 --json > "$out/soak.json"
+echo "results in $out" >&2
