@@ -19,8 +19,11 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,8 @@ from streamd.demo.broker import Mosquitto, port_open
 from streamd.inference import placement as placement_mod
 from streamd.inference.model import PreparedModel, prepare
 from streamd.logging import configure
-from streamd.sinks.mqtt import Message
+from streamd.metrics import Metrics
+from streamd.sinks.mqtt import Message, MqttSink
 from streamd.sources.capture import is_file_uri
 
 WARMUP_FRAMES = 50
@@ -51,15 +55,15 @@ def rss_mb() -> float:
     return 0.0
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 class Progress:
     """A progress bar on a TTY, a line every few seconds otherwise."""
 
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total = label, total
+    def __init__(self, label: str, total: int, unit: str = "frames") -> None:
+        self.label, self.total, self.unit = label, total, unit
         self.tty = sys.stderr.isatty()
         self.started = time.monotonic()
         self.last = 0.0
@@ -73,11 +77,15 @@ class Progress:
         share = min(1.0, done / self.total)
         if self.tty:
             bar = "#" * int(share * 30)
-            print(f"\r{self.label:<22} [{bar:<30}] {done:>6}/{self.total} {fps:7.1f} fps", end="", file=sys.stderr)
+            print(
+                f"\r{self.label:<22} [{bar:<30}] {done:>6}/{self.total} {self.unit} {fps:7.1f}/s",
+                end="",
+                file=sys.stderr,
+            )
             if done >= self.total:
                 print(file=sys.stderr)
         else:
-            print(f"{self.label}: {done}/{self.total} frames, {fps:.1f} fps", file=sys.stderr)
+            print(f"{self.label}: {done}/{self.total} {self.unit}, {fps:.1f}/s", file=sys.stderr)
 
 
 def read_frames(uri: str, count: int) -> list[np.ndarray]:
@@ -185,7 +193,8 @@ def measure_decode(uris: list[str], frames: int) -> float:
 class PipelineRun:
     fps: float = 0.0
     frames: int = 0
-    latencies: list[float] = field(default_factory=list)
+    # Bounded, so a long soak measures the daemon's memory, not the bench's own bookkeeping.
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=50_000))
     cpu_percent: float = 0.0
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
@@ -270,7 +279,7 @@ async def measure_pipeline(
                 close_window()
 
     daemon.sink.on_acked = on_acked
-    progress = Progress(label, int(seconds) if seconds else frames)
+    progress = Progress(label, int(seconds) if seconds else frames, "s" if seconds else "frames")
 
     async def report() -> None:
         next_sample = 0.0
@@ -349,6 +358,7 @@ def run_bench(
     copies: int = 0,
     tracking: bool = False,
     soak: float | None = None,
+    sink: int = 0,
 ) -> int:
     configure("console", "warning")
     config = bench_config(config, copies, tracking)
@@ -363,20 +373,83 @@ def run_bench(
             update={"mqtt": config.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})}
         )
     try:
-        report = _soak(config, soak) if soak else _bench(config, files, frames, baseline, rounds)
+        if sink:
+            report = measure_sink(config, sink)
+        elif soak:
+            report = _soak(config, soak)
+        else:
+            report = _bench(config, files, frames, baseline, rounds)
     finally:
         if broker is not None:
             broker.stop()
     if as_json:
         print(json.dumps(report, indent=2))
     else:
-        print(render_soak(report) if soak else render_table(report))
+        print(json.dumps(report, indent=2) if sink else render_soak(report) if soak else render_table(report))
     return 0
+
+
+async def _sink_run(config: Config, messages: int, buffer_dir: str, outage: Mosquitto | None) -> dict[str, float]:
+    """Publish ``messages`` detection-sized payloads; with ``outage``, all while the broker is down."""
+    mqtt = config.mqtt.model_copy(update={"buffer_dir": buffer_dir, "buffer": messages + 10})
+    sink = MqttSink(mqtt, Metrics())
+    sink.start()
+    await sink.connected.wait()
+    payload = json.dumps(
+        {
+            "schema": "streamd/detections/1",
+            "source": "bench",
+            "frame": 1,
+            "ts": "2026-11-25T15:55:30.338Z",
+            "latency_ms": 31.2,
+            "width": 640,
+            "height": 480,
+            "model": "ssdlite_mobilenet_v2_person",
+            "device": "CPU",
+            "detections": [{"label": "person", "class_id": 1, "score": 0.94, "box": [6.0, 114.0, 162.0, 346.0]}],
+        }
+    )
+    result: dict[str, float] = {}
+    if outage is not None:
+        outage.stop()
+        while sink.connected.is_set():  # noqa: ASYNC110 - a bench loop, polled on purpose
+            await asyncio.sleep(0.01)
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(messages):
+        sink.publish(f"streamd/{mqtt.instance}/bench/detections", payload)
+        if i % 200 == 0:
+            await asyncio.sleep(0)
+    if outage is not None:
+        result["store_per_s"] = messages / (time.perf_counter() - started)
+        result["store_cpu_us"] = 1e6 * (time.process_time() - cpu) / messages
+        outage.start()
+        started, cpu = time.perf_counter(), time.process_time()
+    while sink.counts["published"] < messages:  # noqa: ASYNC110 - a bench loop, polled on purpose
+        await asyncio.sleep(0.01)
+    result["delivered_per_s"] = messages / (time.perf_counter() - started)
+    result["cpu_us_per_message"] = 1e6 * (time.process_time() - cpu) / messages
+    await sink.close(30)
+    return {k: round(v, 1) for k, v in result.items()}
+
+
+def measure_sink(config: Config, messages: int) -> dict[str, Any]:
+    """The MQTT sink alone: QoS as configured, memory buffer vs the SQLite buffer across an outage."""
+    with Mosquitto() as broker, tempfile.TemporaryDirectory() as tmp:
+        local = config.model_copy(
+            update={"mqtt": config.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})}
+        )
+        return {
+            "messages": messages,
+            "qos": config.mqtt.qos,
+            "connected_memory_buffer": asyncio.run(_sink_run(local, messages, "", None)),
+            "connected_disk_buffer": asyncio.run(_sink_run(local, messages, tmp, None)),
+            "outage_then_flush_disk_buffer": asyncio.run(_sink_run(local, messages, tmp, broker)),
+        }
 
 
 def _soak(config: Config, seconds: float) -> dict[str, Any]:
     """The pipeline at full load for ``seconds``: does RSS stay flat?"""
-    run = asyncio.run(measure_pipeline(config, 0, "soak (s)", seconds=seconds))
+    run = asyncio.run(measure_pipeline(config, 0, "soak", seconds=seconds))
     samples = run.rss_samples
     times = np.array([t for t, _ in samples])
     rss = np.array([m for _, m in samples])

@@ -11,6 +11,7 @@ from pathlib import Path
 from streamd import __version__
 from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, redact_uri
 from streamd.logging import configure, get_logger
+from streamd.process import limit_malloc_arenas
 from streamd.shard import Shard
 from streamd.shard import apply as apply_shard
 
@@ -99,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sources", type=int, default=0, metavar="N", help="replicate the first file source N times (scale runs)"
     )
     bench.add_argument("--tracking", action="store_true", help="switch tracking on for every source")
+    bench.add_argument(
+        "--sink",
+        type=int,
+        default=0,
+        metavar="MESSAGES",
+        help="measure only the MQTT sink: throughput with the memory and the disk buffer",
+    )
     bench.add_argument("--soak", type=float, metavar="SECONDS", help="run the pipeline this long and report RSS")
     bench.add_argument("--rounds", type=int, default=3, help="ceiling/pipeline rounds; medians used (default 3)")
     bench.add_argument(
@@ -117,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_malloc_arenas()
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         configure("auto", "info")
@@ -157,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             copies=args.sources,
             tracking=args.tracking,
             soak=args.soak,
+            sink=args.sink,
         )
     log.error("unknown_command", command=args.command)
     return EX_SOFTWARE

@@ -125,8 +125,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.avi"
         make_clip(raw, demo_script(args.repeats), (width, height), photo_size=int(280 * scale), fourcc="MJPG")
-        subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-i", str(raw), "-c:v", "libx264", "-preset", "medium",
-                        "-crf", "23", "-pix_fmt", "yuv420p", str(args.out)], check=True)
+        subprocess.run(
+            [
+                ffmpeg,
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(raw),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "medium",
+                "-crf",
+                "23",
+                "-pix_fmt",
+                "yuv420p",
+                str(args.out),
+            ],
+            check=True,
+        )
 
 
 if __name__ == "__main__":
