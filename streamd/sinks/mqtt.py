@@ -21,9 +21,12 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from streamd.backoff import Backoff
 from streamd.config import MqttConfig
@@ -33,6 +36,7 @@ from streamd.sinks.buffer import DiskBuffer
 
 log = get_logger("streamd.mqtt")
 
+SESSION_EXPIRY = 24 * 3600  # seconds the broker keeps our session (MQTT 5) after a disconnect
 MAX_INFLIGHT = 256  # publishes awaiting their acknowledgement at once
 DISK_BATCH = 128
 # aiomqtt warns on every publish past 10 in flight; we run many on purpose, and report
@@ -100,7 +104,10 @@ class MqttSink:
         self.first_attempt_done = asyncio.Event()
         self.ever_connected = False
         self.fatal: str | None = None
-        self.counts: Counter[str] = Counter()  # published / dropped_*: the shutdown log reports them
+        self.counts: Counter[str] = Counter()
+        self.protocol = (
+            aiomqtt.ProtocolVersion.V5
+        )  # MQTT 5 first, 3.1.1 if the broker refuses it  # published / dropped_*: the shutdown log reports them
         self.last_error: str | None = None
         # Called with (message, seconds from capture) when a frame's message is acknowledged.
         self.on_acked: Callable[[Message, float], None] | None = None
@@ -208,18 +215,27 @@ class MqttSink:
             tls_context = ssl.create_default_context(cafile=cfg.tls.ca or None)
             if cfg.tls.cert:
                 tls_context.load_cert_chain(cfg.tls.cert, cfg.tls.key or None)
+        session: dict[str, Any]
+        if self.protocol == aiomqtt.ProtocolVersion.V5:
+            # MQTT 5: a persistent session needs clean_start off *and* an expiry interval.
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = SESSION_EXPIRY if cfg.qos else 0
+            session = {"clean_start": cfg.qos == 0, "properties": properties}
+        else:
+            session = {"clean_session": cfg.qos == 0}
         return aiomqtt.Client(
             cfg.host,
             cfg.port,
             identifier=f"streamd-{cfg.instance}",
             username=cfg.username or None,
             password=password,
+            protocol=self.protocol,
             will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
-            clean_session=cfg.qos == 0,
             keepalive=cfg.keepalive,
             tls_context=tls_context,
             timeout=10.0,
             logger=_AIOMQTT_LOG,
+            **session,
         )
 
     async def _run(self) -> None:
@@ -236,6 +252,11 @@ class MqttSink:
                     self._set_connected(False)
                     return
             except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
+                if self.protocol == aiomqtt.ProtocolVersion.V5 and "protocol" in str(exc).lower():
+                    # An MQTT 3.1.1 broker refuses the 5 handshake: speak 3.1.1 from now on.
+                    log.info("mqtt_protocol_fallback", host=self.config.host, error=str(exc), protocol="3.1.1")
+                    self.protocol = aiomqtt.ProtocolVersion.V311
+                    continue
                 refusal = describe_refusal(exc)
                 if refusal is not None and not self.ever_connected:
                     self.fatal = refusal
@@ -255,7 +276,13 @@ class MqttSink:
         self.ever_connected = True
         self._set_connected(True)
         self.first_attempt_done.set()
-        log.info("mqtt_connected", host=self.config.host, port=self.config.port, buffered=self.buffered)
+        log.info(
+            "mqtt_connected",
+            host=self.config.host,
+            port=self.config.port,
+            buffered=self.buffered,
+            protocol="5" if self.protocol == aiomqtt.ProtocolVersion.V5 else "3.1.1",
+        )
 
     def _on_lost(self, exc: Exception) -> None:
         self._spill()

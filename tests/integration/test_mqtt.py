@@ -8,6 +8,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import time
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -110,16 +111,17 @@ async def test_kill_9_while_the_broker_is_down_keeps_the_buffer(tmp_path: Path, 
         async with DurableSubscriber(broker.port, "test-kill") as got:
             broker.stop()
             first = await Streamd("run", "-c", str(config)).start()
-            await asyncio.sleep(4)
+            buffer = tmp_path / "mqtt-buffer" / "mqtt-test.sqlite3"
+            await wait_for_rows(buffer, 20)
             first.signal(signal.SIGKILL)
             await first.wait(10)
             restarted_at = datetime.now(UTC)
-            db = sqlite3.connect(str(tmp_path / "mqtt-buffer" / "mqtt-test.sqlite3"))
+            db = sqlite3.connect(str(buffer))
             stored = [
                 json.loads(p) for (p,) in db.execute("SELECT payload FROM messages WHERE topic LIKE '%/detections'")
             ]
             db.close()
-            assert len(stored) >= 20, "about 4 s of a 15 fps clip waited on disk"
+            assert len(stored) >= 20, "the killed run's messages were on disk"
             broker.start()
             second = await Streamd("run", "-c", str(config)).start()
             await got.wait_for(lambda c: len(before(c, restarted_at)) >= len(stored), 60)
@@ -129,6 +131,23 @@ async def test_kill_9_while_the_broker_is_down_keeps_the_buffer(tmp_path: Path, 
     order, duplicates = first_arrivals([m["frame"] for m in delivered])
     assert order == [m["frame"] for m in stored], "the killed run's messages, all, in order"
     print(f"kill -9: {len(stored)} buffered on disk, {len(order)} delivered after restart, {duplicates} duplicates")
+
+
+async def wait_for_rows(path: Path, rows: int, where: str = "topic LIKE '%/detections'", timeout: float = 60) -> None:
+    """Until the daemon's SQLite buffer holds ``rows`` messages matching ``where``."""
+
+    def count() -> int:
+        if not path.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(str(path))) as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM messages WHERE {where}").fetchone()[0])
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(count) >= rows:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the buffer at {path} never held {rows} messages")
 
 
 def before(collected: Collected, moment: datetime) -> list[dict[str, Any]]:
@@ -152,7 +171,10 @@ async def test_overflow_counts_add_up(tmp_path: Path, default_model: Path) -> No
         async with DurableSubscriber(broker.port, "test-overflow") as got:
             broker.stop()
             daemon = await Streamd("run", "-c", str(config)).start()
-            await asyncio.sleep(6)  # the clip is done long before; streamd waits to flush
+            # The whole clip is produced into the full buffer (its last message, state 'ended',
+            # is in it); streamd then waits to flush.
+            buffer = tmp_path / "mqtt-buffer" / "mqtt-test.sqlite3"
+            await wait_for_rows(buffer, 1, "topic LIKE '%/state' AND CAST(payload AS TEXT) = 'ended'")
             broker.start()
             assert await daemon.wait(60) == 0
             await got.wait_for(lambda c: c.on("/status")[-1:] == [b"offline"], 20)
@@ -305,3 +327,72 @@ async def test_full_payload_and_home_assistant_discovery(
     presence = subscriber.on("/porch/presence/person")
     # The clip: people, then nobody (blank and cat frames), then a person again, then coffee.
     assert presence[:4] == [b"OFF", b"ON", b"OFF", b"ON"]
+
+
+class Mqtt311Only:
+    """A broker front that speaks only MQTT 3.1.1: a CONNECT for protocol level 5 gets the 3.1.1
+    refusal 'unacceptable protocol version'; anything else is piped to the real broker."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.refused = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> Mqtt311Only:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readexactly(2)  # CONNECT, first byte of the remaining length
+        length_bytes = bytearray(head[1:])
+        while length_bytes[-1] & 0x80:
+            length_bytes += await reader.readexactly(1)
+        variable = await reader.readexactly(7)  # protocol name (2 + 4 bytes) and level
+        if variable[6] == 5:
+            self.refused += 1
+            writer.write(b"\x20\x02\x00\x01")
+            await writer.drain()
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        up_writer.write(head[:1] + bytes(length_bytes) + variable)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_mqtt5_first_and_311_when_the_broker_refuses_5(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    clip, truth = mixed_clip(tmp_path)
+    direct = write_config(
+        tmp_path / "direct.toml", default_model, [{"name": "cam", "uri": clip, "realtime": False}], broker.port
+    )
+    daemon = await Streamd("run", "-c", str(direct)).start()
+    assert await daemon.wait(60) == 0
+    assert next(e for e in daemon.events() if e["event"] == "mqtt_connected")["protocol"] == "5"
+
+    async with Mqtt311Only(broker.port) as old_broker:
+        gated = write_config(
+            tmp_path / "gated.toml", default_model, [{"name": "old", "uri": clip, "realtime": False}], old_broker.port
+        )
+        daemon = await Streamd("run", "-c", str(gated)).start()
+        assert await daemon.wait(60) == 0, daemon.stderr.decode()[-2000:]
+        assert old_broker.refused == 1
+    events = daemon.events()
+    assert any(e["event"] == "mqtt_protocol_fallback" for e in events)
+    assert next(e for e in events if e["event"] == "mqtt_connected")["protocol"] == "3.1.1"
+    people = sum(f.has_person for f in truth)
+    await subscriber.wait_for(lambda c: len(c.on("/old/detections")) == people, 10)
