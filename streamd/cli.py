@@ -172,44 +172,45 @@ def main(argv: list[str] | None = None) -> int:
     return EX_SOFTWARE
 
 
+def startup_failure(exc: Exception) -> int:
+    """One line on stderr and the exit code for what can go wrong before the first frame."""
+    from streamd.inference.model import ModelUnavailable
+    from streamd.inference.placement import PlacementError
+    from streamd.sinks.mqtt import MqttUnavailable
+
+    if isinstance(exc, ConfigError):
+        print(f"streamd: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if isinstance(exc, PlacementError):
+        print(f"streamd: config error: model.device: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if isinstance(exc, ModelUnavailable | MqttUnavailable):
+        print(f"streamd: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    raise exc
+
+
 def run(config: Config, config_path: Path | None = None) -> int:
     from streamd.daemon import Daemon
-    from streamd.inference.model import ModelUnavailable
-    from streamd.sinks.mqtt import MqttUnavailable
 
     try:
         return asyncio.run(Daemon(config, config_path).serve())
-    except ConfigError as exc:
-        print(f"streamd: config error: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    except (ModelUnavailable, MqttUnavailable) as exc:
-        print(f"streamd: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
+    except Exception as exc:
+        return startup_failure(exc)
 
 
 def check(config: Config) -> int:
     """Everything ``run`` does before the first frame, printed for a human."""
     import cv2
 
-    from streamd.inference.model import ModelUnavailable, compile_variant, prepare
-    from streamd.inference.placement import PlacementError
+    from streamd.inference.model import compile_variant, prepare
     from streamd.sources.capture import is_file_uri
 
     try:
         prepared = prepare(config.model)
         variant = compile_variant(prepared, None)
-    except ConfigError as exc:
-        print(f"streamd: config error: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    except PlacementError as exc:
-        print(f"streamd: config error: model.device: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    except ModelUnavailable as exc:
-        print(f"streamd: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
-    except RuntimeError as exc:
-        print(f"streamd: cannot compile the model: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
-        return EX_UNAVAILABLE
+    except Exception as exc:
+        return startup_failure(exc)
     image = prepared.image
     placed = variant.placement
     out = [

@@ -28,6 +28,7 @@ from streamd.health import HealthServer
 from streamd.inference.decoders import Detection
 from streamd.inference.engine import Engine
 from streamd.inference.model import ModelUnavailable, prepare
+from streamd.inference.placement import PlacementError
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
@@ -287,7 +288,7 @@ class Daemon:
         if new.model != old.model:
             try:
                 engine = await self._build_engine(new)
-            except (ConfigError, ModelUnavailable, RuntimeError) as exc:
+            except (ConfigError, ModelUnavailable, PlacementError) as exc:
                 log.error("reload_rejected", error=str(exc), key="model")
                 return
             self._swap_engine(engine)

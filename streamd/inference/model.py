@@ -256,7 +256,11 @@ def compile_variant(prepared: PreparedModel, frame_size: tuple[int, int] | None)
         Path(prepared.cache_dir).mkdir(parents=True, exist_ok=True)
         prepared.core.set_property({"CACHE_DIR": prepared.cache_dir})
     started = time.perf_counter()
-    compiled = prepared.core.compile_model(model, placed.device, config)
+    try:
+        compiled = prepared.core.compile_model(model, placed.device, config)
+    except RuntimeError as exc:  # OpenVINO's C++ message: its last line says what failed
+        lines = str(exc).strip().splitlines()
+        raise ModelUnavailable(f"cannot compile for {placed.device}: {lines[-1] if lines else exc}") from exc
     seconds = time.perf_counter() - started
     # Twice the optimum: while the loop hands one result over, the device already has the next
     # request queued, so it never idles (measured: 2 requests ~0.78 of the ceiling, 4 ~0.9).

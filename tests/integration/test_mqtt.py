@@ -14,50 +14,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import jsonschema
 
 from streamd.demo.broker import Mosquitto
 from tests.clips import MIXED, mixed_clip
-from tests.conftest import Collected, Streamd, write_config
+from tests.conftest import Collected, DurableSubscriber, Streamd, write_config
 
 SCHEMA = json.loads(resources.files("streamd.schemas").joinpath("detections.schema.json").read_text())
 LONG = MIXED * 4  # 104 frames: about 7 s at the clip's 15 fps
-
-
-class DurableSubscriber:
-    """A real client with a persistent session (clean_session off, QoS 1) that reconnects by
-    itself: what a production consumer of streamd looks like, and what survives a broker restart."""
-
-    def __init__(self, port: int, name: str) -> None:
-        self.port, self.name = port, name
-        self.collected = Collected()
-        self.subscribed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.name, clean_session=False) as c:
-                    await c.subscribe("streamd/#", qos=1)
-                    self.subscribed.set()
-                    async for message in c.messages:
-                        payload = message.payload if isinstance(message.payload, bytes) else b""
-                        self.collected.messages.append((str(message.topic), payload))
-                        self.collected.arrived.set()
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.2)
-
-    async def __aenter__(self) -> Collected:
-        self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self.subscribed.wait(), 10)
-        return self.collected
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
 
 def first_arrivals(frames: list[int]) -> tuple[list[int], int]:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import jsonschema
 
+from streamd.demo.broker import Mosquitto
 from tests.clips import box_inside, mixed_clip
-from tests.conftest import Collected, Streamd, write_config
+from tests.conftest import Collected, DurableSubscriber, Streamd, write_config
 
 SCHEMA = json.loads(resources.files("streamd.schemas").joinpath("detections.schema.json").read_text())
 
@@ -79,43 +80,28 @@ async def test_sigterm_finishes_in_flight_frames_and_goes_offline(
     assert len(frames) == len(set(frames)), "no frame published twice"
 
 
-async def test_broker_down_at_start_buffers_then_flushes(
-    tmp_path: Path, default_model: Path, broker, subscriber: Collected
-) -> None:
+async def test_broker_down_at_start_buffers_then_flushes(tmp_path: Path, default_model: Path) -> None:
     """Start with the broker stopped: detections wait in the bounded buffer, then all arrive."""
     clip, truth = mixed_clip(tmp_path)
-    config = write_config(
-        tmp_path / "streamd.toml",
-        default_model,
-        [{"name": "late", "uri": clip, "realtime": True, "loop": True}],
-        broker.port,
-        daemon={"shutdown_timeout": 20},
-    )
-    broker.stop()
-    daemon = await Streamd("run", "-c", str(config)).start()
-    await asyncio.sleep(4)
-    broker.start()
-    # The subscriber fixture's connection died with the broker; collect with a fresh one.
-    fresh = Collected()
-    import aiomqtt
-
-    async def listen() -> None:
-        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="test-late") as client:
-            await client.subscribe("streamd/#", qos=1)
-            async for message in client.messages:
-                payload = message.payload if isinstance(message.payload, bytes) else b""
-                fresh.messages.append((str(message.topic), payload))
-                fresh.arrived.set()
-
-    task = asyncio.create_task(listen())
-    await fresh.wait_for(lambda c: c.on("/status")[-1:] == [b"online"], 40)
-    await fresh.wait_for(lambda c: len(c.on("/late/detections")) > 0, 20)
-    daemon.signal(signal.SIGTERM)
-    assert await daemon.wait(30) == 0
-    await fresh.wait_for(lambda c: c.on("/status")[-1:] == [b"offline"], 10)
-    task.cancel()
-    frames = sorted(m["frame"] for m in fresh.json("/late/detections"))
-    people_per_loop = sum(f.has_person for f in truth)
+    with Mosquitto(persistent=True) as broker:
+        config = write_config(
+            tmp_path / "streamd.toml",
+            default_model,
+            [{"name": "late", "uri": clip, "realtime": True, "loop": True}],
+            broker.port,
+            daemon={"shutdown_timeout": 20},
+        )
+        # A consumer with a persistent session, as in production: the broker queues for it.
+        async with DurableSubscriber(broker.port, "test-late") as got:
+            broker.stop()
+            daemon = await Streamd("run", "-c", str(config)).start()
+            await asyncio.sleep(4)
+            broker.start()
+            await got.wait_for(lambda c: len(c.on("/late/detections")) >= 2 * sum(f.has_person for f in truth), 60)
+            daemon.signal(signal.SIGTERM)
+            assert await daemon.wait(30) == 0
+            await got.wait_for(lambda c: c.on("/status")[-1:] == [b"offline"], 10)
+    frames = sorted({m["frame"] for m in got.json("/late/detections")})
+    person_frames = [f.index for f in truth if f.has_person]
     # Frames captured while the broker was away (about 4 s of a 15 fps clip) arrive after it returns.
-    assert frames[0] == 0, "the first frames, captured while the broker was down, were kept"
-    assert len(frames) >= people_per_loop
+    assert frames[: len(person_frames)] == person_frames, "the first frames, captured while it was down, kept"

@@ -66,6 +66,15 @@ def test_bad_config_exits_78_naming_the_key(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_bad_device_string_exits_78_from_run_too(tmp_path: Path, model_file: Path) -> None:
+    config = tmp_path / "streamd.toml"
+    config.write_text(GOOD.replace("{model}", str(model_file)).replace('device = "CPU"', 'device = "GPU,CPU"'))
+    result = subprocess.run(
+        [sys.executable, "-m", "streamd", "run", "-c", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 78 and "model.device:" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_missing_config_file_exits_78(tmp_path: Path) -> None:
     result = run_check(tmp_path / "absent.toml")
     assert result.returncode == 78 and "config file not found" in result.stderr
