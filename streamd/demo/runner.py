@@ -43,8 +43,10 @@ async def _print_messages(host: str, port: int, ready: asyncio.Event) -> None:
         ready.set()
         async for message in client.messages:
             topic = str(message.topic)
+            # Retained messages are what an earlier run left on the broker: say so.
+            topic += "  (retained)" if message.retain else ""
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            if topic.endswith("/detections"):
+            if "/detections" in topic:
                 body = json.loads(payload)
                 found = ", ".join(
                     f"{d['label']} {d['score']:.2f} at {[int(v) for v in d['box']]}" for d in body["detections"]
@@ -53,7 +55,7 @@ async def _print_messages(host: str, port: int, ready: asyncio.Event) -> None:
                     f"{topic}  frame {body['frame']:>4}  {body['ts']}  {body['latency_ms']:6.1f} ms  {found}",
                     flush=True,
                 )
-            elif not topic.endswith("/stats"):
+            elif "/stats" not in topic:
                 print(f"{topic}  {payload.decode()}", flush=True)
 
 
