@@ -34,25 +34,28 @@ import openvino as ov
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from streamd.config import Config, TrackingConfig
+from streamd.config import Config, TrackingConfig, is_file_uri
 from streamd.daemon import Daemon
 from streamd.demo.broker import Mosquitto, port_open
-from streamd.inference import placement as placement_mod
-from streamd.inference.model import PreparedModel, prepare
+from streamd.inference.model import PreparedModel, compile_variant, prepare
 from streamd.logging import configure
 from streamd.metrics import Metrics
 from streamd.sinks.mqtt import Message, MqttSink
-from streamd.sources.capture import is_file_uri
 
 WARMUP_FRAMES = 50
 
 
-def rss_mb() -> float:
+def proc_status(field: str) -> int:
+    """A number from /proc/self/status (VmRSS in kB, Threads...), 0 where it is missing."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_mb() -> float:
+    return proc_status("VmRSS") / 1024.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -121,14 +124,9 @@ def bare_input(prepared: PreparedModel, image: np.ndarray) -> np.ndarray:
 
 
 def compile_bare(prepared: PreparedModel) -> tuple[ov.CompiledModel, str]:
-    cfg = prepared.config
-    model = prepared.model.clone()
-    placed = placement_mod.plan(prepared.core, model, cfg.device, cfg.cpu_operators, cfg.fallback_device)
-    if placed.heterogeneous:
-        placement_mod.apply(model, placed)
-    compiled = prepared.core.compile_model(model, placed.device, {"PERFORMANCE_HINT": cfg.performance_hint})
-    prepared.decoder.bind(compiled.outputs, prepared.image.size)
-    return compiled, placed.device
+    """The network alone, placed and compiled exactly as the daemon's, without pre-processing."""
+    variant = compile_variant(prepared, None, bare=True)
+    return variant.compiled, variant.placement.device
 
 
 def measure_ceiling(compiled: ov.CompiledModel, inputs: list[np.ndarray], frames: int, label: str) -> float:
@@ -222,14 +220,6 @@ def bench_config(config: Config, copies: int = 0, tracking: bool = False) -> Con
     return config.model_copy(update={"sources": sources, "mqtt": mqtt})
 
 
-def os_threads() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return 0
-
-
 async def measure_pipeline(
     config: Config, frames: int, label: str, speed: float | None = None, seconds: float | None = None
 ) -> PipelineRun:
@@ -263,7 +253,7 @@ async def measure_pipeline(
         window["end"] = time.perf_counter()
         window["cpu_end"] = time.process_time()
         result.rss_end_mb = rss_mb()
-        result.threads = os_threads()
+        result.threads = proc_status("Threads")
         daemon.should_exit.set()
 
     def on_acked(message: Message, latency: float) -> None:

@@ -203,8 +203,8 @@ def check(config: Config) -> int:
     """Everything ``run`` does before the first frame, printed for a human."""
     import cv2
 
+    from streamd.config import is_file_uri
     from streamd.inference.model import compile_variant, prepare
-    from streamd.sources.capture import is_file_uri
 
     try:
         prepared = prepare(config.model)

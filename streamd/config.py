@@ -311,7 +311,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         model["path"] = str(_resolve(base, model["path"]))
     for source in data.get("sources", []) if isinstance(data.get("sources"), list) else []:
         uri = source.get("uri") if isinstance(source, dict) else None
-        if isinstance(uri, str) and "://" not in uri and not uri.startswith("/dev/"):
+        if isinstance(uri, str) and is_file_uri(uri):
             source["uri"] = str(_resolve(base, uri))
     return parse_config(data)
 
@@ -319,6 +319,11 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
 def _resolve(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path)
+
+
+def is_file_uri(uri: str) -> bool:
+    """A path to a file (finite, seekable), as opposed to a stream URL or a V4L2 device."""
+    return "://" not in uri and not uri.startswith("/dev/video")
 
 
 def redact_uri(uri: str) -> str:

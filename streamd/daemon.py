@@ -16,7 +16,6 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from streamd.queue import FrameQueue
 from streamd.sinks.mqtt import MqttSink, MqttUnavailable
 from streamd.sources.capture import CaptureSource
 from streamd.sources.frame import Frame
+from streamd.timestamps import rfc3339
 from streamd.tracking.events import SourceEvents
 
 log = get_logger("streamd.daemon")
@@ -42,10 +42,6 @@ log = get_logger("streamd.daemon")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 LATENCY_WINDOW = 512  # inference times kept for the stats topic's percentiles
 PAYLOAD_SCHEMA = "streamd/detections/1"  # bumped on any incompatible payload change
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Daemon:

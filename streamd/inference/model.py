@@ -244,10 +244,14 @@ class CompiledVariant:
     requests: int
 
 
-def compile_variant(prepared: PreparedModel, frame_size: tuple[int, int] | None) -> CompiledVariant:
-    """Place and compile; blocking (seconds), so the daemon calls it in a worker thread."""
+def compile_variant(
+    prepared: PreparedModel, frame_size: tuple[int, int] | None, *, bare: bool = False
+) -> CompiledVariant:
+    """Place and compile; blocking (seconds), so the daemon calls it in a worker thread.
+
+    ``bare`` compiles the network without pre-processing (the bench's ceiling)."""
     cfg = prepared.config
-    model = with_preprocessing(prepared, frame_size)
+    model = prepared.model.clone() if bare else with_preprocessing(prepared, frame_size)
     placed = placement_mod.plan(prepared.core, model, cfg.device, cfg.cpu_operators, cfg.fallback_device)
     if placed.heterogeneous:
         placement_mod.apply(model, placed)

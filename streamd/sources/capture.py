@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from streamd.backoff import Backoff
-from streamd.config import SourceConfig, redact_uri
+from streamd.config import SourceConfig, is_file_uri, redact_uri
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
@@ -36,10 +36,6 @@ Transform = Callable[[np.ndarray], Any]  # a decoded BGR frame -> what the engin
 StateCallback = Callable[[str, str], None]
 
 HEALTHY_RESET = 60.0  # a connection that lived this long resets the backoff
-
-
-def is_file_uri(uri: str) -> bool:
-    return "://" not in uri and not uri.startswith("/dev/video")
 
 
 class CaptureSource:

@@ -9,22 +9,18 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from streamd.config import SourceConfig
 from streamd.inference.decoders import Detection
 from streamd.metrics import Metrics
+from streamd.timestamps import rfc3339
 from streamd.tracking.tracker import Track, Tracker, TrackerConfig
 from streamd.tracking.zones import Line, Point, Zone, anchor, to_pixels
 
 # (topic suffix under {prefix}/{instance}/{source}/, payload, retained)
 Publish = Callable[[str, str, bool], None]
 EVENT_SCHEMA = "streamd/events/1"
-
-
-def _ts(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class SourceEvents:
@@ -122,8 +118,8 @@ class SourceEvents:
             "score_max": round(track.score_max, 4),
             "box": [round(v, 1) for v in track.box],
             "zones": sorted(track.zones),
-            "first_seen": _ts(track.first_seen),
-            "last_seen": _ts(track.last_seen),
+            "first_seen": rfc3339(track.first_seen),
+            "last_seen": rfc3339(track.last_seen),
             "frame": frame,
             **extra,
         }

@@ -104,7 +104,10 @@ async def wait_for_rows(path: Path, rows: int, where: str = "topic LIKE '%/detec
         if not path.exists():
             return 0
         with contextlib.closing(sqlite3.connect(str(path))) as db:
-            return int(db.execute(f"SELECT COUNT(*) FROM messages WHERE {where}").fetchone()[0])
+            try:
+                return int(db.execute(f"SELECT COUNT(*) FROM messages WHERE {where}").fetchone()[0])
+            except sqlite3.OperationalError:  # the file exists, its table not yet
+                return 0
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
