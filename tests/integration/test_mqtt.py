@@ -133,15 +133,18 @@ async def test_overflow_counts_add_up(tmp_path: Path, default_model: Path) -> No
             [{"name": "cam", "uri": clip, "realtime": False, "drop": "block"}],
             broker.port,
             mqtt={"publish_empty": True, "buffer": capacity},
-            daemon={"shutdown_timeout": 60},
+            daemon={"shutdown_timeout": 60, "stats_interval": 3600},
         )
         async with DurableSubscriber(broker.port, "test-overflow") as got:
             broker.stop()
             daemon = await Streamd("run", "-c", str(config)).start()
-            # The whole clip is produced into the full buffer (its last message, state 'ended',
-            # is in it); streamd then waits to flush.
+            # The whole clip is produced into the full buffer before the broker returns: the
+            # reader's 'ended' state and the last frame's message (queued frames finish after
+            # the reader ends) are both in it; streamd then waits to flush.
             buffer = tmp_path / "mqtt-buffer" / "mqtt-test.sqlite3"
             await wait_for_rows(buffer, 1, "topic LIKE '%/state' AND CAST(payload AS TEXT) = 'ended'")
+            last = f"CAST(payload AS TEXT) LIKE '%\"frame\":{len(truth) - 1},%'"
+            await wait_for_rows(buffer, 1, f"topic LIKE '%/detections' AND {last}")
             broker.start()
             assert await daemon.wait(60) == 0
             await got.wait_for(lambda c: c.on("/status")[-1:] == [b"offline"], 20)
