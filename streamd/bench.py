@@ -41,6 +41,7 @@ from streamd.inference.model import PreparedModel, compile_variant, prepare
 from streamd.logging import configure
 from streamd.metrics import Metrics
 from streamd.sinks.mqtt import Message, MqttSink
+from streamd.verify import reference_input
 
 WARMUP_FRAMES = 50
 
@@ -101,26 +102,6 @@ def read_frames(uri: str, count: int) -> list[np.ndarray]:
         frames.append(image)
     cap.release()
     return frames
-
-
-def bare_input(prepared: PreparedModel, image: np.ndarray) -> np.ndarray:
-    """What the bare network takes for one frame (offline, numpy: not a hot path)."""
-    info = prepared.image
-    width, height = info.size
-    x: Any = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    if prepared.preprocessing.color_order == "RGB":
-        x = cv2.cvtColor(x, cv2.COLOR_BGR2RGB)
-    dtype = info.element_type.to_dtype()
-    if dtype != np.uint8:
-        x = x.astype(np.float32)
-        if prepared.preprocessing.mean:
-            x = x - np.asarray(prepared.preprocessing.mean, dtype=np.float32)
-        if prepared.preprocessing.scale:
-            x = x / np.asarray(prepared.preprocessing.scale, dtype=np.float32)
-        x = x.astype(dtype)
-    if info.layout == "NCHW":
-        x = x.transpose(2, 0, 1)
-    return np.ascontiguousarray(x[np.newaxis])
 
 
 def compile_bare(prepared: PreparedModel) -> tuple[ov.CompiledModel, str]:
@@ -324,7 +305,7 @@ def measure_baseline(config: Config, prepared: PreparedModel, frames: int) -> fl
             continue
         if done == WARMUP_FRAMES:
             started = time.perf_counter()
-        x = bare_input(prepared, image)
+        x = reference_input(prepared, image)
         outputs = list(request.infer({0: x}).values())
         detections = prepared.decoder.decode(outputs, image.shape[1], image.shape[0])
         payload = json.dumps({"frame": done, "detections": [d.as_json() for d in detections]})
@@ -475,7 +456,7 @@ def _bench(config: Config, files: list[str], frames: int, baseline: bool, rounds
     if not samples:
         raise SystemExit(f"streamd bench: cannot read frames from {files[0]}")
     compiled, device = compile_bare(prepared)
-    real_inputs = [bare_input(prepared, image) for image in samples]
+    real_inputs = [reference_input(prepared, image) for image in samples]
     rng = np.random.default_rng(0)
     random_inputs = [rng.integers(0, 256, real_inputs[0].shape).astype(real_inputs[0].dtype) for _ in range(8)]
     # Shared, noisy machines drift by +-10 % within a minute: ceiling and pipeline alternate in

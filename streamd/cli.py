@@ -86,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_arg(check)
     _shard_arg(check)
+    check.add_argument(
+        "--verify",
+        nargs="?",
+        const="",
+        metavar="CLIP",
+        help="also run the production path over CLIP (default: the first file source) and compare every "
+        "frame with a synchronous f32 reference run; exit 1 when they disagree beyond the tolerance",
+    )
+    check.add_argument(
+        "--box-tolerance", type=float, default=8.0, metavar="PX", help="--verify: worst box difference (%(default)s)"
+    )
+    check.add_argument(
+        "--score-tolerance", type=float, default=0.1, metavar="S", help="--verify: worst score difference (%(default)s)"
+    )
 
     bench = sub.add_parser(
         "bench",
@@ -153,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         configure(config.log.format, config.log.level)
         return run(config, args.config)
     if args.command == "check":
-        return check(config)
+        return check(config, args.verify, (args.box_tolerance, args.score_tolerance))
     if args.command == "bench":
         from streamd.bench import run_bench
 
@@ -199,8 +213,9 @@ def run(config: Config, config_path: Path | None = None) -> int:
         return startup_failure(exc)
 
 
-def check(config: Config) -> int:
-    """Everything ``run`` does before the first frame, printed for a human."""
+def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float, float] = (8.0, 0.1)) -> int:
+    """Everything ``run`` does before the first frame, printed for a human; with ``verify_clip``
+    (``""``: the first file source) the production path is compared with a reference run."""
     import cv2
 
     from streamd.config import is_file_uri
@@ -240,6 +255,8 @@ def check(config: Config) -> int:
             else ""
         )
     )
+    precision = ", ".join(f"{d} {p}" for d, p in variant.precision.items()) or "unknown"
+    out.append(f"precision {precision} (model.precision = {config.model.precision!r})")
     out.append(
         f"compile   {variant.seconds:.2f} s, {variant.requests} infer requests, hint "
         f"{config.model.performance_hint}, cache {prepared.cache_dir or 'off'}"
@@ -273,5 +290,26 @@ def check(config: Config) -> int:
         out.append(f"  {source.name:<16} {'ok ' if ok else 'UNREACHABLE'}{detail}  {uri}")
     if unreachable:
         out.append(f"  {unreachable} source(s) unreachable now: run retries them with backoff")
-    print("\n".join(out))
-    return EX_OK
+    print("\n".join(out), flush=True)
+    if verify_clip is None:
+        return EX_OK
+    return _verify(config, verify_clip, tolerance)
+
+
+def _verify(config: Config, clip_arg: str, tolerance: tuple[float, float]) -> int:
+    from streamd.config import is_file_uri
+    from streamd.verify import Tolerance, verify
+
+    clip = clip_arg or next((s.uri for s in config.sources if is_file_uri(s.uri)), "")
+    if not clip:
+        print("streamd: config error: --verify needs a CLIP argument or a file source", file=sys.stderr)
+        return EX_CONFIG
+    if not Path(clip).is_file():
+        print(f"streamd: --verify: no such file: {clip}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        verdict = verify(config, Path(clip), Tolerance(*tolerance))
+    except Exception as exc:
+        return startup_failure(exc)
+    print(verdict.summary())
+    return EX_OK if verdict.ok else EX_SOFTWARE

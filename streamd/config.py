@@ -54,6 +54,9 @@ class ModelConfig(_Strict):
     cpu_operators: list[str] = Field(default_factory=lambda: ["MulticlassNms", "NonMaxSuppression", "MatrixNms"])
     fallback_device: Device = "CPU"
     performance_hint: Literal["THROUGHPUT", "LATENCY", "CUMULATIVE_THROUGHPUT"] = "THROUGHPUT"
+    # INFERENCE_PRECISION_HINT. "auto" is the plugin's choice: bf16 on CPUs with avx512_bf16/AMX,
+    # which changes scores a little; "f32" gives the same numbers on every x86-64 CPU.
+    precision: Literal["auto", "f32", "bf16", "f16"] = "auto"
     # Empty string turns the compiled-blob cache off; None picks $CACHE_DIRECTORY or ~/.cache.
     cache_dir: str | None = None
     preprocess: Literal["auto", "graph", "host"] = "auto"

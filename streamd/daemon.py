@@ -142,12 +142,15 @@ class Daemon:
             input=prepared.image.name,
             shape=prepared.image.shape,
             preprocess=prepared.preprocess_mode,
+            precision=variant.precision,
             placement=placed.summary() if placed.heterogeneous else None,
             compile_seconds=round(variant.seconds, 3),
             requests=variant.requests,
         )
         self.metrics.model_info.clear()
-        self.metrics.model_info.labels(prepared.name, placed.device, "x".join(map(str, prepared.image.shape))).set(1)
+        self.metrics.model_info.labels(
+            prepared.name, placed.device, "x".join(map(str, prepared.image.shape)), variant.precision_label
+        ).set(1)
         self._transform = engine.input_transform()
         return engine
 

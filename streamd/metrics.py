@@ -73,7 +73,7 @@ class Metrics:
             "streamd_mqtt_buffer_capacity", "Messages the buffer holds before dropping the oldest", registry=r
         )
         self.model_info = Gauge(
-            "streamd_model_info", "The model that runs and where", ["model", "device", "shape"], registry=r
+            "streamd_model_info", "The model that runs and where", ["model", "device", "shape", "precision"], registry=r
         )
         self.detections = Counter("streamd_detections", "Objects detected", ["source", "label"], registry=r)
         self.build = Info("streamd_build", "streamd version", registry=r)

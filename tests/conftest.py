@@ -48,7 +48,9 @@ def write_config(path: Path, model: Path, sources: list[dict[str, Any]], port: i
         return str(value)
 
     sections: dict[str, dict[str, Any]] = {
-        "model": {"path": model, "device": "CPU", "cache_dir": ""},
+        # f32: the tests compare scores and boxes with references, and "auto" is bf16 on CPUs with
+        # avx512_bf16/AMX (test_inference checks what "auto" does against f32 on its own).
+        "model": {"path": model, "device": "CPU", "cache_dir": "", "precision": "f32"},
         "mqtt": {"host": "127.0.0.1", "port": port, "instance": "test", "buffer_dir": path.parent / "mqtt-buffer"},
         "metrics": {"listen": ""},
         "log": {"format": "json"},

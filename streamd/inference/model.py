@@ -242,6 +242,41 @@ class CompiledVariant:
     frame_size: tuple[int, int] | None
     seconds: float
     requests: int
+    precision: dict[str, str] = field(default_factory=dict)  # effective, per device
+
+    @property
+    def precision_label(self) -> str:
+        """One string for logs and metric labels: ``bf16``, or ``GPU=f16,CPU=f32`` when they differ."""
+        values = set(self.precision.values())
+        if len(values) == 1:
+            return values.pop()
+        return ",".join(f"{d}={p}" for d, p in self.precision.items()) or "unknown"
+
+
+_TYPE_NAMES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "f32": "f32", "bf16": "bf16", "f16": "f16"}
+
+
+def _precision_name(value: Any) -> str:
+    name = value.get_type_name() if isinstance(value, ov.Type) else str(value)
+    return _TYPE_NAMES.get(name, name)
+
+
+def effective_precision(compiled: ov.CompiledModel) -> dict[str, str]:
+    """What each device really computes in, read back from the compiled model (not the request:
+    ``auto`` means bf16 on some CPUs and f32 on others). HETERO reports it per device."""
+    try:
+        return {"": _precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))}
+    except RuntimeError:
+        pass
+    found: dict[str, str] = {}
+    try:
+        per_device = compiled.get_property("DEVICE_PROPERTIES")
+    except RuntimeError:
+        return found
+    for device, props in dict(per_device).items():
+        if isinstance(props, dict) and "INFERENCE_PRECISION_HINT" in props:
+            found[str(device)] = _precision_name(props["INFERENCE_PRECISION_HINT"])
+    return found
 
 
 def compile_variant(
@@ -256,6 +291,8 @@ def compile_variant(
     if placed.heterogeneous:
         placement_mod.apply(model, placed)
     config: dict[str, Any] = {"PERFORMANCE_HINT": cfg.performance_hint}
+    if cfg.precision != "auto":
+        config["INFERENCE_PRECISION_HINT"] = cfg.precision  # HETERO forwards it to every device
     if prepared.cache_dir:
         Path(prepared.cache_dir).mkdir(parents=True, exist_ok=True)
         prepared.core.set_property({"CACHE_DIR": prepared.cache_dir})
@@ -270,4 +307,7 @@ def compile_variant(
     # request queued, so it never idles (measured: 2 requests ~0.78 of the ceiling, 4 ~0.9).
     requests = cfg.infer_requests or 2 * int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     prepared.decoder.bind(compiled.outputs, prepared.image.size)
-    return CompiledVariant(compiled, placed, frame_size, seconds, max(1, requests))
+    precision = effective_precision(compiled)
+    if "" in precision:  # a single device: name it
+        precision = {placed.device: precision[""]}
+    return CompiledVariant(compiled, placed, frame_size, seconds, max(1, requests), precision)

@@ -106,7 +106,14 @@ async def test_live_metrics_readiness_and_dashboard(
         assert value(scrape, "streamd_detections_total", source="door", label="person") >= people
         assert value(scrape, "streamd_mqtt_published_total", outcome="ok") >= received
         assert (
-            value(scrape, "streamd_model_info", model="ssdlite_mobilenet_v2_person", device="CPU", shape="1x300x300x3")
+            value(
+                scrape,
+                "streamd_model_info",
+                model="ssdlite_mobilenet_v2_person",
+                device="CPU",
+                shape="1x300x300x3",
+                precision="f32",
+            )
             == 1
         )
         assert value(scrape, "streamd_source_up", source="door") == 1

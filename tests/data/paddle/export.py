@@ -5,7 +5,8 @@
 
 FLAGS_enable_pir_api=0 makes Paddle 3 write the classic ProgramDesc (.pdmodel) that OpenVINO's
 Paddle frontend reads; its default PIR .json is not readable by OpenVINO 2026.4. The printed
-probabilities are recorded in expected.json: OpenVINO must reproduce them.
+probabilities are recorded unrounded in expected.json: OpenVINO at f32 must reproduce them
+(the weights are seeded: a re-export writes the same tiny.pdiparams, byte for byte).
 """
 
 import json
