@@ -161,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 instance=config.mqtt.instance,
             )
     except ConfigError as exc:
-        print(f"streamd: config error: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return config_failure(exc)
     if args.command == "run":
         configure(config.log.format, config.log.level)
         return run(config, args.config)
@@ -186,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     return EX_SOFTWARE
 
 
+def config_failure(exc: ConfigError) -> int:
+    """Every problem found, one line each naming its key; exit 78 (EX_CONFIG)."""
+    for line in exc.lines():
+        print(f"streamd: config error: {line}", file=sys.stderr)
+    return EX_CONFIG
+
+
 def startup_failure(exc: Exception) -> int:
     """One line on stderr and the exit code for what can go wrong before the first frame."""
     from streamd.inference.model import ModelUnavailable
@@ -193,8 +199,7 @@ def startup_failure(exc: Exception) -> int:
     from streamd.sinks.mqtt import MqttUnavailable
 
     if isinstance(exc, ConfigError):
-        print(f"streamd: config error: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return config_failure(exc)
     if isinstance(exc, PlacementError):
         print(f"streamd: config error: model.device: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -266,7 +271,9 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
         total = sum(types.values())
         listed = ", ".join(f"{t} {n}" for t, n in sorted(types.items(), key=lambda kv: -kv[1]))
         out.append(f"  {device:<6} {total:>5} ops: {listed}")
-    pinned = sorted({t for types in placed.summary().values() for t in types} & set(config.model.cpu_operators))
+    # From the affinity actually assigned: operator types of model.cpu_operators that run on the CPU.
+    on_cpu = placed.summary().get("CPU", {}) if placed.heterogeneous else {}
+    pinned = sorted(t for t in on_cpu if t in set(config.model.cpu_operators))
     if pinned:
         out.append(f"  pinned to CPU: {', '.join(pinned)}")
     out.append("sources")

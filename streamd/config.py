@@ -19,15 +19,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 DEFAULT_CONFIG_PATH = Path("/etc/streamd/streamd.toml")
 ENV_PREFIX = "STREAMD_"
 SOURCE_NAME = re.compile(r"^[a-z0-9_-]+$")
+# Names go into MQTT topics (at most 65,535 bytes, and brokers cap far lower), metric labels and
+# the buffer's file name (255 bytes): short limits, checked here rather than by a refused publish.
+MAX_NAME = 64
 
 
 class ConfigError(Exception):
-    """A configuration problem an operator can fix; ``key`` is the dotted path at fault."""
+    """A configuration problem an operator can fix; ``key`` is the dotted path at fault.
 
-    def __init__(self, key: str, message: str) -> None:
+    ``also`` carries the other problems found in the same pass, so an operator fixes them all
+    in one edit; ``lines()`` gives one line each, the first one's first."""
+
+    def __init__(self, key: str, message: str, also: list[ConfigError] | None = None) -> None:
         super().__init__(f"{key}: {message}" if key else message)
         self.key = key
         self.message = message
+        self.also = also or []
+
+    def lines(self) -> list[str]:
+        return [str(self)] + [str(other) for other in self.also]
 
 
 def _default_instance() -> str:
@@ -88,6 +98,10 @@ class ModelConfig(_Strict):
 def _topic_name(value: str) -> str:
     if not SOURCE_NAME.match(value):
         raise ValueError("must match [a-z0-9_-]+ (it is used in MQTT topics and metric labels)")
+    if len(value) > MAX_NAME:
+        raise ValueError(
+            f"at most {MAX_NAME} characters (it is used in MQTT topics and metric labels), got {len(value)}"
+        )
     return value
 
 
@@ -125,6 +139,8 @@ class SourceConfig(_Strict):
     max_fps: float = Field(default=0.0, ge=0.0)
     realtime: bool = True
     loop: bool = False
+    # Default: "block" for files read as fast as possible (lossless: nothing to catch up with),
+    # "oldest" for live sources and paced files (latency stays bounded).
     drop: Literal["oldest", "newest", "block"] = "oldest"
     speed: float = Field(default=1.0, gt=0.0)  # realtime files: 2.0 plays twice as fast
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
@@ -133,6 +149,14 @@ class SourceConfig(_Strict):
     tracking: TrackingConfig | None = None  # None: off, the pipeline does no tracking work
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_drop(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "drop" not in data and isinstance(data.get("uri"), str):
+            unpaced_file = is_file_uri(data["uri"]) and data.get("realtime", True) is False
+            data = {**data, "drop": "block" if unpaced_file else "oldest"}
+        return data
 
     @model_validator(mode="after")
     def _zones_need_tracking(self) -> SourceConfig:
@@ -183,6 +207,10 @@ class MqttConfig(_Strict):
     def _topic_safe(cls, value: str) -> str:
         if not value or any(c in value for c in "+#/") or value != value.strip():
             raise ValueError("must be non-empty with no '+', '#', '/' or surrounding spaces")
+        if not value.isprintable():
+            raise ValueError("must not contain control characters (it is part of topics and the buffer's file name)")
+        if len(value) > MAX_NAME:
+            raise ValueError(f"at most {MAX_NAME} characters (it is part of topics and the buffer's file name)")
         return value
 
 
@@ -291,7 +319,8 @@ def parse_config(data: dict[str, Any]) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise _describe(exc.errors()[0]) from None
+        problems = [_describe(error) for error in exc.errors()]
+        raise ConfigError(problems[0].key, problems[0].message, problems[1:]) from None
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:

@@ -249,6 +249,8 @@ class Daemon:
         log.info(
             "stopped",
             frames=self._published_frames,
+            captured={name: source.captured for name, source in self.sources.items()},
+            dropped=self._dropped,
             mqtt=dict(self.sink.counts),
             tracking_ms_per_frame=round(1000 * self.tracking_seconds / self.tracking_frames, 3)
             if self.tracking_frames

@@ -57,6 +57,10 @@ class FrameQueue:
         q = self._queues.get(source)
         return len(q) if q is not None else 0
 
+    def drop(self, frame: Frame, reason: str) -> None:
+        """A frame that never entered the queue (a blocked reader told to stop): counted."""
+        self._on_drop(frame.source, reason)
+
     def put_nowait(self, frame: Frame, drop: str = "oldest") -> None:
         """Enqueue or drop by policy (``block`` callers use :meth:`put`)."""
         if self._closed:

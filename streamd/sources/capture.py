@@ -78,6 +78,11 @@ class CaptureSource:
     async def wait(self) -> None:
         await asyncio.shield(self._done)
 
+    @property
+    def captured(self) -> int:
+        """Frames handed to the queue so far (the next frame's sequence number)."""
+        return self._seq
+
     # -- reader thread -------------------------------------------------------------------------
 
     def _state(self, state: str) -> None:
@@ -219,5 +224,6 @@ class CaptureSource:
         if self._room is not None:
             while not self._room.acquire(timeout=0.5):
                 if self._stop.is_set():
+                    self._loop.call_soon_threadsafe(self._queue.drop, frame, "shutdown")
                     return
         self._loop.call_soon_threadsafe(self._queue.put_nowait, frame, self.config.drop)

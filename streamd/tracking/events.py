@@ -37,6 +37,7 @@ class SourceEvents:
         self.zones: list[Zone] = []
         self.lines: list[Line] = []
         self._sized = False
+        self._frame_size = (0, 0)
         self._last_anchor: dict[int, Point] = {}
         self._last_update: dict[int, float] = {}
         self._occupancy: dict[tuple[str, str], int] = {}
@@ -44,6 +45,7 @@ class SourceEvents:
 
     def _size(self, width: int, height: int) -> None:
         """Zones and lines may be fractions of the frame: resolved on the first frame."""
+        self._frame_size = (width, height)
         self.zones = [
             Zone(z.name, to_pixels(z.polygon, width, height), frozenset(z.labels), z.min_frames)
             for z in self.config.zones
@@ -100,15 +102,18 @@ class SourceEvents:
         self._metrics.tracks_active.labels(self.source).set(0)
 
     def _end(self, track: Track, frame: int) -> None:
+        """Where the object was last *seen* (box and last_seen of that observation), not where
+        the motion model predicts it went since."""
         for zone in self.zones:
             if zone.forget(track.id):
                 track.zones.discard(zone.name)
-                self._event("exit", track, frame, zone=zone.name)
-        self._event("end", track, frame)
+                self._event("exit", track, frame, observed=True, zone=zone.name)
+        self._event("end", track, frame, observed=True)
         self._last_anchor.pop(track.id, None)
         self._last_update.pop(track.id, None)
 
-    def _event(self, kind: str, track: Track, frame: int, **extra: Any) -> None:
+    def _event(self, kind: str, track: Track, frame: int, observed: bool = False, **extra: Any) -> None:
+        box = self._inside(track.observed) if observed else track.box
         payload = {
             "schema": EVENT_SCHEMA,
             "type": kind,
@@ -116,7 +121,7 @@ class SourceEvents:
             "id": track.id,
             "label": track.label,
             "score_max": round(track.score_max, 4),
-            "box": [round(v, 1) for v in track.box],
+            "box": [round(v, 1) for v in box],
             "zones": sorted(track.zones),
             "first_seen": rfc3339(track.first_seen),
             "last_seen": rfc3339(track.last_seen),
@@ -126,6 +131,16 @@ class SourceEvents:
         self.counts[kind] += 1
         self._metrics.track_events.labels(self.source, kind).inc()
         self._publish("events", json.dumps(payload, separators=(",", ":")), False)
+
+    def _inside(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        width, height = self._frame_size
+        x1, y1, x2, y2 = box
+        return (
+            min(max(x1, 0.0), width),
+            min(max(y1, 0.0), height),
+            min(max(x2, 0.0), width),
+            min(max(y2, 0.0), height),
+        )
 
     def _refresh_occupancy(self) -> None:
         counts: Counter[tuple[str, str]] = Counter()

@@ -81,6 +81,13 @@ class Track:
     age: int = 0  # frames since last matched
     confirmed: bool = False
     zones: set[str] = field(default_factory=set)
+    # The last detection matched to this track, as the model saw it: what an 'end' reports
+    # (the Kalman box keeps moving for max_age frames after the object left).
+    observed: Box = (0.0, 0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if self.observed == (0.0, 0.0, 0.0, 0.0):
+            self.observed = _to_box(self.mean)
 
     @property
     def box(self) -> Box:
@@ -101,6 +108,7 @@ class Track:
         self.mean = self.mean + gain @ (_to_state(detection.box) - _H @ self.mean)
         self.covariance = (np.eye(8) - gain @ _H) @ self.covariance
         self.score = detection.score
+        self.observed = detection.box
         self.score_max = max(self.score_max, detection.score)
         self.last_seen, self.last_frame = ts, frame
         self.hits += 1

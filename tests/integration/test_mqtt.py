@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import sqlite3
+import ssl
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import jsonschema
 
 from streamd.demo.broker import Mosquitto
@@ -138,18 +140,17 @@ async def test_overflow_counts_add_up(tmp_path: Path, default_model: Path) -> No
         async with DurableSubscriber(broker.port, "test-overflow") as got:
             broker.stop()
             daemon = await Streamd("run", "-c", str(config)).start()
-            # The whole clip is produced into the full buffer before the broker returns: the
-            # reader's 'ended' state and the last frame's message (queued frames finish after
-            # the reader ends) are both in it; streamd then waits to flush.
+            # The whole clip is produced into the full buffer before the broker returns. Rows are
+            # numbered in order of arrival (AUTOINCREMENT), so "the newest row is the last one
+            # produced" is a condition eviction cannot undo (waiting for the 'ended' row raced:
+            # frames still queued after the reader ends push it out again).
+            produced = len(truth) + 3  # one message per frame, plus the states connecting, streaming, ended
             buffer = tmp_path / "mqtt-buffer" / "mqtt-test.sqlite3"
-            await wait_for_rows(buffer, 1, "topic LIKE '%/state' AND CAST(payload AS TEXT) = 'ended'")
-            last = f"CAST(payload AS TEXT) LIKE '%\"frame\":{len(truth) - 1},%'"
-            await wait_for_rows(buffer, 1, f"topic LIKE '%/detections' AND {last}")
+            await wait_for_rows(buffer, 1, f"id = {produced}")
             broker.start()
             assert await daemon.wait(60) == 0
             await got.wait_for(lambda c: c.on("/status")[-1:] == [b"offline"], 20)
     stopped = next(e for e in daemon.events() if e["event"] == "stopped")
-    produced = len(truth) + 3  # one message per frame, plus the states connecting, streaming, ended
     published, dropped = stopped["mqtt"]["published"], stopped["mqtt"]["dropped_buffer_full"]
     assert published == capacity and published + dropped == produced
     received = got.on("/cam/detections") + got.on("/cam/state")
@@ -218,7 +219,7 @@ async def test_tls_with_client_certificates_and_a_wrong_ca(tmp_path: Path, defau
     certs = tmp_path / "certs"
     certs.mkdir()
     await asyncio.to_thread(make_certificates, certs)
-    clip, _ = mixed_clip(tmp_path)
+    clip, truth = mixed_clip(tmp_path)
     settings = (
         f"allow_anonymous true\ncafile {certs / 'ca.crt'}\ncertfile {certs / 'server.crt'}\n"
         f"keyfile {certs / 'server.key'}\nrequire_certificate true\n"
@@ -231,9 +232,29 @@ async def test_tls_with_client_certificates_and_a_wrong_ca(tmp_path: Path, defau
             broker.port,
             mqtt={"tls": {"ca": certs / "ca.crt", "cert": certs / "client.crt", "key": certs / "client.key"}},
         )
+        # A subscriber over the same verified TLS: what streamd published really crossed it.
+        context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        context.load_cert_chain(str(certs / "client.crt"), str(certs / "client.key"))
+        got = Collected()
+        subscribed = asyncio.Event()
+
+        async def listen() -> None:
+            async with aiomqtt.Client("127.0.0.1", broker.port, identifier="tls-sub", tls_context=context) as client:
+                await client.subscribe("streamd/#", qos=1)
+                subscribed.set()
+                async for message in client.messages:
+                    got.messages.append((str(message.topic), bytes(message.payload)))  # type: ignore[arg-type]
+                    got.arrived.set()
+
+        listener = asyncio.create_task(listen())
+        await asyncio.wait_for(subscribed.wait(), 10)
         daemon = await Streamd("run", "-c", str(good)).start()
         assert await daemon.wait(60) == 0, daemon.stderr.decode()[-2000:]
-        assert daemon.events()[-1]["mqtt"]["published"] > 0
+        await got.wait_for(lambda c: c.on("/status")[-1:] == [b"offline"], 10)
+        listener.cancel()
+        frames = sorted(m["frame"] for m in got.json("/cam/detections"))
+        assert frames == [f.index for f in truth if f.has_person]
+        assert daemon.events()[-1]["mqtt"]["published"] == len(frames) + 3  # + connecting, streaming, ended
 
         wrong = write_config(
             tmp_path / "wrong.toml",

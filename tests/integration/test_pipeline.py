@@ -64,8 +64,11 @@ async def test_sigterm_finishes_in_flight_frames_and_goes_offline(
     config = write_config(
         tmp_path / "streamd.toml",
         default_model,
-        [{"name": "loop", "uri": clip, "realtime": True, "loop": True}],
+        # Twice real time with a slow-to-drain queue: at SIGTERM there are frames in the queue and
+        # on the device; all of them must come out, published (every frame is, publish_empty).
+        [{"name": "loop", "uri": clip, "realtime": True, "speed": 2.0, "loop": True, "drop": "block"}],
         broker.port,
+        mqtt={"publish_empty": True},
     )
     daemon = await Streamd("run", "-c", str(config)).start()
     await subscriber.wait_for(lambda c: len(c.on("/loop/detections")) >= 5, 60)
@@ -76,8 +79,14 @@ async def test_sigterm_finishes_in_flight_frames_and_goes_offline(
     assert subscriber.on("/status") == [b"online", b"offline"]
     events = [e["event"] for e in daemon.events()]
     assert "shutdown_requested" in events and events[-1] == "stopped"
+    stopped = daemon.events()[-1]
     frames = [m["frame"] for m in subscriber.json("/loop/detections")]
     assert len(frames) == len(set(frames)), "no frame published twice"
+    # Every frame the reader captured before the stop was inferred and published: none was left
+    # in the queue or on the device, and none was dropped.
+    assert stopped["captured"] == {"loop": len(frames)}
+    assert sorted(frames) == list(range(len(frames)))
+    assert stopped["dropped"] == {}
 
 
 async def test_broker_down_at_start_buffers_then_flushes(tmp_path: Path, default_model: Path) -> None:

@@ -50,6 +50,9 @@ BAD_CASES = [
     ("inline password", GOOD + '\n[mqtt]\npassword = "hunter2"\n', "mqtt.password: inline passwords are refused"),
     ("topic prefix", GOOD + '\n[mqtt]\ntopic_prefix = "a/b"\n', "mqtt.topic_prefix: must be non-empty with no"),
     ("bad device", GOOD.replace('device = "CPU"', 'device = "HETERO:"'), "model.device:"),
+    ("long source name", GOOD.replace('name = "door"', f'name = "{"d" * 70000}"'), "sources[0].name: at most 64"),
+    ("long instance", GOOD + f'\n[mqtt]\ninstance = "{"i" * 300}"\n', "mqtt.instance: at most 64"),
+    ("nul in instance", GOOD + '\n[mqtt]\ninstance = "a\\u0000b"\n', "mqtt.instance: must not contain control"),
 ]
 
 
@@ -64,6 +67,32 @@ def test_bad_config_exits_78_naming_the_key(
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path, model_file: Path) -> None:
+    config = tmp_path / "streamd.toml"
+    text = GOOD.split("[[sources]]")[0].replace("{model}", str(model_file))
+    config.write_text(text + "confidence = 7\n[queue]\nsize = 'big'\n")
+    result = run_check(config)
+    assert result.returncode == 78, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3, result.stderr
+    assert all(line.startswith("streamd: config error: ") for line in lines)
+    keys = sorted(line.removeprefix("streamd: config error: ").split(":")[0] for line in lines)
+    assert keys == ["model.confidence", "queue.size", "sources"]
+
+
+def test_files_read_as_fast_as_possible_lose_nothing_by_default(tmp_path: Path, model_file: Path) -> None:
+    config = tmp_path / "streamd.toml"
+    sources = (
+        '[[sources]]\nname = "fast"\nuri = "a.mp4"\nrealtime = false\n'
+        '[[sources]]\nname = "paced"\nuri = "a.mp4"\n'
+        '[[sources]]\nname = "cam"\nuri = "rtsp://cam/s"\nrealtime = false\n'
+        '[[sources]]\nname = "chosen"\nuri = "a.mp4"\nrealtime = false\ndrop = "newest"\n'
+    )
+    config.write_text(GOOD.split("[[sources]]")[0].replace("{model}", str(model_file)) + sources)
+    drops = {s.name: s.drop for s in load_config(config, {}).sources}
+    assert drops == {"fast": "block", "paced": "oldest", "cam": "oldest", "chosen": "newest"}
 
 
 def test_bad_device_string_exits_78_from_run_too(tmp_path: Path, model_file: Path) -> None:

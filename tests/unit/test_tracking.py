@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
+from streamd.config import SourceConfig, TrackingConfig
 from streamd.inference.decoders import Detection
+from streamd.metrics import Metrics
+from streamd.timestamps import rfc3339
+from streamd.tracking.events import SourceEvents
 from streamd.tracking.tracker import Tracker, TrackerConfig
 from streamd.tracking.zones import Line, Zone
 
@@ -56,3 +62,23 @@ def test_line_counts_only_crossings_between_its_ends() -> None:
     assert line.crossing((50, 300), (150, 300)) is None  # passes below the segment
     assert line.crossing((50, 100), (60, 100)) is None
     assert line.counts == {"in": 1, "out": 1}
+
+
+def test_end_reports_the_last_observed_box_inside_the_frame_not_the_prediction() -> None:
+    published: list[tuple[str, str, bool]] = []
+    config = SourceConfig(name="cam", uri="a.mp4", tracking=TrackingConfig(min_hits=2, max_age=30))
+    events = SourceEvents(config, lambda *m: published.append(m), Metrics())
+    # Walking right 40 px a frame, leaving a 640-wide frame at frame 13; then nothing for max_age.
+    last = None
+    for frame in range(45):
+        x = 40.0 * frame
+        detections = [Detection("person", 1, 0.9, (x, 100.0, min(x + 80.0, 640.0), 300.0))] if x < 560 else []
+        if detections:
+            last = (frame, detections[0].box)
+        events.on_frame(frame, 1000.0 + frame / 15, 640, 480, detections)
+    ended = [json.loads(p) for t, p, _ in published if t == "events" and json.loads(p)["type"] == "end"]
+    assert len(ended) == 1
+    assert last is not None
+    assert ended[0]["box"] == [round(v, 1) for v in last[1]]
+    assert ended[0]["box"][0] >= 0 and ended[0]["box"][2] <= 640
+    assert ended[0]["last_seen"] == rfc3339(1000.0 + last[0] / 15)
