@@ -347,7 +347,7 @@ class Daemon:
         self._latencies.append(seconds)
         self._inferred[frame.source] = self._inferred.get(frame.source, 0) + 1
         for det in detections:
-            self.metrics.detections.labels(frame.source, det.label).inc()
+            self.metrics.detections_for(frame.source, det.label).inc()
         mqtt = self.config.mqtt
         if mqtt.discovery:
             self._update_presence(frame.source, {d.label for d in detections})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import (
     PROCESS_COLLECTOR,
     CollectorRegistry,
@@ -87,6 +89,15 @@ class Metrics:
         self.zone_occupancy = Gauge(
             "streamd_zone_occupancy", "Tracked objects inside a zone", ["source", "zone", "label"], registry=r
         )
+
+        # Children looked up once: ``labels()`` takes a lock and builds a key on every call, and
+        # these are called for every frame or message.
+        self.queue_wait_for = functools.cache(self.queue_wait_seconds.labels)
+        self.inferred_for = functools.cache(self.frames_inferred.labels)
+        self.captured_for = functools.cache(self.frames_captured.labels)
+        self.detections_for = functools.cache(self.detections.labels)
+        self.end_to_end_for = functools.cache(self.end_to_end_seconds.labels)
+        self.published_ok = self.mqtt_published.labels("ok")
 
     def init_source(self, source: str) -> None:
         """Create every per-source series at 0, so dashboards and alerts see 0, not "no data"."""

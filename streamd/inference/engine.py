@@ -22,12 +22,11 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import openvino as ov
 
 from streamd.inference.decoders import Detection
-from streamd.inference.model import CompiledVariant, PreparedModel, compile_variant
+from streamd.inference.model import CompiledVariant, PreparedModel, compile_variant, frame_preparer
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue, QueueClosed
@@ -83,15 +82,12 @@ class Engine:
 
     def input_transform(self) -> Transform:
         """What the reader threads do to each frame before queueing it (so the loop does not):
-        resize on the host when pre-processing runs there, and wrap the pixels in an ov.Tensor
+        resize and colour order on the host when pre-processing runs there, and wrap the pixels in an ov.Tensor
         that shares their memory (start_async then skips its numpy dispatch)."""
-        image = self.prepared.image
-        size = image.size if self.prepared.preprocess_mode == "host" and image.static else None
+        prepare_frame = frame_preparer(self.prepared)
 
         def transform(frame: np.ndarray) -> ov.Tensor:
-            if size is not None and (frame.shape[1], frame.shape[0]) != size:
-                frame = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
-            return ov.Tensor(frame[np.newaxis], shared_memory=True)
+            return ov.Tensor(prepare_frame(frame), shared_memory=True)
 
         return transform
 
@@ -151,7 +147,7 @@ class Engine:
             self._order[frame.source].append(frame)
             frame.started = time.monotonic()
             runner.queue.start_async(frame.tensor, frame, share_inputs=True)
-            self._metrics.queue_wait_seconds.labels(frame.source).observe(frame.started - frame.captured)
+            self._metrics.queue_wait_for(frame.source).observe(frame.started - frame.captured)
         await self.drain()
 
     def pending(self, source: str) -> int:
@@ -193,7 +189,7 @@ class Engine:
         self.last_progress = time.monotonic()
         for frame, outputs, seconds in batch:
             self._metrics.inference_seconds.observe(seconds)
-            self._metrics.frames_inferred.labels(frame.source).inc()
+            self._metrics.inferred_for(frame.source).inc()
             frame.inference = seconds
             try:
                 self._finished[id(frame)] = self.prepared.decoder.decode(outputs, frame.width, frame.height)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import os
 import re
 import ssl
@@ -39,6 +40,7 @@ log = get_logger("streamd.mqtt")
 SESSION_EXPIRY = 24 * 3600  # seconds the broker keeps our session (MQTT 5) after a disconnect
 MAX_INFLIGHT = 256  # publishes awaiting their acknowledgement at once
 DISK_BATCH = 128
+ACK_TIMEOUT = 10.0  # seconds a publish may wait for its PUBACK before the connection is given up
 # aiomqtt warns on every publish past 10 in flight; we run many on purpose, and report
 # connection problems ourselves through structlog.
 _AIOMQTT_LOG = logging.getLogger("streamd.aiomqtt")
@@ -59,6 +61,7 @@ class Message:
     captured: float = 0.0  # monotonic capture time
     key: int = 0  # unique while unacknowledged
     row: int = 0  # its row in the disk buffer, 0 when it lives in memory
+    sent: float = 0.0  # monotonic time of the (last) publish attempt
 
 
 def default_buffer_dir() -> Path:
@@ -308,6 +311,7 @@ class MqttSink:
     async def _pump(self, client: aiomqtt.Client) -> None:
         sends: set[asyncio.Task[None]] = set()
         watcher = asyncio.create_task(self._watch(client))
+        acks = asyncio.create_task(self._watch_acks())
         try:
             while True:
                 if self._conn_error is not None:
@@ -326,6 +330,7 @@ class MqttSink:
                 await self._wake.wait()
         finally:
             watcher.cancel()
+            acks.cancel()
             for task in list(sends):
                 task.cancel()
 
@@ -338,9 +343,24 @@ class MqttSink:
             self._conn_error = exc
             self._wake.set()
 
+    async def _watch_acks(self) -> None:
+        """A broker that takes publishes and never acknowledges them is a broken connection."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if any(m.sent and now - m.sent > ACK_TIMEOUT for m in self._unacked.values()):
+                self._conn_error = TimeoutError(f"no acknowledgement from the broker in {ACK_TIMEOUT:g} s")
+                self._wake.set()
+                return
+
     async def _send(self, client: aiomqtt.Client, message: Message) -> None:
+        message.sent = time.monotonic()
         try:
-            await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+            # No per-publish timeout: asyncio.wait_for costs a task and a timer per message;
+            # _watch_acks checks the oldest unacknowledged message once a second instead.
+            await client.publish(
+                message.topic, message.payload, qos=message.qos, retain=message.retain, timeout=math.inf
+            )
         except aiomqtt.MqttError as exc:
             self._metrics.mqtt_published.labels("error").inc()
             self._conn_error = exc
@@ -350,12 +370,12 @@ class MqttSink:
             return  # the connection was given up meanwhile; it will be sent again
         if message.row and self._disk is not None:
             self._disk.delete(message.row)
-        self._metrics.mqtt_published.labels("ok").inc()
+        self._metrics.published_ok.inc()
         self.counts["published"] += 1
         self._metrics.mqtt_buffered.set(self.buffered)
         if message.source is not None:
             seconds = time.monotonic() - message.captured
-            self._metrics.end_to_end_seconds.labels(message.source).observe(seconds)
+            self._metrics.end_to_end_for(message.source).observe(seconds)
             if self.on_acked is not None:
                 self.on_acked(message, seconds)
         self._wake.set()

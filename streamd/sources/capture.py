@@ -220,7 +220,7 @@ class CaptureSource:
         height, width = image.shape[:2]
         frame = Frame(self.name, self._seq, time.time(), time.monotonic(), width, height, self._transform(image))
         self._seq += 1
-        self._metrics.frames_captured.labels(self.name).inc()
+        self._metrics.captured_for(self.name).inc()
         if self._room is not None:
             while not self._room.acquire(timeout=0.5):
                 if self._stop.is_set():

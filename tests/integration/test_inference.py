@@ -15,7 +15,7 @@ import pytest
 from streamd.config import Config, ConfigError, ModelConfig, parse_config
 from streamd.demo.clip import photo
 from streamd.inference.decoders import Detection
-from streamd.inference.model import PreparedModel, compile_variant, prepare, with_preprocessing
+from streamd.inference.model import PreparedModel, compile_variant, frame_preparer, prepare, with_preprocessing
 from streamd.verify import Tolerance, verify
 from tests import models
 from tests.clips import iou, mixed_clip
@@ -33,9 +33,7 @@ def config(path: Path, **overrides: object) -> ModelConfig:
 def infer(prepared: PreparedModel, frame: np.ndarray, frame_size: tuple[int, int] | None = None) -> list[Detection]:
     """One frame through the same compiled variant, pre-processing and decoder the daemon uses."""
     variant = compile_variant(prepared, frame_size)
-    tensor = frame[np.newaxis]
-    if frame_size is None and prepared.image.static:
-        tensor = cv2.resize(frame, prepared.image.size)[np.newaxis]
+    tensor = frame_preparer(prepared)(frame)  # what the reader threads do (host mode: resize, RGB)
     outputs = list(variant.compiled(tensor).values())
     return prepared.decoder.decode(outputs, frame.shape[1], frame.shape[0])
 

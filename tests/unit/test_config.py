@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +149,29 @@ def test_env_override_of_unknown_key_is_named(tmp_path: Path, model_file: Path) 
         load_config(config, {"STREAMD_MODEL__COLOUR": "red"})
     with pytest.raises(ConfigError, match="no list item 3"):
         apply_env({"sources": [{}]}, {"STREAMD_SOURCES__3__URI": "x"})
+
+
+def test_credentials_are_redacted_whatever_the_password_holds() -> None:
+    rng = random.Random(15)
+    alphabet = string.ascii_letters + string.digits + "@/:?#%&=;"
+    for _ in range(2000):
+        secret = "S3" + "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 16))) + "x9"
+        for uri in (
+            f"rtsp://admin:{secret}@10.0.0.5:554/stream",
+            f"rtsp://{secret}@cam/s?user=admin",
+            f"http://10.0.0.5/videostream.cgi?user=admin&pwd={secret}",
+            f"http://cam/mjpg?Password={secret}&res=hd",
+            f"https://u:{secret}@cam/x?token={secret}",
+        ):
+            shown = redact_uri(uri)
+            assert secret not in shown, (uri, shown)
+            assert "***" in shown
+    assert redact_uri("rtsp://admin:pa@s3cret@host/x") == "rtsp://***@host/x"
+    assert redact_uri("rtsp://admin:s3cret/x@host/x") == "rtsp://***@host/x"
+    assert redact_uri("http://host/videostream.cgi?user=admin&pwd=s3cret") == (
+        "http://host/videostream.cgi?user=admin&pwd=***"
+    )
+    assert redact_uri("http://cam/x?res=hd&key=abc&fps=5") == "http://cam/x?res=hd&key=***&fps=5"
 
 
 def test_credentials_are_redacted() -> None:
