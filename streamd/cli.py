@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -33,8 +34,9 @@ environment:
                             STREAMD_SOURCES__0__URI=rtsp://cam/stream
 
 exit codes:
-  0 ok, 1 internal error, 69 a dependency is unavailable at start (model unreadable),
-  78 configuration error (the message names the key)
+  0 ok, 1 internal error, 66 every source was a file that could not be read,
+  69 a dependency is unavailable at start (model unreadable, broker refused us),
+  78 configuration error (one line per problem, each naming its key)
 
 topics:  {prefix}/{instance}/status (retained online|offline),
          {prefix}/{instance}/{source}/detections, {prefix}/{instance}/{source}/state,
@@ -139,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGHUP's default action kills the process: until the daemon installs its reload handler
+    # (after the model is compiled), a reload request is ignored rather than fatal.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     limit_malloc_arenas()
     args = build_parser().parse_args(argv)
     if args.command == "demo":
@@ -276,6 +281,18 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
     pinned = sorted(t for t in on_cpu if t in set(config.model.cpu_operators))
     if pinned:
         out.append(f"  pinned to CPU: {', '.join(pinned)}")
+    if config.mqtt.buffer_dir == "":
+        out.append("buffer    memory only (mqtt.buffer_dir = \"\")")
+    else:
+        from streamd.sinks.buffer import BufferUnavailable, probe
+        from streamd.sinks.mqtt import buffer_path
+
+        path = buffer_path(config.mqtt)
+        try:
+            out.append(f"buffer    {path}: {probe(path)}")
+        except BufferUnavailable as exc:
+            print("\n".join(out))
+            return config_failure(ConfigError("mqtt.buffer_dir", str(exc)))
     out.append("sources")
     unreachable = 0
     for source in config.sources:
@@ -296,7 +313,10 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
         unreachable += not ok
         out.append(f"  {source.name:<16} {'ok ' if ok else 'UNREACHABLE'}{detail}  {uri}")
     if unreachable:
-        out.append(f"  {unreachable} source(s) unreachable now: run retries them with backoff")
+        out.append(
+            f"  {unreachable} source(s) unreachable now: run retries streams and devices with backoff; "
+            "a file that cannot be read is skipped (state 'failed')"
+        )
     print("\n".join(out), flush=True)
     if verify_clip is None:
         return EX_OK

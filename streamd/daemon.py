@@ -20,17 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openvino as ov
 
 from streamd import __version__, systemd
 from streamd.config import Config, ConfigError, SourceConfig, load_config
 from streamd.health import HealthServer
 from streamd.inference.decoders import Detection
 from streamd.inference.engine import Engine
-from streamd.inference.model import ModelUnavailable, prepare
-from streamd.inference.placement import PlacementError
+from streamd.inference.model import prepare
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
+from streamd.reload import ReloadPlan, plan_reload
 from streamd.sinks.mqtt import MqttSink, MqttUnavailable
 from streamd.sources.capture import CaptureSource
 from streamd.sources.frame import Frame
@@ -40,6 +41,7 @@ from streamd.tracking.events import SourceEvents
 log = get_logger("streamd.daemon")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+EX_NOINPUT = 66  # every source was a file that could not be read
 LATENCY_WINDOW = 512  # inference times kept for the stats topic's percentiles
 PAYLOAD_SCHEMA = "streamd/detections/1"  # bumped on any incompatible payload change
 
@@ -60,6 +62,7 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         self._transform: Callable[[np.ndarray], Any] | None = None
         self._reload_lock = asyncio.Lock()
+        self._core = ov.Core()  # one for the process: a Core per reload would keep its plugins alive
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._published_frames: dict[str, int] = {}
         self._inferred: dict[str, int] = {}
@@ -70,6 +73,9 @@ class Daemon:
         self.tracking_frames = 0
         self._last_seen: dict[tuple[str, str], float] = {}
         self.exit_code = 0
+        self.failed_tasks: dict[str, str] = {}  # background task -> why it ended (readiness, watchdog)
+        self._started = False
+        self._stopping = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -95,13 +101,32 @@ class Daemon:
         self.should_exit.set()
 
     def handle_reload(self) -> None:
-        self._spawn(self.reload(), "reload")
+        if not self._started:
+            log.warning("reload_ignored", reason="still starting: send SIGHUP again once ready")
+            return
+        self._spawn(self.reload(), "reload", forever=False)
 
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Any, name: str, *, forever: bool = True) -> asyncio.Task[Any]:
+        """A background task under supervision: one that raises, or (``forever``) returns while
+        the daemon runs, is logged, counted, turns /readyz 503 and stops the watchdog ping."""
         task = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda done: self._task_done(done, forever))
         return task
+
+    def _task_done(self, task: asyncio.Task[Any], forever: bool) -> None:
+        if task.cancelled() or self._stopping:
+            return
+        error = task.exception()
+        if error is None and not forever:
+            return
+        reason = repr(error) if error is not None else "ended unexpectedly"
+        name = task.get_name()
+        self.failed_tasks[name] = reason
+        self.metrics.tasks_failed.labels(name).inc()
+        log.error("task_failed", task=name, error=reason, exc_info=error)
+        systemd.notify(f"STATUS=task {name} failed: {reason}; not ready, watchdog stopped")
 
     async def startup(self) -> None:
         cfg = self.config
@@ -111,7 +136,10 @@ class Daemon:
             self.health = HealthServer(cfg.metrics.listen, self.metrics, self.readiness)
             await self.health.start()
         self.sink.start()
+        assert self.sink.task is not None
+        self.sink.task.add_done_callback(lambda done: self._task_done(done, forever=not self.sink.fatal))
         self.engine = await self._build_engine(cfg)
+        self._transform = self.engine.input_transform()
         # Refused credentials or a bad certificate will not fix themselves: exit 69 now rather
         # than buffer forever. A broker that is merely down is retried with backoff.
         with contextlib.suppress(TimeoutError):
@@ -125,11 +153,12 @@ class Daemon:
         interval = systemd.watchdog_interval()
         if interval is not None:
             self._spawn(self._watchdog(interval), "watchdog")
+        self._started = True
         systemd.notify(f"READY=1\nSTATUS=streaming {len(self.sources)} source(s) on {self.engine.device}")
 
     async def _build_engine(self, cfg: Config) -> Engine:
         """Read, place and compile (in worker threads): the loop keeps serving meanwhile."""
-        prepared = await asyncio.to_thread(prepare, cfg.model)
+        prepared = await asyncio.to_thread(prepare, cfg.model, self._core)
         engine = Engine(prepared, self.metrics, self._on_result)
         variant = await engine.start()
         placed = variant.placement
@@ -151,7 +180,6 @@ class Daemon:
         self.metrics.model_info.labels(
             prepared.name, placed.device, "x".join(map(str, prepared.image.shape)), variant.precision_label
         ).set(1)
-        self._transform = engine.input_transform()
         return engine
 
     def _start_source(self, source_cfg: SourceConfig) -> None:
@@ -219,8 +247,13 @@ class Daemon:
             if current == list(self.sources.values()):  # no reload added one meanwhile
                 break
         log.info("sources_done", states=self.states)
+        if self.states and all(state == "failed" for state in self.states.values()):
+            # Nothing could be read: that is not a successful run (EX_NOINPUT).
+            log.error("no_source_readable", states=self.states)
+            self.exit_code = EX_NOINPUT
 
     async def shutdown(self) -> None:
+        self._stopping = True
         systemd.notify("STOPPING=1")
         timeout = self.config.daemon.shutdown_timeout
         deadline = time.monotonic() + timeout
@@ -274,30 +307,46 @@ class Daemon:
                 systemd.notify(f"READY=1\nSTATUS=streaming {len(self.sources)} source(s)")
 
     async def _apply(self, started: float) -> None:
+        """All or nothing: the new config is read and its model compiled before anything running
+        is touched; every outcome is logged as ``reload_done`` or ``reload_rejected``."""
         if self.config_path is None:
             log.warning("reload_ignored", reason="no config file to re-read")
             return
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
-            log.error("reload_rejected", error=str(exc), key=exc.key)
+            log.error("reload_rejected", error=str(exc), key=exc.key, problems=exc.lines())
             return
         old = self.config
-        fixed = [name for name in ("mqtt", "metrics", "queue", "log") if getattr(new, name) != getattr(old, name)]
-        if fixed:
-            log.warning("reload_needs_restart", sections=fixed, note="kept the running values")
-        if new.model != old.model:
+        plan = plan_reload(old, new)
+        if plan.needs_restart:
+            log.warning("reload_needs_restart", sections=plan.needs_restart, note="kept the running values")
+        engine: Engine | None = None
+        if plan.model_changed:
             try:
                 engine = await self._build_engine(new)
-            except (ConfigError, ModelUnavailable, PlacementError) as exc:
+            except Exception as exc:  # config, model, placement or anything else: keep running as is
                 log.error("reload_rejected", error=str(exc), key="model")
                 return
-            self._swap_engine(engine)
-        before = {s.name: s for s in old.sources}
-        after = {s.name: s for s in new.sources}
-        stop = [n for n in before if n not in after or after[n] != before[n]]
-        start = [n for n in after if n not in before or after[n] != before[n]]
-        for name in stop:
+        try:
+            if engine is not None:
+                self._swap_engine(engine)
+            await self._restart_sources(plan, {s.name: s for s in new.sources})
+        except Exception as exc:
+            log.exception("reload_rejected", error=repr(exc), key="sources")
+            return
+        self.config = new.model_copy(update={n: getattr(old, n) for n in plan.needs_restart})
+        log.info(
+            "reload_done",
+            added=plan.added,
+            removed=plan.removed,
+            restarted=plan.restarted,
+            model_changed=plan.model_changed,
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    async def _restart_sources(self, plan: ReloadPlan, after: dict[str, SourceConfig]) -> None:
+        for name in plan.stopped:
             source = self.sources.pop(name)
             source.stop()
             await source.wait()
@@ -305,28 +354,22 @@ class Daemon:
             if events is not None:
                 events.finish(self._inferred.get(name, 0))
             self.metrics.source_up.labels(name).set(0)
-            if name not in after:
+            if name in plan.removed:
                 self.states.pop(name, None)
                 self.sink.publish(self.sink.topic(name, "state"), "ended", qos=1, retain=True)
-        for name in start:
+        for name in plan.started:
             self._start_source(after[name])
-        self.config = new.model_copy(update={n: getattr(old, n) for n in fixed})
-        log.info(
-            "reload_done",
-            added=[n for n in start if n not in before],
-            removed=[n for n in stop if n not in after],
-            restarted=[n for n in start if n in before],
-            model_changed=new.model != old.model,
-            seconds=round(time.monotonic() - started, 3),
-        )
 
     def _swap_engine(self, engine: Engine) -> None:
+        """The new engine takes the queue; the old one finishes its in-flight frames, then is
+        released (compiled model, request pool, threads)."""
         old, old_task = self.engine, self._engine_task
         self.engine = engine
+        self._transform = engine.input_transform()
         self._engine_task = asyncio.create_task(engine.run(self.queue), name="engine")
         if old is not None and old_task is not None:
             old.retire(old_task)
-            self._spawn(old_task, "engine-retiring")
+            old_task.add_done_callback(lambda _: old.close())
 
     # -- callbacks on the loop ---------------------------------------------------------------
 
@@ -451,8 +494,14 @@ class Daemon:
         if not self.sink.connected.is_set():
             reason = self.sink.last_error or "not connected yet"
             reasons.append(f"mqtt disconnected ({reason}); buffering {self.sink.buffered}/{self.config.mqtt.buffer}")
+        if self.sink.disk_error is not None:
+            reasons.append(
+                f"mqtt buffer unwritable ({self.sink.disk_error}); messages wait in memory, "
+                f"{self.sink.buffered}/{self.config.mqtt.buffer}"
+            )
         if not any(state == "streaming" for state in self.states.values()):
             reasons.append("no source streaming")
+        reasons += [f"task {name} failed: {why}" for name, why in self.failed_tasks.items()]
         body: dict[str, object] = {
             "ready": not reasons,
             "reasons": reasons,
@@ -475,7 +524,9 @@ class Daemon:
         """WATCHDOG=1 proves both the loop (this task runs) and the engine (progress) are alive."""
         stalled = False
         while True:
-            if self.engine_progressing(stall_after=2 * interval):
+            if self.failed_tasks:
+                pass  # a dead task: no ping, systemd restarts the process (logged when it died)
+            elif self.engine_progressing(stall_after=2 * interval):
                 systemd.notify("WATCHDOG=1")
                 stalled = False
             elif not stalled:

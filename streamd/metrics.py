@@ -90,6 +90,17 @@ class Metrics:
             "streamd_zone_occupancy", "Tracked objects inside a zone", ["source", "zone", "label"], registry=r
         )
 
+        self.mqtt_buffer_unwritable = Gauge(
+            "streamd_mqtt_buffer_unwritable",
+            "1 while the disk buffer refuses writes (full disk, I/O error) and messages wait in memory",
+            registry=r,
+        )
+        self.tasks_failed = Counter(
+            "streamd_tasks_failed",
+            "Background tasks that ended unexpectedly (the process is not ready)",
+            ["task"],
+            registry=r,
+        )
         # Children looked up once: ``labels()`` takes a lock and builds a key on every call, and
         # these are called for every frame or message.
         self.queue_wait_for = functools.cache(self.queue_wait_seconds.labels)
@@ -114,7 +125,7 @@ class Metrics:
         self.mqtt_buffer_capacity.set(capacity)
         for outcome in ("ok", "error"):
             self.mqtt_published.labels(outcome)
-        for reason in ("buffer_full", "shutdown"):
+        for reason in ("buffer_full", "shutdown", "rejected"):
             self.mqtt_dropped.labels(reason)
 
 

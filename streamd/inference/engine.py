@@ -163,6 +163,14 @@ class Engine:
     async def drain(self) -> None:
         await self._idle.wait()
 
+    def close(self) -> None:
+        """Release the compiled models and their request pools (after a reload retired this
+        engine and its last frames are out): OpenVINO frees its threads and memory with them."""
+        for runner in self._runners.values():
+            runner.queue.wait_all()
+        self._runners.clear()
+        self.base = None
+
     def _on_done(self, request: ov.InferRequest, frame: Frame) -> None:
         # OpenVINO thread: copy the (small) outputs before the request is reused, nothing else.
         done = (frame, [tensor.data.copy() for tensor in request.output_tensors], request.latency / 1000.0)

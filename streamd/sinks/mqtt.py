@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import sqlite3
 import ssl
 import time
 from collections import Counter, deque
@@ -25,21 +26,24 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
+from aiomqtt.exceptions import MqttCodeError, MqttConnectError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from streamd.backoff import Backoff
-from streamd.config import MqttConfig
+from streamd.config import ConfigError, MqttConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
-from streamd.sinks.buffer import DiskBuffer
+from streamd.sinks.buffer import BufferUnavailable, DiskBuffer
 
 log = get_logger("streamd.mqtt")
 
 SESSION_EXPIRY = 24 * 3600  # seconds the broker keeps our session (MQTT 5) after a disconnect
 MAX_INFLIGHT = 256  # publishes awaiting their acknowledgement at once
 DISK_BATCH = 128
+DISK_RETRY = 5.0  # seconds between attempts to write to a buffer that refused a write
+HEALTHY_CONNECTION = 10.0  # a connection that lived this long resets the reconnect backoff
 ACK_TIMEOUT = 10.0  # seconds a publish may wait for its PUBACK before the connection is given up
 # aiomqtt warns on every publish past 10 in flight; we run many on purpose, and report
 # connection problems ourselves through structlog.
@@ -69,17 +73,46 @@ def default_buffer_dir() -> Path:
     return Path(base.split(":")[0]) / ("" if os.environ.get("STATE_DIRECTORY") else "streamd")
 
 
-def describe_refusal(exc: Exception) -> str | None:
+def buffer_path(config: MqttConfig) -> Path:
+    directory = Path(config.buffer_dir).expanduser() if config.buffer_dir else default_buffer_dir()
+    return directory / f"mqtt-{config.instance}.sqlite3"
+
+
+# CONNACK reason codes that retrying will not fix: 3.1.1 (4 bad user name or password, 5 not
+# authorised) and 5 (134, 135, 138 banned, 140 bad authentication method).
+REFUSED_CODES = frozenset({4, 5, 134, 135, 138, 140})
+PROTOCOL_CODES = frozenset({1, 132})  # unacceptable / unsupported protocol version
+
+
+def connack_code(exc: BaseException) -> int | None:
+    if not isinstance(exc, MqttCodeError):
+        return None
+    rc = exc.rc
+    return int(rc.value) if isinstance(rc, ReasonCode) else rc
+
+
+def describe_refusal(exc: BaseException) -> str | None:
     """A plain sentence for errors that retrying will not fix, None for the ones it may."""
-    text = str(exc)
-    if isinstance(exc, MqttConnectError):
-        reason = re.sub(r"^\[code:\d+\]\s*", "", text)
+    code = connack_code(exc) if isinstance(exc, MqttConnectError) else None
+    if code in REFUSED_CODES:
+        reason = re.sub(r"^\[code:\d+\]\s*", "", str(exc))
         return f"the broker refused the connection: {reason} (check mqtt.username and mqtt.password_file)"
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate check failed: {exc} (check mqtt.tls.ca, or the broker's certificate)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc} (check mqtt.tls.* and that the port speaks TLS)"
+    text = str(exc)
+    # aiomqtt wraps connection errors in MqttError with the original's text only.
+    if "CERTIFICATE_VERIFY_FAILED" in text:
         return f"TLS certificate check failed: {text} (check mqtt.tls.ca, or the broker's certificate)"
-    if "SSL" in text or "TLS" in text:
+    if "SSL" in text and isinstance(exc, aiomqtt.MqttError):
         return f"TLS handshake failed: {text} (check mqtt.tls.* and that the port speaks TLS)"
     return None
+
+
+def _refused_protocol(exc: BaseException) -> bool:
+    """The broker answered CONNECT with 'unsupported protocol version' (an MQTT 3.1.1 broker)."""
+    return isinstance(exc, MqttConnectError) and connack_code(exc) in PROTOCOL_CODES
 
 
 class MqttSink:
@@ -93,10 +126,15 @@ class MqttSink:
         self._keys = itertools.count(1)
         self._disk: DiskBuffer | None = None
         if config.buffer_dir != "":
-            directory = Path(config.buffer_dir).expanduser() if config.buffer_dir else default_buffer_dir()
-            self._disk = DiskBuffer(directory / f"mqtt-{config.instance}.sqlite3", config.buffer)
+            try:
+                self._disk = DiskBuffer(buffer_path(config), config.buffer)
+            except BufferUnavailable as exc:
+                raise ConfigError("mqtt.buffer_dir", str(exc)) from None
             if self._disk.count:
                 log.info("mqtt_buffer_recovered", messages=self._disk.count, path=str(self._disk.path))
+        # Set while the disk buffer refuses writes (full disk, I/O error): messages wait in memory.
+        self.disk_error: str | None = None
+        self._disk_retry_at = 0.0
         self._disk_cursor = 0
         self._disk_batch: deque[Message] = deque()
         self._wake = asyncio.Event()
@@ -108,6 +146,7 @@ class MqttSink:
         self.ever_connected = False
         self.fatal: str | None = None
         self.counts: Counter[str] = Counter()
+        self.connections = 0  # times the broker acknowledged 'online' (tests, stats)
         self.protocol = (
             aiomqtt.ProtocolVersion.V5
         )  # MQTT 5 first, 3.1.1 if the broker refuses it  # published / dropped_*: the shutdown log reports them
@@ -132,47 +171,95 @@ class MqttSink:
         source: str | None = None,
         captured: float = 0.0,
     ) -> None:
-        """Queue a message; never blocks. Over ``mqtt.buffer`` the oldest is dropped."""
+        """Queue a message; never blocks, never raises. Over ``mqtt.buffer`` the oldest is dropped."""
         data = payload.encode() if isinstance(payload, str) else payload
         message = Message(
             topic, data, self.config.qos if qos is None else qos, retain, source, captured, next(self._keys)
         )
-        if self._disk is not None and (not self.connected.is_set() or self._disk.count):
-            self._store(message)  # offline, or still flushing older stored messages: keep order
-        else:
-            if len(self._memory) >= self.config.buffer:
-                self._memory.popleft()
-                self._metrics.mqtt_dropped.labels("buffer_full").inc()
-                self.counts["dropped_buffer_full"] += 1
-            self._memory.append(message)
-        self._metrics.mqtt_buffered.set(self.buffered)
+        # Offline, or still flushing older stored messages: to disk, in order. Not while memory
+        # holds messages that fell back there (the disk refused them): they are older.
+        to_disk = self._disk is not None and (not self.connected.is_set() or self._disk.count) and not self._memory
+        if to_disk and self._store(message):
+            self._wake.set()
+            return
+        self._remember(message)
         self._wake.set()
 
-    def _store(self, message: Message) -> None:
+    def _remember(self, message: Message, *, front: bool = False) -> None:
+        if len(self._memory) >= self.config.buffer:
+            self._memory.popleft()
+            self._dropped("buffer_full")
+        if front:
+            self._memory.appendleft(message)
+        else:
+            self._memory.append(message)
+        self._metrics.mqtt_buffered.set(self.buffered)
+
+    def _dropped(self, reason: str, count: int = 1) -> None:
+        self._metrics.mqtt_dropped.labels(reason).inc(count)
+        self.counts[f"dropped_{reason}"] += count
+
+    def _store(self, message: Message) -> bool:
+        """To the disk buffer; False (and the message stays with the caller) if it refused."""
         assert self._disk is not None
-        if self._disk.append(message.topic, message.payload, message.qos, message.retain):
-            self._metrics.mqtt_dropped.labels("buffer_full").inc()
-            self.counts["dropped_buffer_full"] += 1
+        if self.disk_error is not None and time.monotonic() < self._disk_retry_at:
+            return False
+        try:
+            dropped = self._disk.append(message.topic, message.payload, message.qos, message.retain)
+        except (sqlite3.Error, OSError) as exc:
+            self._disk_failed(exc)
+            return False
+        if self.disk_error is not None:
+            log.info("buffer_writable", path=str(self._disk.path), after=self.disk_error)
+            self.disk_error = None
+            self._metrics.mqtt_buffer_unwritable.set(0)
+        if dropped:
+            self._dropped("buffer_full", dropped)
+        self._metrics.mqtt_buffered.set(self.buffered)
+        return True
+
+    def _disk_failed(self, exc: BaseException) -> None:
+        """Once per episode: say so, with the path and errno; retry the disk every DISK_RETRY s."""
+        self._disk_retry_at = time.monotonic() + DISK_RETRY
+        if self.disk_error is not None:
+            return
+        errno = getattr(exc, "errno", None) or getattr(exc, "sqlite_errorname", None)
+        self.disk_error = f"{exc}" + (f" ({errno})" if errno else "")
+        self._metrics.mqtt_buffer_unwritable.set(1)
+        log.error(
+            "buffer_unwritable",
+            path=str(self._disk.path) if self._disk else None,
+            error=str(exc),
+            errno=errno,
+            fallback="memory",
+            capacity=self.config.buffer,
+        )
 
     def _spill(self) -> None:
-        """Connection gone: unacknowledged and pending memory messages go to disk, in order."""
-        in_memory = [m for m in self._unacked.values() if m.row == 0]
-        if self._disk is not None:
-            for message in [*in_memory, *self._memory]:
-                self._store(message)
-            self._memory.clear()
-        else:
-            for message in reversed(in_memory):
-                self._memory.appendleft(message)
+        """Connection gone: unacknowledged and pending memory messages go to disk, in order
+        (or stay in memory, in order, where the disk refuses them)."""
+        pending = [m for m in self._unacked.values() if m.row == 0] + list(self._memory)
+        self._memory.clear()
         self._unacked.clear()
         self._disk_batch.clear()
         self._disk_cursor = 0  # unacknowledged stored rows are still on disk: send them again
+        for index, message in enumerate(pending):
+            if self._disk is None or not self._store(message):
+                for rest in pending[index:]:
+                    self._remember(rest)
+                break
+        self._metrics.mqtt_buffered.set(self.buffered)
 
     def _next(self) -> Message | None:
         """Stored messages first (they are older), then memory."""
         if self._disk is not None and self._disk.count:
             if not self._disk_batch:
-                for stored in self._disk.after(self._disk_cursor, DISK_BATCH):
+                try:
+                    stored_batch = self._disk.after(self._disk_cursor, DISK_BATCH)
+                except (sqlite3.Error, OSError) as exc:
+                    self._disk_failed(exc)
+                    return self._memory.popleft() if self._memory else None
+                for stored in stored_batch:
                     self._disk_batch.append(
                         Message(
                             stored.topic, stored.payload, stored.qos, stored.retain, key=-stored.row, row=stored.row
@@ -187,6 +274,10 @@ class MqttSink:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mqtt-sink")
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
     async def close(self, timeout: float) -> None:
         """Flush (bounded by ``timeout``), publish ``offline``, disconnect; keep the rest on disk."""
         self._closing = True
@@ -197,6 +288,10 @@ class MqttSink:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except TimeoutError:
             self._task.cancel()
+            self._disk_retry_at = 0.0  # one last try to keep them on disk
+            self._spill()
+        except Exception as exc:  # the pump cannot die (see _run), but a shutdown must not either
+            log.error("mqtt_sink_failed", error=repr(exc))
             self._spill()
         reason = self.fatal or self.last_error or "timeout"
         if self._disk is not None:
@@ -205,9 +300,8 @@ class MqttSink:
                     "mqtt_buffer_persisted", messages=self._disk.count, path=str(self._disk.path), reason=reason
                 )
             self._disk.close()
-        elif self._memory:
-            self._metrics.mqtt_dropped.labels("shutdown").inc(len(self._memory))
-            self.counts["dropped_shutdown"] += len(self._memory)
+        if self._memory:  # no disk buffer, or one that refused them
+            self._dropped("shutdown", len(self._memory))
             log.warning("mqtt_unflushed", messages=len(self._memory), reason=reason)
 
     def _client(self) -> aiomqtt.Client:
@@ -242,20 +336,24 @@ class MqttSink:
         )
 
     async def _run(self) -> None:
+        """Connect, pump, reconnect with backoff: forever, whatever fails, until close()."""
         backoff = Backoff(0.5, 30.0)
         while True:
+            connected_at: float | None = None
             try:
                 async with self._client() as client:
+                    # Connected means the broker acknowledged 'online': a server that accepts the
+                    # connection and then drops or ignores what it gets is not a broker to count on.
+                    await client.publish(self.status_topic, b"online", qos=1, retain=True, timeout=ACK_TIMEOUT)
                     self._on_connected()
-                    backoff.reset()
-                    await client.publish(self.status_topic, b"online", qos=1, retain=True)
+                    connected_at = time.monotonic()
                     await self._pump(client)
-                    await client.publish(self.status_topic, b"offline", qos=1, retain=True)
+                    await client.publish(self.status_topic, b"offline", qos=1, retain=True, timeout=ACK_TIMEOUT)
                     log.info("mqtt_closed", host=self.config.host, port=self.config.port)
                     self._set_connected(False)
                     return
-            except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
-                if self.protocol == aiomqtt.ProtocolVersion.V5 and "protocol" in str(exc).lower():
+            except (aiomqtt.MqttError, OSError, ssl.SSLError, TimeoutError) as exc:
+                if self.protocol == aiomqtt.ProtocolVersion.V5 and _refused_protocol(exc):
                     # An MQTT 3.1.1 broker refuses the 5 handshake: speak 3.1.1 from now on.
                     log.info("mqtt_protocol_fallback", host=self.config.host, error=str(exc), protocol="3.1.1")
                     self.protocol = aiomqtt.ProtocolVersion.V311
@@ -267,14 +365,22 @@ class MqttSink:
                     self._spill()
                     return
                 self._on_lost(exc)
+            except Exception as exc:  # a bug or an unforeseen error: say so, keep the sink alive
+                log.exception("mqtt_sink_error", error=repr(exc))
+                self._on_lost(exc)
             finally:
                 self.first_attempt_done.set()
+            # Only a connection that stayed up a while proves the broker is back; one that is
+            # accepted and dropped at once must not reset the backoff (it would hammer it).
+            if connected_at is not None and time.monotonic() - connected_at >= HEALTHY_CONNECTION:
+                backoff.reset()
             if self._closing and not self.buffered:
                 return  # closing with nothing to flush; otherwise keep trying until close() times out
             await asyncio.sleep(backoff.next_delay())
 
     def _on_connected(self) -> None:
         self._conn_error = None
+        self.connections += 1
         self.last_error = None
         self.ever_connected = True
         self._set_connected(True)
@@ -343,6 +449,13 @@ class MqttSink:
             self._conn_error = exc
             self._wake.set()
 
+    def _forget_row(self, message: Message) -> None:
+        if message.row and self._disk is not None:
+            try:
+                self._disk.delete(message.row)
+            except (sqlite3.Error, OSError) as exc:  # it stays and is sent again: a duplicate, not a loss
+                self._disk_failed(exc)
+
     async def _watch_acks(self) -> None:
         """A broker that takes publishes and never acknowledges them is a broken connection."""
         while True:
@@ -366,10 +479,18 @@ class MqttSink:
             self._conn_error = exc
             self._wake.set()
             return
+        except (ValueError, TypeError) as exc:
+            # The client refuses this message itself (topic too long, payload too large): it
+            # will refuse it every time, so it is dropped and counted, never retried.
+            self._unacked.pop(message.key, None)
+            self._forget_row(message)
+            self._dropped("rejected")
+            log.error("mqtt_rejected", topic=message.topic[:120], bytes=len(message.payload), error=str(exc))
+            self._wake.set()
+            return
         if self._unacked.pop(message.key, None) is None:
             return  # the connection was given up meanwhile; it will be sent again
-        if message.row and self._disk is not None:
-            self._disk.delete(message.row)
+        self._forget_row(message)
         self._metrics.published_ok.inc()
         self.counts["published"] += 1
         self._metrics.mqtt_buffered.set(self.buffered)
