@@ -282,7 +282,7 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
     if pinned:
         out.append(f"  pinned to CPU: {', '.join(pinned)}")
     if config.mqtt.buffer_dir == "":
-        out.append("buffer    memory only (mqtt.buffer_dir = \"\")")
+        out.append('buffer    memory only (mqtt.buffer_dir = "")')
     else:
         from streamd.sinks.buffer import BufferUnavailable, probe
         from streamd.sinks.mqtt import buffer_path

@@ -170,8 +170,21 @@ class SourceConfig(_Strict):
     _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
 
 
+def _default_queue_bytes() -> int:
+    """An eighth of the machine's memory, at most 1 GiB: frames waiting never crowd out the rest."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        physical = 4 << 30
+    return int(min(1 << 30, physical // 8))
+
+
 class QueueConfig(_Strict):
     size: int = Field(default=64, gt=0)  # frames kept per source while inference is busy
+    # All sources together, in bytes of frame data: memory stays bounded whatever the number of
+    # sources (past it, the oldest frame of the source holding the most is dropped; 'block'
+    # readers wait).
+    max_bytes: int = Field(default_factory=_default_queue_bytes, ge=1 << 20)
 
 
 class TlsConfig(_Strict):

@@ -54,7 +54,7 @@ class Daemon:
         self.should_exit = asyncio.Event()
         self.engine: Engine | None = None
         self.sink = MqttSink(config.mqtt, self.metrics)
-        self.queue = FrameQueue(config.queue.size, self._on_drop)
+        self.queue = FrameQueue(config.queue.size, self._on_drop, config.queue.max_bytes)
         self.sources: dict[str, CaptureSource] = {}
         self.states: dict[str, str] = {}
         self.health: HealthServer | None = None
@@ -76,6 +76,7 @@ class Daemon:
         self.failed_tasks: dict[str, str] = {}  # background task -> why it ended (readiness, watchdog)
         self._started = False
         self._stopping = False
+        self._loop_errors: dict[str, float] = {}  # asyncio error message -> when last logged
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -84,6 +85,7 @@ class Daemon:
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self.handle_exit, sig)
         loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
+        loop.set_exception_handler(self._loop_exception)
         try:
             await self.startup()
             await self.main_loop()
@@ -92,6 +94,17 @@ class Daemon:
             for sig in (*STOP_SIGNALS, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         return self.exit_code
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio's own errors as log events; a flood of one kind (accept() failing with EMFILE
+        while fds are exhausted retries every second) is said once a minute, not as tracebacks."""
+        message = str(context.get("message", "asyncio error"))
+        error = context.get("exception")
+        now = time.monotonic()
+        if now - self._loop_errors.get(message, -60.0) < 60.0:
+            return
+        self._loop_errors[message] = now
+        log.error("loop_error", message=message, error=repr(error) if error is not None else None)
 
     def handle_exit(self, sig: int) -> None:
         if self.should_exit.is_set():

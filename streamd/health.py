@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,6 +17,13 @@ log = get_logger("streamd.health")
 Readiness = Callable[[], tuple[bool, dict[str, object]]]
 
 
+MAX_CONNECTIONS = 64  # scrapers and probes at once; more are closed at once (no fd exhaustion)
+MAX_REQUEST_LINE = 8192
+MAX_HEADER_BYTES = 32768
+MAX_HEADERS = 100
+REQUEST_TIMEOUT = 5.0
+
+
 class HealthServer:
     def __init__(self, listen: str, metrics: Metrics, readiness: Readiness) -> None:
         host, _, port = listen.rpartition(":")
@@ -23,9 +31,11 @@ class HealthServer:
         self._metrics = metrics
         self._readiness = readiness
         self._server: asyncio.Server | None = None
+        self._open = 0
+        self._refused_logged = 0.0
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("http_listening", address=f"{self.host}:{self.port}", paths=["/metrics", "/healthz", "/readyz"])
 
@@ -35,29 +45,60 @@ class HealthServer:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= MAX_CONNECTIONS:
+            now = time.monotonic()
+            if now - self._refused_logged > 60:
+                self._refused_logged = now
+                log.warning("http_too_many_connections", limit=MAX_CONNECTIONS)
+            writer.close()
+            return
+        self._open += 1
         try:
-            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            method, path, *_ = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            path = path.split("?", 1)[0]
-            if method not in ("GET", "HEAD"):
-                status, ctype, body = "405 Method Not Allowed", "text/plain", b"method not allowed\n"
-            elif path == "/metrics":
-                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
-            elif path == "/healthz":
-                status, ctype, body = "200 OK", "application/json", b'{"status":"ok"}\n'
-            elif path == "/readyz":
-                ready, info = self._readiness()
-                status = "200 OK" if ready else "503 Service Unavailable"
-                ctype, body = "application/json", json.dumps(info).encode() + b"\n"
-            else:
-                status, ctype, body = "404 Not Found", "text/plain", b"try /metrics, /healthz or /readyz\n"
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
-            ).encode()
-            writer.write(head if method == "HEAD" else head + body)
-            await writer.drain()
+            await asyncio.wait_for(self._serve(reader, writer), REQUEST_TIMEOUT)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
+            self._open -= 1
             writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            # Too much before the blank line: an oversized request line (414) or headers (431).
+            start = await reader.read(MAX_REQUEST_LINE + 2)  # what is buffered, not waiting for more
+            if b"\r\n" not in start:
+                await self._answer(writer, "GET", "414 URI Too Long", "text/plain", b"request line too long\n")
+            else:
+                await self._answer(writer, "GET", "431 Request Header Fields Too Large", "text/plain", b"too large\n")
+            return
+        lines = request.split(b"\r\n")
+        if len(lines[0]) > MAX_REQUEST_LINE:
+            await self._answer(writer, "GET", "414 URI Too Long", "text/plain", b"request line too long\n")
+            return
+        if len(lines) - 3 > MAX_HEADERS:
+            await self._answer(writer, "GET", "431 Request Header Fields Too Large", "text/plain", b"too many\n")
+            return
+        method, path, *_ = lines[0].decode("latin-1").split(" ")
+        path = path.split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            status, ctype, body = "405 Method Not Allowed", "text/plain", b"method not allowed\n"
+        elif path == "/metrics":
+            status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
+        elif path == "/healthz":
+            status, ctype, body = "200 OK", "application/json", b'{"status":"ok"}\n'
+        elif path == "/readyz":
+            ready, info = self._readiness()
+            status = "200 OK" if ready else "503 Service Unavailable"
+            ctype, body = "application/json", json.dumps(info).encode() + b"\n"
+        else:
+            status, ctype, body = "404 Not Found", "text/plain", b"try /metrics, /healthz or /readyz\n"
+        await self._answer(writer, method, status, ctype, body)
+
+    @staticmethod
+    async def _answer(writer: asyncio.StreamWriter, method: str, status: str, ctype: str, body: bytes) -> None:
+        head = (
+            f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        writer.write(head if method == "HEAD" else head + body)
+        await writer.drain()

@@ -20,7 +20,7 @@ INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05
 END_TO_END_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-DROP_REASONS = ("queue_full_oldest", "queue_full_newest", "shutdown")
+DROP_REASONS = ("queue_full_oldest", "queue_full_newest", "queue_bytes", "shutdown")
 SOURCE_ERROR_KINDS = ("missing", "unreadable", "corrupt", "truncated")
 
 

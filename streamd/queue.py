@@ -3,7 +3,9 @@
 One deque per source, served round-robin: a fast source cannot starve a slow one of inference
 slots. Each source's deque holds at most ``size`` frames; what happens when it is full is the
 source's ``drop`` policy: ``oldest`` (live: latency stays bounded), ``newest``, or ``block``
-(files: the reader waits, nothing is lost).
+(files: the reader waits, nothing is lost). All deques together hold at most ``max_bytes`` of
+frame data: past it, the oldest frame of the (non-blocking) source holding the most is dropped
+(``queue_bytes``), and ``block`` readers wait for room.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ class QueueClosed(Exception):
 
 
 class FrameQueue:
-    def __init__(self, size: int, on_drop: DropCallback | None = None) -> None:
+    def __init__(self, size: int, on_drop: DropCallback | None = None, max_bytes: int = 1 << 30) -> None:
         self.size = size
+        self.max_bytes = max_bytes
+        self.bytes = 0  # frame data queued now (read by block readers, from their threads)
+        self._held: dict[str, int] = {}  # bytes queued per source
+        self._blocking: set[str] = set()  # sources with the 'block' policy: never evicted
         self._queues: dict[str, deque[Frame]] = {}
         self._order: deque[str] = deque()  # round-robin cursor over sources
         self._on_drop = on_drop or (lambda source, reason: None)
@@ -67,16 +73,44 @@ class FrameQueue:
             self._on_drop(frame.source, "shutdown")
             return
         q = self._queue(frame.source)
+        if drop == "block":
+            self._blocking.add(frame.source)
         if len(q) >= self.size:
             if drop == "newest":
                 self._on_drop(frame.source, "queue_full_newest")
                 return
-            q.popleft()
-            self._depth -= 1
+            self._forget(q.popleft())
             self._on_drop(frame.source, "queue_full_oldest")
+        if self.bytes + frame.nbytes > self.max_bytes and not self._make_room(frame, drop):
+            return
         q.append(frame)
         self._depth += 1
+        self.bytes += frame.nbytes
+        self._held[frame.source] = self._held.get(frame.source, 0) + frame.nbytes
         self._readable.set()
+
+    def _forget(self, frame: Frame) -> None:
+        self._depth -= 1
+        self.bytes -= frame.nbytes
+        self._held[frame.source] -= frame.nbytes
+
+    def _make_room(self, frame: Frame, drop: str) -> bool:
+        """Over the memory bound: evict the oldest frames of the source holding the most bytes
+        (fair across sources); False when ``frame`` itself is the one to drop."""
+        while self.bytes + frame.nbytes > self.max_bytes:
+            candidates = [s for s, q in self._queues.items() if q and s not in self._blocking]
+            if not candidates:
+                break  # only lossless sources queued: their readers wait (see CaptureSource)
+            victim = max(candidates, key=lambda s: self._held.get(s, 0))
+            if drop == "newest" and victim == frame.source:
+                self._on_drop(frame.source, "queue_bytes")
+                return False
+            self._forget(self._queues[victim].popleft())
+            self._on_drop(victim, "queue_bytes")
+            taken = self._taken.get(victim)
+            if taken is not None:
+                taken()
+        return True
 
     async def put(self, frame: Frame) -> None:
         """Wait for room in this source's deque: the lossless policy for files."""
@@ -96,7 +130,7 @@ class FrameQueue:
                 q = self._queues[source]
                 if q:
                     frame = q.popleft()
-                    self._depth -= 1
+                    self._forget(frame)
                     self._space[source].set()
                     taken = self._taken.get(source)
                     if taken is not None:
@@ -125,5 +159,7 @@ class FrameQueue:
                     taken()
             dropped += len(q)
             q.clear()
+            self._held[source] = 0
         self._depth = 0
+        self.bytes = 0
         return dropped

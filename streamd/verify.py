@@ -194,7 +194,7 @@ async def pipeline_detections(config: Config, clip: Path) -> tuple[dict[int, lis
     metrics = Metrics()
     engine = Engine(prepared, metrics, on_result)
     variant = await engine.start()
-    queue = FrameQueue(config.queue.size)
+    queue = FrameQueue(config.queue.size, max_bytes=config.queue.max_bytes)
     source_cfg = SourceConfig(name="verify", uri=str(clip), realtime=False, loop=False, drop="block")
     states: list[str] = []
     source = CaptureSource(

@@ -11,7 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiomqtt
 import pytest
@@ -33,7 +33,9 @@ def broker() -> Iterator[Mosquitto]:
         yield mosquitto
 
 
-def write_config(path: Path, model: Path, sources: list[dict[str, Any]], port: int, **tables: dict[str, Any]) -> Path:
+def write_config(
+    path: Path, model_path: Path, sources: list[dict[str, Any]], port: int, **tables: dict[str, Any]
+) -> Path:
     """A TOML config; ``tables`` merge into [model], [mqtt], [queue]... Values are TOML-rendered."""
 
     def render(value: Any) -> str:
@@ -50,7 +52,7 @@ def write_config(path: Path, model: Path, sources: list[dict[str, Any]], port: i
     sections: dict[str, dict[str, Any]] = {
         # f32: the tests compare scores and boxes with references, and "auto" is bf16 on CPUs with
         # avx512_bf16/AMX (test_inference checks what "auto" does against f32 on its own).
-        "model": {"path": model, "device": "CPU", "cache_dir": "", "precision": "f32"},
+        "model": {"path": model_path, "device": "CPU", "cache_dir": "", "precision": "f32"},
         "mqtt": {"host": "127.0.0.1", "port": port, "instance": "test", "buffer_dir": path.parent / "mqtt-buffer"},
         "metrics": {"listen": ""},
         "log": {"format": "json"},
@@ -148,16 +150,35 @@ class DurableSubscriber:
             await self._task
 
 
+@pytest.fixture(autouse=True)
+async def reap_daemons() -> AsyncIterator[None]:
+    """A test that fails half-way must not leave its daemon running (and loading the machine)."""
+    yield
+    for daemon in list(Streamd.running):
+        Streamd.running.discard(daemon)
+        if daemon.process is not None and daemon.process.returncode is None:
+            daemon.process.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(daemon.process.wait(), 10)
+
+
 class Streamd:
-    """``streamd`` run as a real process, the way systemd runs it."""
+    """``streamd`` run as a real process, the way systemd runs it. Its log (stderr, JSON lines)
+    is read as it comes, so a test can wait for an event while the daemon runs."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.env = {**os.environ, **(env or {})}
         self.process: asyncio.subprocess.Process | None = None
-        self.stderr = b""
+        self.stdout = b""
+        self._lines: list[bytes] = []
+        self._logged = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    running: ClassVar[set[Streamd]] = set()  # killed by the reap_daemons fixture if a test leaves one behind
 
     async def start(self) -> Streamd:
+        Streamd.running.add(self)
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -166,29 +187,67 @@ class Streamd:
             env=self.env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            limit=1 << 20,
         )
+        self._reader = asyncio.create_task(self._read_log())
         return self
+
+    async def _read_log(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        async for line in self.process.stderr:
+            self._lines.append(line)
+            self._logged.set()
+
+    @property
+    def stderr(self) -> bytes:
+        return b"".join(self._lines)
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         assert self.process is not None
         self.process.send_signal(sig)
 
     async def wait(self, timeout: float = 60.0) -> int:
-        assert self.process is not None
+        assert self.process is not None and self._reader is not None
         try:
-            out, err = await asyncio.wait_for(self.process.communicate(), timeout)
+            self.stdout = await asyncio.wait_for(self._communicate(), timeout)
         except TimeoutError:
             self.process.kill()
-            out, err = await self.process.communicate()
-            raise AssertionError(f"streamd did not exit in {timeout}s; stderr:\n{err.decode()[-3000:]}") from None
-        self.stdout, self.stderr = out, err
+            await self._communicate()
+            raise AssertionError(
+                f"streamd did not exit in {timeout}s; stderr:\n{self.stderr.decode()[-3000:]}"
+            ) from None
         return self.process.returncode if self.process.returncode is not None else -1
+
+    async def _communicate(self) -> bytes:
+        assert self.process is not None and self.process.stdout is not None and self._reader is not None
+        out = await self.process.stdout.read()
+        await self._reader
+        await self.process.wait()
+        return out
 
     def events(self) -> list[dict[str, Any]]:
         found = []
-        for line in self.stderr.decode().splitlines():
+        for line in self._lines:
             try:
                 found.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
         return found
+
+    async def wait_for_event(self, name: str, count: int = 1, timeout: float = 60.0) -> dict[str, Any]:
+        """Until the log holds ``count`` events called ``name``; returns the last of them."""
+
+        async def poll() -> dict[str, Any]:
+            while True:
+                matching = [e for e in self.events() if e.get("event") == name]
+                if len(matching) >= count:
+                    return matching[count - 1]
+                if self._reader is not None and self._reader.done():
+                    raise AssertionError(f"streamd exited before logging {name} x{count}")
+                self._logged.clear()
+                await self._logged.wait()
+
+        try:
+            return await asyncio.wait_for(poll(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no {name} x{count} in {timeout}s:\n{self.stderr.decode()[-3000:]}") from None

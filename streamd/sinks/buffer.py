@@ -154,6 +154,14 @@ class DiskBuffer:
         cursor = self._db.execute("DELETE FROM messages WHERE id = ?", (row,))
         self.count -= cursor.rowcount
 
+    def check_writable(self) -> None:
+        """A real write (committed, then undone): raises while the disk still refuses."""
+        with self._db:
+            self._db.execute("CREATE TABLE IF NOT EXISTS probe (at REAL)")
+            self._db.execute("INSERT INTO probe (at) VALUES (?)", (time.time(),))
+        with self._db:
+            self._db.execute("DELETE FROM probe")
+
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._db.close()

@@ -173,6 +173,8 @@ class MqttSink:
     ) -> None:
         """Queue a message; never blocks, never raises. Over ``mqtt.buffer`` the oldest is dropped."""
         data = payload.encode() if isinstance(payload, str) else payload
+        if self.disk_error is not None and time.monotonic() >= self._disk_retry_at:
+            self._retry_disk()
         message = Message(
             topic, data, self.config.qos if qos is None else qos, retain, source, captured, next(self._keys)
         )
@@ -210,13 +212,28 @@ class MqttSink:
             self._disk_failed(exc)
             return False
         if self.disk_error is not None:
-            log.info("buffer_writable", path=str(self._disk.path), after=self.disk_error)
-            self.disk_error = None
-            self._metrics.mqtt_buffer_unwritable.set(0)
+            self._disk_recovered()
         if dropped:
             self._dropped("buffer_full", dropped)
         self._metrics.mqtt_buffered.set(self.buffered)
         return True
+
+    def _retry_disk(self) -> None:
+        """While connected nothing may need the disk for a long time: probe it, so /readyz
+        says it is healthy again as soon as it is."""
+        assert self._disk is not None
+        try:
+            self._disk.check_writable()
+        except (sqlite3.Error, OSError) as exc:
+            self._disk_failed(exc)
+            return
+        self._disk_recovered()
+
+    def _disk_recovered(self) -> None:
+        assert self._disk is not None
+        log.info("buffer_writable", path=str(self._disk.path), after=self.disk_error)
+        self.disk_error = None
+        self._metrics.mqtt_buffer_unwritable.set(0)
 
     def _disk_failed(self, exc: BaseException) -> None:
         """Once per episode: say so, with the path and errno; retry the disk every DISK_RETRY s."""

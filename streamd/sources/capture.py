@@ -8,10 +8,11 @@ runs in parallel with inference instead of on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,27 @@ Transform = Callable[[np.ndarray], Any]  # a decoded BGR frame -> what the engin
 StateCallback = Callable[[str, str], None]
 
 HEALTHY_RESET = 60.0  # a connection that lived this long resets the backoff
+
+# Files never wait for data, so a hundred of them would decode all at once and starve the event
+# loop and the model of CPU (and of the GIL). They take turns: as many decode at once as there
+# are cores. Live sources do not take part: their reads mostly wait on the network.
+_FILE_DECODES = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
+
+
+@contextlib.contextmanager
+def _decode_slot(is_file: bool, stop: threading.Event) -> Iterator[bool]:
+    """A turn to decode (files only); False if the source was stopped while waiting."""
+    if not is_file:
+        yield True
+        return
+    while not _FILE_DECODES.acquire(timeout=0.5):
+        if stop.is_set():
+            yield False
+            return
+    try:
+        yield True
+    finally:
+        _FILE_DECODES.release()
 
 
 class CaptureSource:
@@ -186,7 +208,11 @@ class CaptureSource:
         count = 0
         first = True
         while not self._stop.is_set():
-            if not cap.grab():
+            with _decode_slot(self.is_file, self._stop) as granted:
+                if not granted:
+                    break
+                grabbed = cap.grab()
+            if not grabbed:
                 break
             count += 1
             # Files run on media time, live streams on wall time; sampling skips the decode.
@@ -194,7 +220,8 @@ class CaptureSource:
             if every and now_media < next_due:
                 continue
             next_due = max(next_due + every, now_media) if every else 0.0
-            ok, image = cap.retrieve()
+            with _decode_slot(self.is_file, self._stop) as granted:
+                ok, image = cap.retrieve() if granted else (False, None)
             if not ok or image is None:
                 break
             if pace:
@@ -218,12 +245,20 @@ class CaptureSource:
 
     def _deliver(self, image: np.ndarray) -> None:
         height, width = image.shape[:2]
-        frame = Frame(self.name, self._seq, time.time(), time.monotonic(), width, height, self._transform(image))
+        tensor = self._transform(image)
+        frame = Frame(self.name, self._seq, time.time(), time.monotonic(), width, height, tensor)
+        frame.nbytes = int(getattr(tensor, "byte_size", 0) or getattr(tensor, "nbytes", 0))
         self._seq += 1
         self._metrics.captured_for(self.name).inc()
         if self._room is not None:
+            # Lossless: wait for room in this source's share, then in the queue's memory bound.
             while not self._room.acquire(timeout=0.5):
                 if self._stop.is_set():
+                    self._loop.call_soon_threadsafe(self._queue.drop, frame, "shutdown")
+                    return
+            while self._queue.bytes + frame.nbytes > self._queue.max_bytes and len(self._queue) > 0:
+                if self._stop.wait(0.01):
+                    self._room.release()
                     self._loop.call_soon_threadsafe(self._queue.drop, frame, "shutdown")
                     return
         self._loop.call_soon_threadsafe(self._queue.put_nowait, frame, self.config.drop)

@@ -17,5 +17,6 @@ class Frame:
     # What the engine feeds the model, made in the reader thread (off the loop): an ov.Tensor
     # sharing the memory of a [1, H, W, 3] u8 BGR array (the original, or host-resized).
     tensor: Any
+    nbytes: int = 0  # size of the pixels held (the queue's memory bound counts it)
     started: float = 0.0  # monotonic time the inference started
     inference: float = 0.0  # seconds the device took

@@ -102,6 +102,7 @@ def test_kubernetes_manifests_validate_and_agree() -> None:
     assert shard == f"auto/{sts['spec']['replicas']}", "shard count = replicas, index = pod ordinal"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert all(container[p]["timeoutSeconds"] <= 5 for p in ("livenessProbe", "readinessProbe", "startupProbe"))
     assert container["resources"]["requests"]["cpu"] and container["securityContext"]["readOnlyRootFilesystem"]
     assert documents["service.yaml"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     configured = tomllib.loads(documents["configmap.yaml"]["data"]["streamd.toml"])

@@ -88,3 +88,38 @@ async def test_get_waits_then_wakes_and_close_ends_it() -> None:
     queue.close()
     with pytest.raises(QueueClosed):
         await queue.get()
+
+
+def sized(source: str, seq: int, nbytes: int) -> Frame:
+    f = frame(source, seq)
+    f.nbytes = nbytes
+    return f
+
+
+async def test_memory_bound_evicts_from_the_source_holding_the_most_and_spares_lossless_ones() -> None:
+    drops: list[tuple[str, str]] = []
+    queue = FrameQueue(100, lambda s, r: drops.append((s, r)), max_bytes=10_000)
+    for i in range(6):
+        queue.put_nowait(sized("busy", i, 1_000), "oldest")
+    for i in range(3):
+        queue.put_nowait(sized("files", i, 1_000), "block")
+    queue.put_nowait(sized("quiet", 0, 1_000), "oldest")
+    assert queue.bytes == 10_000 and not drops
+    # Two more frames: 'busy' holds the most, so its oldest frames go, never the 'block' source's.
+    queue.put_nowait(sized("quiet", 1, 1_000), "oldest")
+    queue.put_nowait(sized("files", 3, 1_000), "block")
+    assert drops == [("busy", "queue_bytes"), ("busy", "queue_bytes")]
+    assert queue.bytes == 10_000
+    got = await drain(queue)
+    assert [seq for source, seq in got if source == "busy"] == [2, 3, 4, 5]
+    assert [seq for source, seq in got if source == "files"] == [0, 1, 2, 3]
+    assert queue.bytes == 0
+
+
+async def test_memory_bound_with_newest_drops_the_arrival() -> None:
+    drops: list[tuple[str, str]] = []
+    queue = FrameQueue(100, lambda s, r: drops.append((s, r)), max_bytes=2_000)
+    for i in range(3):
+        queue.put_nowait(sized("cam", i, 1_000), "newest")
+    assert drops == [("cam", "queue_bytes")]
+    assert await drain(queue) == [("cam", 0), ("cam", 1)]
