@@ -39,9 +39,10 @@ StateCallback = Callable[[str, str], None]
 HEALTHY_RESET = 60.0  # a connection that lived this long resets the backoff
 
 # Files never wait for data, so a hundred of them would decode all at once and starve the event
-# loop and the model of CPU (and of the GIL). They take turns: as many decode at once as there
-# are cores. Live sources do not take part: their reads mostly wait on the network.
-_FILE_DECODES = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
+# loop and the model of CPU (and of the GIL). They take turns, half the cores' worth at once:
+# with 100 looping files on 2 cores, inferred frames rose from 620 to 768 in the same 12 s and
+# the probes stayed under 100 ms. Live sources do not take part: their reads wait on the network.
+_FILE_DECODES = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
 
 
 @contextlib.contextmanager
