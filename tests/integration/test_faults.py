@@ -464,3 +464,80 @@ async def test_a_hundred_sources_keep_memory_bounded_and_probes_quick(
     # Measured well under 100 ms here; the bound leaves room for a loaded CI machine.
     assert max(worst.values()) < 1000, worst
     assert shutdown < 10 + 5
+
+
+# -- no task dies silently ------------------------------------------------------------------------
+
+
+async def test_a_background_task_that_dies_is_logged_counted_unready_and_stops_the_watchdog(
+    tmp_path: Path, default_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamd.config import parse_config
+    from streamd.daemon import Daemon
+    from tests.integration.test_systemd import NotifySocket
+
+    notify = NotifySocket(str(tmp_path / "notify"))
+    monkeypatch.setenv("NOTIFY_SOCKET", notify.address)
+    config = parse_config(
+        {
+            "model": {"path": str(default_model), "device": "CPU"},
+            "sources": [{"name": "cam", "uri": "/nonexistent.mp4"}],
+            "mqtt": {"buffer_dir": ""},
+        }
+    )
+    daemon = Daemon(config)
+    watchdog = daemon._spawn(daemon._watchdog(0.05), "watchdog")
+    await notify.watch(0.3)
+    assert "WATCHDOG=1" in [m for _, m in notify.messages], "pings while all is well"
+
+    async def stats_that_breaks() -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("disk I/O error")
+
+    daemon._spawn(stats_that_breaks(), "stats")
+    await asyncio.sleep(0.2)
+    said = notify.drain()
+    assert any("task stats failed" in m for m in said), "STATUS says why"
+    notify.messages.clear()
+    await notify.watch(0.5)
+    assert "WATCHDOG=1" not in [m for _, m in notify.messages], "no ping once a task died"
+    ready, body = daemon.readiness()
+    assert not ready and "task stats failed: RuntimeError('disk I/O error')" in body["reasons"]  # type: ignore[operator]
+    assert daemon.metrics.tasks_failed.labels("stats")._value.get() == 1
+    watchdog.cancel()
+    notify.close()
+
+
+async def test_running_out_of_file_descriptors_is_logged_once_not_as_tracebacks(
+    tmp_path: Path, default_model: Path, broker: Mosquitto
+) -> None:
+    clip, _ = mixed_clip(tmp_path)
+    http_port = free_port()
+    config = write_config(
+        tmp_path / "streamd.toml",
+        default_model,
+        [{"name": "cam", "uri": clip, "realtime": True, "loop": True}],
+        broker.port,
+        metrics={"listen": f"127.0.0.1:{http_port}"},
+    )
+    daemon = await Streamd("run", "-c", str(config)).start()
+    assert daemon.process is not None
+    pid = daemon.process.pid
+    await wait_ready(http_port, 200, 60)
+    open_fds = len(os.listdir(f"/proc/{pid}/fd"))
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_fds + 4, hard))
+    held = []
+    for _ in range(40):  # the first few take the last fds, then accept() fails with EMFILE
+        with contextlib.suppress(OSError):
+            held.append(socket.create_connection(("127.0.0.1", http_port), timeout=1))
+    await asyncio.sleep(4)  # asyncio retries accept() every second
+    for conn in held:
+        conn.close()
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    await wait_ready(http_port, 200, 30)
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.wait(30) == 0
+    errors = [e for e in daemon.events() if e["event"] == "loop_error"]
+    assert len(errors) == 1 and "out of system resource" in errors[0]["message"], errors
+    assert "Traceback" not in daemon.stderr.decode()
