@@ -50,6 +50,15 @@ class StoredMessage:
     retain: bool
 
 
+def _usable_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BufferUnavailable(f"cannot create {directory}: {exc.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise BufferUnavailable(f"{directory} is not writable")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     try:
@@ -79,12 +88,7 @@ def _salvage(path: Path) -> list[tuple[str, bytes, int, int]]:
 
 class DiskBuffer:
     def __init__(self, path: Path, capacity: int) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BufferUnavailable(f"cannot create {path.parent}: {exc.strerror}") from None
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise BufferUnavailable(f"{path.parent} is not writable")
+        _usable_directory(path.parent)
         self.path = path
         self.capacity = capacity
         self.salvaged = 0
@@ -170,12 +174,7 @@ class DiskBuffer:
 def probe(path: Path) -> str:
     """For ``streamd check``: can the buffer be used, and what waits in it (no changes made
     beyond creating the directory)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BufferUnavailable(f"cannot create {path.parent}: {exc.strerror}") from None
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise BufferUnavailable(f"{path.parent} is not writable")
+    _usable_directory(path.parent)
     if not path.exists():
         return "empty (created on first start)"
     try:
