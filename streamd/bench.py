@@ -279,9 +279,7 @@ async def measure_pipeline(
     await daemon.serve()
     reporter.cancel()
     progress.update(int(seconds) if seconds else frames)
-    result.tracking_ms_per_frame = (
-        1000 * daemon.tracking_seconds / daemon.tracking_frames if daemon.tracking_frames else 0
-    )
+    result.tracking_ms_per_frame = daemon.tracking.ms_per_frame or 0.0
     elapsed = window.get("end", time.perf_counter()) - window.get("start", time.perf_counter())
     result.frames = len(result.latencies)
     result.fps = result.frames / elapsed if elapsed > 0 else 0.0

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamd import __version__
 from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, redact_uri
@@ -15,6 +16,9 @@ from streamd.logging import configure, get_logger
 from streamd.process import limit_malloc_arenas
 from streamd.shard import Shard
 from streamd.shard import apply as apply_shard
+
+if TYPE_CHECKING:
+    from streamd.inference.engine import Engine
 
 EX_OK = 0
 EX_SOFTWARE = 1
@@ -214,11 +218,12 @@ def startup_failure(exc: Exception) -> int:
     raise exc
 
 
-def run(config: Config, config_path: Path | None = None) -> int:
+def run(config: Config, config_path: Path | None = None, engine_class: type[Engine] | None = None) -> int:
     from streamd.daemon import Daemon
+    from streamd.inference.engine import Engine as DefaultEngine
 
     try:
-        return asyncio.run(Daemon(config, config_path).serve())
+        return asyncio.run(Daemon(config, config_path, engine_class=engine_class or DefaultEngine).serve())
     except Exception as exc:
         return startup_failure(exc)
 

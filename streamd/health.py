@@ -6,11 +6,16 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
+
+if TYPE_CHECKING:
+    from streamd.inference.engine import EngineStatus
+    from streamd.sinks.mqtt import SinkStatus
 
 log = get_logger("streamd.health")
 
@@ -102,3 +107,33 @@ class HealthServer:
         ).encode()
         writer.write(head if method == "HEAD" else head + body)
         await writer.drain()
+
+
+def readiness(
+    engine: EngineStatus | None, sink: SinkStatus, states: dict[str, str], failed: dict[str, str]
+) -> tuple[bool, dict[str, object]]:
+    """/readyz: 200 only when the model is compiled, MQTT is connected, the buffer takes writes,
+    no background task died and a source streams; otherwise every reason, in words."""
+    reasons: list[str] = []
+    if engine is None or not engine.compiled:
+        reasons.append("model not compiled yet")
+    if not sink.connected:
+        reasons.append(
+            f"mqtt disconnected ({sink.last_error or 'not connected yet'}); buffering {sink.buffered}/{sink.capacity}"
+        )
+    if sink.disk_error is not None:
+        reasons.append(
+            f"mqtt buffer unwritable ({sink.disk_error}); messages wait in memory, {sink.buffered}/{sink.capacity}"
+        )
+    if not any(state == "streaming" for state in states.values()):
+        reasons.append("no source streaming")
+    reasons += [f"task {name} failed: {why}" for name, why in failed.items()]
+    body: dict[str, object] = {
+        "ready": not reasons,
+        "reasons": reasons,
+        "mqtt_connected": sink.connected,
+        "mqtt_buffered": sink.buffered,
+        "sources": dict(states),
+        "device": engine.device if engine else None,
+    }
+    return not reasons, body

@@ -14,7 +14,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from streamd.sources.frame import Frame
+from streamd.types import Frame
 
 DropCallback = Callable[[str, str], None]  # (source, reason)
 
@@ -59,9 +59,12 @@ class FrameQueue:
         count free room with a semaphore (``block``) instead of a round trip per frame."""
         self._taken[source] = callback
 
-    def pending(self, source: str) -> int:
-        q = self._queues.get(source)
-        return len(q) if q is not None else 0
+    async def drained(self, source: str) -> None:
+        """Until no frame of ``source`` is queued (each get() of one of its frames wakes us)."""
+        while self._queues.get(source):
+            space = self._space[source]
+            space.clear()
+            await space.wait()
 
     def drop(self, frame: Frame, reason: str) -> None:
         """A frame that never entered the queue (a blocked reader told to stop): counted."""

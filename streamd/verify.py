@@ -18,13 +18,12 @@ import cv2
 import numpy as np
 
 from streamd.config import Config, SourceConfig
-from streamd.inference.decoders import Detection
 from streamd.inference.engine import Engine
 from streamd.inference.model import PreparedModel, compile_variant, prepare
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
 from streamd.sources.capture import CaptureSource
-from streamd.sources.frame import Frame
+from streamd.types import Detection, Result
 
 MATCH_IOU = 0.5
 
@@ -188,8 +187,8 @@ async def pipeline_detections(config: Config, clip: Path) -> tuple[dict[int, lis
     prepared = await asyncio.to_thread(prepare, config.model)
     results: dict[int, list[Detection]] = {}
 
-    def on_result(frame: Frame, detections: list[Detection], seconds: float) -> None:
-        results[frame.seq] = detections
+    def on_result(result: Result) -> None:
+        results[result.frame.seq] = result.detections
 
     metrics = Metrics()
     engine = Engine(prepared, metrics, on_result)

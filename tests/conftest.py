@@ -166,9 +166,10 @@ class Streamd:
     """``streamd`` run as a real process, the way systemd runs it. Its log (stderr, JSON lines)
     is read as it comes, so a test can wait for an event while the daemon runs."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, module: str = "streamd") -> None:
         self.args = args
-        self.env = {**os.environ, **(env or {})}
+        self.module = module  # tests.servers.stalling_daemon runs it with a test double
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         self.process: asyncio.subprocess.Process | None = None
         self.stdout = b""
         self._lines: list[bytes] = []
@@ -182,7 +183,7 @@ class Streamd:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "streamd",
+            self.module,
             *self.args,
             env=self.env,
             stdout=asyncio.subprocess.PIPE,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 from collections import defaultdict, deque
@@ -25,17 +24,24 @@ from dataclasses import dataclass
 import numpy as np
 import openvino as ov
 
-from streamd.inference.decoders import Detection
 from streamd.inference.model import CompiledVariant, PreparedModel, compile_variant, frame_preparer
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue, QueueClosed
-from streamd.sources.capture import Transform
-from streamd.sources.frame import Frame
+from streamd.types import Detection, Frame, Result, Transform
 
 log = get_logger("streamd.engine")
 
-ResultCallback = Callable[[Frame, list[Detection], float], None]
+ResultCallback = Callable[[Result], None]
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    device: str
+    compiled: bool
+    inflight: int
+    completed: int  # frames fully through the engine
+    last_progress: float  # monotonic time of the last completion
 
 
 @dataclass
@@ -68,9 +74,10 @@ class Engine:
         self._order: defaultdict[str, deque[Frame]] = defaultdict(deque)
         self._finished: dict[int, list[Detection]] = {}
         self._waiting_for_frame = False
-        # Test hook: after this many frames the engine stops taking work, like a wedged device.
-        stall = os.environ.get("STREAMD_TEST_STALL_AFTER_FRAMES")
-        self._stall_after = int(stall) if stall and stall.isdigit() else None
+        self._flushed: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
+
+    def status(self) -> EngineStatus:
+        return EngineStatus(self.device, self.base is not None, self._inflight, self.completed, self.last_progress)
 
     @property
     def device(self) -> str:
@@ -119,11 +126,7 @@ class Engine:
         """Feed frames until the queue is closed and empty, then wait for the last results."""
         assert self._slots is not None, "start() first"
         net_size = self.prepared.image.size
-        started = 0
         while not self._retired:
-            if self._stall_after is not None and started >= self._stall_after:
-                log.warning("engine_stall_injected", frames=started)
-                await asyncio.Event().wait()
             self._waiting_for_frame = True
             try:
                 frame = await queue.get()
@@ -135,7 +138,8 @@ class Engine:
                 raise
             finally:
                 self._waiting_for_frame = False
-            started += 1
+            # Counted as the source's from the moment it leaves the queue (flushed() relies on it).
+            self._order[frame.source].append(frame)
             self._metrics.queue_depth.set(len(queue))
             await self._slots.acquire()
             shape = frame.tensor.shape
@@ -144,15 +148,17 @@ class Engine:
             self._inflight += 1
             self._idle.clear()
             self._metrics.inflight_requests.set(self._inflight)
-            self._order[frame.source].append(frame)
             frame.started = time.monotonic()
             runner.queue.start_async(frame.tensor, frame, share_inputs=True)
             self._metrics.queue_wait_for(frame.source).observe(frame.started - frame.captured)
         await self.drain()
 
-    def pending(self, source: str) -> int:
-        """Frames of ``source`` started but not yet reported."""
-        return len(self._order[source])
+    async def flushed(self, source: str) -> None:
+        """Until every frame of ``source`` taken from the queue has been reported."""
+        if self._order[source]:
+            waiter = asyncio.get_running_loop().create_future()
+            self._flushed[source].append(waiter)
+            await waiter
 
     def retire(self, task: asyncio.Task[None]) -> None:
         """Stop taking frames (a reload swapped in a new engine); in-flight ones still finish."""
@@ -209,8 +215,12 @@ class Engine:
             while order and id(order[0]) in self._finished:
                 ready = order.popleft()
                 try:
-                    self._on_result(ready, self._finished.pop(id(ready)), ready.inference)
+                    self._on_result(Result(ready, self._finished.pop(id(ready)), self.prepared.name, self.device))
                 except Exception:
                     log.exception("result_failed", source=ready.source, frame=ready.seq)
+            if not order and self._flushed.get(frame.source):
+                for waiter in self._flushed.pop(frame.source):
+                    if not waiter.done():
+                        waiter.set_result(None)
         if self._inflight == 0:
             self._idle.set()

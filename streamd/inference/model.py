@@ -7,6 +7,7 @@ and H/W from ``model.input_size``).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -77,8 +78,8 @@ class PreparedModel:
     format: str
     other_inputs: list[str] = field(default_factory=list)
 
-    @property
-    def name(self) -> str:
+    @functools.cached_property
+    def name(self) -> str:  # in every payload: computed once
         return self.config.path.stem
 
 

@@ -55,6 +55,16 @@ class MqttUnavailable(Exception):
     """The broker refused us at start (credentials, TLS): exit 69, it will not fix itself."""
 
 
+@dataclass(frozen=True)
+class SinkStatus:
+    connected: bool  # the broker acknowledged 'online' on the current connection
+    last_error: str | None
+    buffered: int
+    capacity: int
+    disk_error: str | None  # the disk buffer refuses writes (messages wait in memory)
+    counts: dict[str, int]  # published / dropped_<reason>
+
+
 @dataclass(slots=True)
 class Message:
     topic: str
@@ -153,6 +163,16 @@ class MqttSink:
         self.last_error: str | None = None
         # Called with (message, seconds from capture) when a frame's message is acknowledged.
         self.on_acked: Callable[[Message, float], None] | None = None
+
+    def status(self) -> SinkStatus:
+        return SinkStatus(
+            connected=self.connected.is_set(),
+            last_error=self.last_error,
+            buffered=self.buffered,
+            capacity=self.config.buffer,
+            disk_error=self.disk_error,
+            counts=dict(self.counts),
+        )
 
     def topic(self, source: str, kind: str) -> str:
         return f"{self.prefix}/{source}/{kind}"

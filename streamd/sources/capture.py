@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -24,7 +23,7 @@ from streamd.config import SourceConfig, is_file_uri, redact_uri
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
-from streamd.sources.frame import Frame
+from streamd.types import Frame, Transform
 
 log = get_logger("streamd.source")
 
@@ -33,7 +32,6 @@ _FFMPEG_OPTIONS = threading.Lock()
 # (credentials included); streamd logs every failure itself, with the URL redacted.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
-Transform = Callable[[np.ndarray], Any]  # a decoded BGR frame -> what the engine feeds the model
 StateCallback = Callable[[str, str], None]
 
 HEALTHY_RESET = 60.0  # a connection that lived this long resets the backoff

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 from streamd.config import SourceConfig
-from streamd.inference.decoders import Detection
 from streamd.metrics import Metrics
 from streamd.timestamps import rfc3339
 from streamd.tracking.tracker import Track, Tracker, TrackerConfig
 from streamd.tracking.zones import Line, Point, Zone, anchor, to_pixels
+from streamd.types import Detection
 
 # (topic suffix under {prefix}/{instance}/{source}/, payload, retained)
 Publish = Callable[[str, str, bool], None]

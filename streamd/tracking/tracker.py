@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamd.inference.decoders import Detection
-
-Box = tuple[float, float, float, float]
+from streamd.types import Box, Detection
 
 # Constant-velocity model on (cx, cy, w, h) and their velocities; noise scaled by box size, as in SORT.
 _F = np.eye(8)

@@ -486,7 +486,7 @@ async def test_a_background_task_that_dies_is_logged_counted_unready_and_stops_t
         }
     )
     daemon = Daemon(config)
-    watchdog = daemon._spawn(daemon._watchdog(0.05), "watchdog")
+    watchdog = daemon.supervisor.spawn(daemon._watchdog(0.05), "watchdog")
     await notify.watch(0.3)
     assert "WATCHDOG=1" in [m for _, m in notify.messages], "pings while all is well"
 
@@ -494,7 +494,7 @@ async def test_a_background_task_that_dies_is_logged_counted_unready_and_stops_t
         await asyncio.sleep(0.05)
         raise RuntimeError("disk I/O error")
 
-    daemon._spawn(stats_that_breaks(), "stats")
+    daemon.supervisor.spawn(stats_that_breaks(), "stats")
     await asyncio.sleep(0.2)
     said = notify.drain()
     assert any("task stats failed" in m for m in said), "STATUS says why"

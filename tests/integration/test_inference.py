@@ -14,8 +14,8 @@ import pytest
 
 from streamd.config import Config, ConfigError, ModelConfig, parse_config
 from streamd.demo.clip import photo
-from streamd.inference.decoders import Detection
 from streamd.inference.model import PreparedModel, compile_variant, frame_preparer, prepare, with_preprocessing
+from streamd.types import Detection
 from streamd.verify import Tolerance, verify
 from tests import models
 from tests.clips import iou, mixed_clip

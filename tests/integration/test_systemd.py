@@ -116,8 +116,8 @@ async def test_watchdog_stops_when_the_engine_is_wedged(tmp_path: Path, default_
         env={
             "NOTIFY_SOCKET": notify.address,
             "WATCHDOG_USEC": "400000",
-            "STREAMD_TEST_STALL_AFTER_FRAMES": "15",
         },
+        module="tests.servers.stalling_daemon",
     ).start()
     await notify.wait_for(lambda m: "READY=1" in lines(m))
     await notify.watch(4)  # 15 frames at 15 fps, then frames pile up with no progress

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streamd.queue import FrameQueue, QueueClosed
-from streamd.sources.frame import Frame
+from streamd.types import Frame
 
 PIXEL = np.zeros((1, 1, 1, 3), dtype=np.uint8)
 

@@ -7,12 +7,12 @@ import json
 import numpy as np
 
 from streamd.config import SourceConfig, TrackingConfig
-from streamd.inference.decoders import Detection
 from streamd.metrics import Metrics
 from streamd.timestamps import rfc3339
 from streamd.tracking.events import SourceEvents
 from streamd.tracking.tracker import Tracker, TrackerConfig
 from streamd.tracking.zones import Line, Zone
+from streamd.types import Detection
 
 
 def person(x: float, score: float = 0.9) -> Detection:

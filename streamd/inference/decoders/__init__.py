@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import openvino as ov
 
-from streamd.inference.decoders.base import Decoder, DecoderError, Detection, Preprocessing
+from streamd.inference.decoders.base import Decoder, DecoderError, Preprocessing
 from streamd.inference.decoders.classification import ClassificationDecoder
 from streamd.inference.decoders.paddle import PaddleDetectionDecoder
 from streamd.inference.decoders.ssd import SsdDecoder
 from streamd.inference.decoders.tf_od import TfObjectDetectionDecoder
 from streamd.inference.decoders.yolo import YoloDecoder
+from streamd.types import Detection
 
 # Most specific first: auto-detection takes the first that matches.
 DECODERS: tuple[type[Decoder], ...] = (

@@ -11,22 +11,7 @@ import numpy as np
 import openvino as ov
 
 from streamd.inference.labels import label_of
-
-
-@dataclass(frozen=True, slots=True)
-class Detection:
-    label: str
-    class_id: int
-    score: float
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the original frame's pixels
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "label": self.label,
-            "class_id": self.class_id,
-            "score": round(self.score, 4),
-            "box": [round(v, 1) for v in self.box],
-        }
+from streamd.types import Detection
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
-from streamd.inference.decoders.base import Decoder, Detection, Preprocessing
+from streamd.inference.decoders.base import Decoder, Preprocessing
+from streamd.types import Detection
 
 NMS_TYPES = {"MulticlassNms", "MatrixNms"}
 

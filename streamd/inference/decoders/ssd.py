@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import openvino as ov
 
-from streamd.inference.decoders.base import Decoder, Detection, Preprocessing
+from streamd.inference.decoders.base import Decoder, Preprocessing
+from streamd.types import Detection
 
 
 class SsdDecoder(Decoder):

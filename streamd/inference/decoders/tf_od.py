@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import openvino as ov
 
-from streamd.inference.decoders.base import Decoder, Detection, output_index
+from streamd.inference.decoders.base import Decoder, output_index
+from streamd.types import Detection
 
 
 class TfObjectDetectionDecoder(Decoder):

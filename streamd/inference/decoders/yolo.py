@@ -12,7 +12,8 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
-from streamd.inference.decoders.base import Decoder, DecoderError, Detection, Preprocessing
+from streamd.inference.decoders.base import Decoder, DecoderError, Preprocessing
+from streamd.types import Detection
 
 IOU_THRESHOLD = 0.45
 MAX_PER_CLASS = 100

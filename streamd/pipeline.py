@@ -1,0 +1,56 @@
+"""The stages every inferred frame flows down, in its source's capture order.
+
+The daemon composes the chain once (metrics and stats -> tracking and events -> Home Assistant
+presence -> detections payload to MQTT); the engine hands each :class:`Result` to it. A new
+stage (motion, snapshots, filters) is a class with ``on_result`` in the package of its concern,
+and one line where the chain is composed. A stage that raises is logged and the next ones still
+see the frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from streamd.logging import get_logger
+from streamd.types import Result
+
+log = get_logger("streamd.pipeline")
+
+
+class Stage(Protocol):
+    def on_result(self, result: Result) -> None: ...
+
+
+@runtime_checkable
+class SourceAware(Protocol):
+    """A stage that keeps per-source state: told when a source starts and when its last frame
+    has gone through (after its reader ended, or when a reload stopped it)."""
+
+    def source_started(self, source: str) -> None: ...
+
+    def source_finished(self, source: str) -> None: ...
+
+
+class Chain:
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = list(stages)
+
+    def __call__(self, result: Result) -> None:
+        for stage in self.stages:
+            try:
+                stage.on_result(result)
+            except Exception:
+                log.exception(
+                    "stage_failed", stage=type(stage).__name__, source=result.frame.source, frame=result.frame.seq
+                )
+
+    def source_started(self, source: str) -> None:
+        for stage in self.stages:
+            if isinstance(stage, SourceAware):
+                stage.source_started(source)
+
+    def source_finished(self, source: str) -> None:
+        for stage in self.stages:
+            if isinstance(stage, SourceAware):
+                stage.source_finished(source)

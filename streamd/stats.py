@@ -1,0 +1,66 @@
+"""Per-frame counters and the ``{prefix}/{instance}/stats`` message: the first stage of the chain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from streamd import systemd
+from streamd.metrics import Metrics
+from streamd.timestamps import rfc3339
+from streamd.types import Result
+
+LATENCY_WINDOW = 512  # inference times kept for the stats topic's percentiles
+
+
+class StatsStage:
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.inferred: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
+
+    def on_result(self, result: Result) -> None:
+        frame = result.frame
+        self.latencies.append(frame.inference)
+        self.inferred[frame.source] = self.inferred.get(frame.source, 0) + 1
+        for detection in result.detections:
+            self._metrics.detections_for(frame.source, detection.label).inc()
+
+    def on_drop(self, source: str, reason: str) -> None:
+        self._metrics.frames_dropped.labels(source, reason).inc()
+        self.dropped[source] = self.dropped.get(source, 0) + 1
+
+    async def report(
+        self, interval: float, publish: Callable[[str], None], snapshot: Callable[[], dict[str, Any]]
+    ) -> None:
+        """Every ``interval``: fps per source, inference percentiles and ``snapshot()`` (states,
+        queue, device, MQTT buffer) as one JSON message; a STATUS= line for systemctl."""
+        last: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(interval)
+            current = snapshot()
+            fps: dict[str, float] = {}
+            for name in current["states"]:
+                now = self.inferred.get(name, 0)
+                fps[name] = round((now - last.get(name, 0)) / interval, 2)
+                last[name] = now
+            times = sorted(self.latencies)
+            stats = {
+                "ts": rfc3339(time.time()),
+                "fps": fps,
+                "states": current["states"],
+                "dropped": dict(self.dropped),
+                "queue_depth": current["queue_depth"],
+                "inference_ms_p50": round(times[len(times) // 2] * 1000, 2) if times else None,
+                "inference_ms_p95": round(times[int(len(times) * 0.95)] * 1000, 2) if times else None,
+                "device": current["device"],
+                "mqtt_buffered": current["mqtt_buffered"],
+            }
+            publish(json.dumps(stats, separators=(",", ":")))
+            up = sum(s == "streaming" for s in current["states"].values())
+            systemd.notify(f"STATUS={sum(fps.values()):.1f} fps, {up}/{len(current['states'])} sources up")

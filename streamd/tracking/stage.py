@@ -1,0 +1,59 @@
+"""Tracking as a stage: per-source trackers and their events, for sources that ask for it."""
+
+from __future__ import annotations
+
+import time
+
+from streamd.config import SourceConfig
+from streamd.metrics import Metrics
+from streamd.sinks.mqtt import MqttSink
+from streamd.tracking.events import SourceEvents
+from streamd.types import Result
+
+
+class TrackingStage:
+    def __init__(self, sink: MqttSink, metrics: Metrics) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self._configs: dict[str, SourceConfig] = {}
+        self.events: dict[str, SourceEvents] = {}
+        self._last_frame: dict[str, int] = {}
+        self.seconds = 0.0  # time spent tracking, for the bench and the shutdown log
+        self.frames = 0
+
+    def configure(self, config: SourceConfig) -> None:
+        """The source's settings, before it starts (a reload may change them)."""
+        self._configs[config.name] = config
+
+    def source_started(self, source: str) -> None:
+        config = self._configs.get(source)
+        if config is None or config.tracking is None:
+            return
+        self.events[source] = SourceEvents(
+            config,
+            lambda suffix, payload, retain: self._sink.publish(
+                self._sink.topic(source, suffix), payload, retain=retain
+            ),
+            self._metrics,
+        )
+
+    def source_finished(self, source: str) -> None:
+        """Its last frame is through: every track of the source ends."""
+        events = self.events.pop(source, None)
+        if events is not None:
+            events.finish(self._last_frame.get(source, 0))
+
+    def on_result(self, result: Result) -> None:
+        frame = result.frame
+        self._last_frame[frame.source] = frame.seq + 1
+        events = self.events.get(frame.source)
+        if events is None:
+            return
+        started = time.perf_counter()
+        events.on_frame(frame.seq, frame.ts, frame.width, frame.height, result.detections)
+        self.seconds += time.perf_counter() - started
+        self.frames += 1
+
+    @property
+    def ms_per_frame(self) -> float | None:
+        return round(1000 * self.seconds / self.frames, 3) if self.frames else None

@@ -1,0 +1,61 @@
+"""What flows through the pipeline: the leaf module everything else imports, and that imports
+nothing of streamd (so the tracker, the queue and the sinks never pull in OpenVINO or OpenCV).
+
+sources/ make :class:`Frame` s -> queue.py -> inference/ turns each into a :class:`Result` ->
+the stages in pipeline.py (tracking, presence, payload, MQTT) see every Result in capture order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in the original frame's pixels
+
+# A decoded BGR frame -> what the engine feeds the model (made in the reader thread).
+Transform = Callable[[np.ndarray], Any]
+
+
+@dataclass(slots=True)
+class Frame:
+    source: str
+    seq: int  # per-source sequence number, 0-based, gaps only where frames were dropped
+    ts: float  # capture wall-clock time (epoch seconds), for payloads
+    captured: float  # capture monotonic time, for latency
+    width: int  # original frame size: boxes are reported in these pixels
+    height: int
+    # What the engine feeds the model, made in the reader thread (off the loop): an ov.Tensor
+    # sharing the memory of a [1, H, W, 3] u8 array (the original, or host-resized).
+    tensor: Any
+    nbytes: int = 0  # size of the pixels held (the queue's memory bound counts it)
+    started: float = 0.0  # monotonic time the inference started
+    inference: float = 0.0  # seconds the device took
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    label: str
+    class_id: int
+    score: float
+    box: Box
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "label": self.label,
+            "class_id": self.class_id,
+            "score": round(self.score, 4),
+            "box": [round(v, 1) for v in self.box],
+        }
+
+
+@dataclass(slots=True)
+class Result:
+    """One inferred frame, handed down the stages in its source's capture order."""
+
+    frame: Frame
+    detections: list[Detection]
+    model: str  # the model's name, for payloads
+    device: str  # where it ran

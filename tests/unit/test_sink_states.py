@@ -1,0 +1,56 @@
+"""The MQTT sink's states without a broker (a closed port): buffering in memory or on disk,
+bounded, counted, recovered after a restart, and falling back to memory when the disk fails."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from streamd.config import MqttConfig
+from streamd.demo.broker import free_port
+from streamd.metrics import Metrics
+from streamd.sinks.mqtt import MqttSink
+
+
+async def started(config: MqttConfig) -> MqttSink:
+    sink = MqttSink(config, Metrics())
+    sink.start()
+    await asyncio.wait_for(sink.first_attempt_done.wait(), 15)
+    return sink
+
+
+async def test_memory_buffer_is_bounded_and_counts_what_it_drops() -> None:
+    sink = await started(MqttConfig(port=free_port(), instance="mem", buffer=3, buffer_dir=""))
+    for i in range(5):
+        sink.publish(f"t/{i}", b"x")
+    status = sink.status()
+    assert not status.connected and status.last_error and status.buffered == 3
+    assert status.counts["dropped_buffer_full"] == 2
+    await sink.close(0.5)
+    assert sink.status().counts["dropped_shutdown"] == 3, "memory only: what is left at exit is lost, and counted"
+
+
+async def test_disk_buffer_keeps_messages_across_a_restart(tmp_path: Path) -> None:
+    config = MqttConfig(port=free_port(), instance="disk", buffer=100, buffer_dir=str(tmp_path))
+    sink = await started(config)
+    for i in range(5):
+        sink.publish(f"t/{i}", b"x")
+    assert sink.status().buffered == 5
+    await sink.close(0.5)
+    again = MqttSink(config, Metrics())
+    assert again.status().buffered == 5, "recovered from the file"
+    assert [m.topic for m in again._disk.after(0, 10)] == [f"t/{i}" for i in range(5)]  # type: ignore[union-attr]
+
+
+async def test_a_failing_disk_falls_back_to_memory_and_says_so(tmp_path: Path) -> None:
+    sink = await started(MqttConfig(port=free_port(), instance="fail", buffer=100, buffer_dir=str(tmp_path)))
+    sink.publish("t/0", b"x")
+    assert sink._disk is not None
+    sink._disk._db.close()  # every further statement raises sqlite3.ProgrammingError, as a dead disk would
+    sink.publish("t/1", b"x")
+    sink.publish("t/2", b"x")
+    status = sink.status()
+    assert status.disk_error is not None and status.buffered == 3
+    assert list(m.topic for m in sink._memory) == ["t/1", "t/2"], "in memory, in order"
+    assert sink._metrics.mqtt_buffer_unwritable._value.get() == 1
+    sink._task.cancel()  # type: ignore[union-attr]
