@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streamd import __version__
-from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, redact_uri
+from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from streamd.logging import configure, get_logger
 from streamd.process import limit_malloc_arenas
 from streamd.shard import Shard
@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         configure(config.log.format, config.log.level)
         return run(config, args.config)
     if args.command == "check":
+        from streamd.check import check
+
         return check(config, args.verify, (args.box_tolerance, args.score_tolerance))
     if args.command == "bench":
         from streamd.bench import run_bench
@@ -226,122 +228,3 @@ def run(config: Config, config_path: Path | None = None, engine_class: type[Engi
         return asyncio.run(Daemon(config, config_path, engine_class=engine_class or DefaultEngine).serve())
     except Exception as exc:
         return startup_failure(exc)
-
-
-def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float, float] = (8.0, 0.1)) -> int:
-    """Everything ``run`` does before the first frame, printed for a human; with ``verify_clip``
-    (``""``: the first file source) the production path is compared with a reference run."""
-    import cv2
-
-    from streamd.config import is_file_uri
-    from streamd.inference.model import compile_variant, prepare
-
-    try:
-        prepared = prepare(config.model)
-        variant = compile_variant(prepared, None)
-    except Exception as exc:
-        return startup_failure(exc)
-    image = prepared.image
-    placed = variant.placement
-    out = [
-        "config    ok",
-        f"model     {config.model.path} ({prepared.format}, read in {prepared.read_seconds:.2f} s)",
-        f"decoder   {prepared.decoder.name} ({len(prepared.decoder.labels)} labels, confidence "
-        f"{config.model.confidence})",
-        f"input     {image.name}: exported {image.original} -> fixed {image.shape} ({image.layout}, "
-        f"{image.element_type.get_type_name()})",
-    ]
-    out += [f"input     {name}: frozen to a constant" for name in prepared.other_inputs]
-    pre = prepared.preprocessing
-    out.append(
-        f"preproc   {prepared.preprocess_mode}: u8 NHWC BGR frames; "
-        + ("resize on the host (cv2), " if prepared.preprocess_mode == "host" else "resize in the graph, ")
-        + f"{'BGR->RGB, ' if pre.color_order == 'RGB' else ''}layout {image.layout}"
-        + (f", mean {list(pre.mean)}" if pre.mean else "")
-        + (f", scale {list(pre.scale)}" if pre.scale else "")
-    )
-    out.append(
-        f"device    requested {placed.requested} -> compiled {placed.device}"
-        + (
-            f" (absent: {', '.join(placed.dropped)}; fallback)"
-            if placed.fallback
-            else f" (absent: {', '.join(placed.dropped)})"
-            if placed.dropped
-            else ""
-        )
-    )
-    precision = ", ".join(f"{d} {p}" for d, p in variant.precision.items()) or "unknown"
-    out.append(f"precision {precision} (model.precision = {config.model.precision!r})")
-    out.append(
-        f"compile   {variant.seconds:.2f} s, {variant.requests} infer requests, hint "
-        f"{config.model.performance_hint}, cache {prepared.cache_dir or 'off'}"
-    )
-    out.append("placement")
-    for device, types in placed.summary().items():
-        total = sum(types.values())
-        listed = ", ".join(f"{t} {n}" for t, n in sorted(types.items(), key=lambda kv: -kv[1]))
-        out.append(f"  {device:<6} {total:>5} ops: {listed}")
-    # From the affinity actually assigned: operator types of model.cpu_operators that run on the CPU.
-    on_cpu = placed.summary().get("CPU", {}) if placed.heterogeneous else {}
-    pinned = sorted(t for t in on_cpu if t in set(config.model.cpu_operators))
-    if pinned:
-        out.append(f"  pinned to CPU: {', '.join(pinned)}")
-    if config.mqtt.buffer_dir == "":
-        out.append('buffer    memory only (mqtt.buffer_dir = "")')
-    else:
-        from streamd.sinks.buffer import BufferUnavailable, probe
-        from streamd.sinks.mqtt import buffer_path
-
-        path = buffer_path(config.mqtt)
-        try:
-            out.append(f"buffer    {path}: {probe(path)}")
-        except BufferUnavailable as exc:
-            print("\n".join(out))
-            return config_failure(ConfigError("mqtt.buffer_dir", str(exc)))
-    out.append("sources")
-    unreachable = 0
-    for source in config.sources:
-        uri = redact_uri(source.uri)
-        if is_file_uri(source.uri):
-            cap = cv2.VideoCapture(source.uri, cv2.CAP_FFMPEG) if Path(source.uri).is_file() else None
-        else:
-            cap = cv2.VideoCapture(source.uri, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000])
-        ok = cap is not None and cap.isOpened()
-        detail = ""
-        if ok and cap is not None:
-            detail = (
-                f" {int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
-                f" @ {cap.get(cv2.CAP_PROP_FPS):.1f} fps"
-            )
-        if cap is not None:
-            cap.release()
-        unreachable += not ok
-        out.append(f"  {source.name:<16} {'ok ' if ok else 'UNREACHABLE'}{detail}  {uri}")
-    if unreachable:
-        out.append(
-            f"  {unreachable} source(s) unreachable now: run retries streams and devices with backoff; "
-            "a file that cannot be read is skipped (state 'failed')"
-        )
-    print("\n".join(out), flush=True)
-    if verify_clip is None:
-        return EX_OK
-    return _verify(config, verify_clip, tolerance)
-
-
-def _verify(config: Config, clip_arg: str, tolerance: tuple[float, float]) -> int:
-    from streamd.config import is_file_uri
-    from streamd.verify import Tolerance, verify
-
-    clip = clip_arg or next((s.uri for s in config.sources if is_file_uri(s.uri)), "")
-    if not clip:
-        print("streamd: config error: --verify needs a CLIP argument or a file source", file=sys.stderr)
-        return EX_CONFIG
-    if not Path(clip).is_file():
-        print(f"streamd: --verify: no such file: {clip}", file=sys.stderr)
-        return EX_CONFIG
-    try:
-        verdict = verify(config, Path(clip), Tolerance(*tolerance))
-    except Exception as exc:
-        return startup_failure(exc)
-    print(verdict.summary())
-    return EX_OK if verdict.ok else EX_SOFTWARE

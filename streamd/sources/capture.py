@@ -19,10 +19,11 @@ import cv2
 import numpy as np
 
 from streamd.backoff import Backoff
-from streamd.config import SourceConfig, is_file_uri, redact_uri
+from streamd.config import SourceConfig, is_file_uri
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
+from streamd.redact import redact_uri
 from streamd.types import Frame, Transform
 
 log = get_logger("streamd.source")

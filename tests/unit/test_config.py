@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streamd.config import ConfigError, apply_env, load_config, redact_uri
+from streamd.config import ConfigError, apply_env, load_config
+from streamd.redact import redact_uri
 
 GOOD = """
 [model]

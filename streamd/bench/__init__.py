@@ -1,0 +1,63 @@
+"""``streamd bench``: the pipeline measured against the model's own ceiling, in one run.
+
+(a) ceiling: the bare model at its fixed shape, an AsyncInferQueue over pre-allocated inputs
+    and no Python work per frame, with the optimal request count and with the pipeline's own
+    (the better is the ceiling), and ``benchmark_app`` on the same model, shape and precision;
+(b) decode only: the configured file sources read as fast as OpenCV can, one thread each;
+(c) pipeline: the real daemon (decode -> queue -> infer -> decode -> MQTT to a real broker);
+(d) latency: the pipeline again with sources paced at 80 % of (c)'s throughput;
+(e) with ``--baseline``, the loop a newcomer writes with the libraries' defaults.
+(a), (c) and (e) alternate in rounds; ``ratio`` = (c) / min(max((a), benchmark_app), (b)).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from streamd.bench.pipeline import bench_config
+from streamd.bench.report import render_soak, render_table, run_rounds, run_soak
+from streamd.bench.sink import measure_sink
+from streamd.config import Config, is_file_uri
+from streamd.demo.broker import Mosquitto, port_open
+from streamd.logging import configure
+
+
+def run_bench(
+    config: Config,
+    frames: int = 2000,
+    as_json: bool = False,
+    baseline: bool = False,
+    rounds: int = 3,
+    copies: int = 0,
+    tracking: bool = False,
+    soak: float | None = None,
+    sink: int = 0,
+) -> int:
+    configure("console", "warning")
+    config = bench_config(config, copies, tracking)
+    files = [s.uri for s in config.sources if is_file_uri(s.uri)]
+    if not files:
+        print("streamd bench: needs at least one file source to replay", file=sys.stderr)
+        return 78
+    broker: Mosquitto | None = None
+    if not port_open(config.mqtt.host, config.mqtt.port):
+        broker = Mosquitto().start()
+        config = config.model_copy(
+            update={"mqtt": config.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})}
+        )
+    try:
+        if sink:
+            report = measure_sink(config, sink)
+        elif soak:
+            report = run_soak(config, soak)
+        else:
+            report = run_rounds(config, files, frames, baseline, rounds)
+    finally:
+        if broker is not None:
+            broker.stop()
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(json.dumps(report, indent=2) if sink else render_soak(report) if soak else render_table(report))
+    return 0

@@ -1,0 +1,129 @@
+"""The real daemon, measured end to end to a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from streamd.bench.common import WARMUP_FRAMES, Progress, percentile, proc_status, rss_mb
+from streamd.config import Config, TrackingConfig, is_file_uri
+from streamd.daemon import Daemon
+from streamd.sinks.mqtt import Message
+
+
+@dataclass
+class PipelineRun:
+    fps: float = 0.0
+    frames: int = 0
+    # Bounded, so a long soak measures the daemon's memory, not the bench's own bookkeeping.
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=50_000))
+    cpu_percent: float = 0.0
+    rss_start_mb: float = 0.0
+    rss_end_mb: float = 0.0
+    dropped: int = 0
+    device: str = ""
+    threads: int = 0
+    tracking_ms_per_frame: float = 0.0
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def latency_ms(self) -> dict[str, float]:
+        return {f"p{q}": round(percentile(self.latencies, q) * 1000, 2) for q in (50, 95, 99)}
+
+
+def bench_config(config: Config, copies: int = 0, tracking: bool = False) -> Config:
+    """The bench's own identity (instance ``*-bench``, memory-only MQTT buffer, no HTTP port), so it
+    never touches a production daemon's topics or buffer file; ``copies`` replicates the first file
+    source (the scale runs), ``tracking`` switches the tracker on for every source."""
+    sources = list(config.sources)
+    if copies:
+        first = next(s for s in sources if is_file_uri(s.uri))
+        sources = [first.model_copy(update={"name": f"{first.name}-{i}"}) for i in range(copies)]
+    if tracking:
+        sources = [s.model_copy(update={"tracking": TrackingConfig()}) for s in sources]
+    mqtt = config.mqtt.model_copy(update={"instance": f"{config.mqtt.instance}-bench", "buffer_dir": ""})
+    return config.model_copy(update={"sources": sources, "mqtt": mqtt})
+
+
+async def measure_pipeline(
+    config: Config, frames: int, label: str, speed: float | None = None, seconds: float | None = None
+) -> PipelineRun:
+    """The real daemon; sources loop, files run unpaced (or paced at ``speed``) and lose nothing.
+
+    Stops after ``frames`` acknowledged messages, or after ``seconds`` (the soak), sampling RSS."""
+    sources = [
+        s.model_copy(
+            update={
+                "loop": True,
+                "realtime": speed is not None,
+                "speed": speed or 1.0,
+                "drop": "block" if speed is None else "oldest",
+            }
+        )
+        for s in config.sources
+    ]
+    run_config = config.model_copy(
+        update={
+            "sources": sources,
+            "mqtt": config.mqtt.model_copy(update={"publish_empty": True}),
+            "metrics": config.metrics.model_copy(update={"listen": ""}),
+        }
+    )
+    daemon = Daemon(run_config)
+    result = PipelineRun()
+    window: dict[str, float] = {}
+    acked = 0
+
+    def close_window() -> None:
+        window["end"] = time.perf_counter()
+        window["cpu_end"] = time.process_time()
+        result.rss_end_mb = rss_mb()
+        result.threads = proc_status("Threads")
+        daemon.should_exit.set()
+
+    def on_acked(message: Message, latency: float) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == WARMUP_FRAMES:
+            window["start"] = time.perf_counter()
+            window["cpu"] = time.process_time()
+            result.rss_start_mb = rss_mb()
+        elif acked > WARMUP_FRAMES and "end" not in window:
+            result.latencies.append(latency)
+            if seconds is None and acked == WARMUP_FRAMES + frames:
+                close_window()
+
+    daemon.sink.on_acked = on_acked
+    progress = Progress(label, int(seconds) if seconds else frames, "s" if seconds else "frames")
+
+    async def report() -> None:
+        next_sample = 0.0
+        while not daemon.should_exit.is_set():
+            await asyncio.sleep(0.25)
+            if "start" not in window:
+                continue
+            running = time.perf_counter() - window["start"]
+            if seconds is not None:
+                progress.update(int(running))
+                if running >= next_sample:
+                    result.rss_samples.append((round(running, 1), round(rss_mb(), 1)))
+                    next_sample += 10.0
+                if running >= seconds:
+                    close_window()
+            else:
+                progress.update(max(0, acked - WARMUP_FRAMES))
+
+    reporter = asyncio.create_task(report())
+    await daemon.serve()
+    reporter.cancel()
+    progress.update(int(seconds) if seconds else frames)
+    result.tracking_ms_per_frame = daemon.tracking.ms_per_frame or 0.0
+    elapsed = window.get("end", time.perf_counter()) - window.get("start", time.perf_counter())
+    result.frames = len(result.latencies)
+    result.fps = result.frames / elapsed if elapsed > 0 else 0.0
+    cores = os.cpu_count() or 1
+    result.cpu_percent = 100.0 * (window.get("cpu_end", 0.0) - window.get("cpu", 0.0)) / max(elapsed, 1e-6) / cores
+    result.device = daemon.engine.device if daemon.engine else ""
+    return result
