@@ -39,18 +39,18 @@ async def test_disk_buffer_keeps_messages_across_a_restart(tmp_path: Path) -> No
     await sink.close(0.5)
     again = MqttSink(config, Metrics())
     assert again.status().buffered == 5, "recovered from the file"
-    assert [m.topic for m in again._disk.after(0, 10)] == [f"t/{i}" for i in range(5)]  # type: ignore[union-attr]
+    assert [m.topic for m in again.outbox.disk.after(0, 10)] == [f"t/{i}" for i in range(5)]  # type: ignore[union-attr]
 
 
 async def test_a_failing_disk_falls_back_to_memory_and_says_so(tmp_path: Path) -> None:
     sink = await started(MqttConfig(port=free_port(), instance="fail", buffer=100, buffer_dir=str(tmp_path)))
     sink.publish("t/0", b"x")
-    assert sink._disk is not None
-    sink._disk._db.close()  # every further statement raises sqlite3.ProgrammingError, as a dead disk would
+    assert sink.outbox.disk is not None
+    sink.outbox.disk._db.close()  # every further statement raises sqlite3.ProgrammingError, as a dead disk would
     sink.publish("t/1", b"x")
     sink.publish("t/2", b"x")
     status = sink.status()
     assert status.disk_error is not None and status.buffered == 3
-    assert list(m.topic for m in sink._memory) == ["t/1", "t/2"], "in memory, in order"
-    assert sink._metrics.mqtt_buffer_unwritable._value.get() == 1
+    assert list(m.topic for m in sink.outbox.memory) == ["t/1", "t/2"], "in memory, in order"
+    assert sink.outbox._metrics.mqtt_buffer_unwritable._value.get() == 1
     sink._task.cancel()  # type: ignore[union-attr]

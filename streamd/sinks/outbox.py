@@ -1,0 +1,188 @@
+"""Where messages wait for the broker: bounded memory while connected, a SQLite file (disk.py's
+DiskBuffer) while it is away, in order, and memory again when the disk refuses writes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamd.config import ConfigError, MqttConfig
+from streamd.logging import get_logger
+from streamd.metrics import Metrics
+from streamd.sinks.buffer import BufferUnavailable, DiskBuffer
+
+log = get_logger("streamd.mqtt")
+
+DISK_BATCH = 128
+DISK_RETRY = 5.0  # seconds between attempts to write to a buffer that refused a write
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    source: str | None = None  # for the end-to-end histogram
+    captured: float = 0.0  # monotonic capture time
+    key: int = 0  # unique while unacknowledged
+    row: int = 0  # its row in the disk buffer, 0 when it lives in memory
+    sent: float = 0.0  # monotonic time of the (last) publish attempt
+
+
+def default_buffer_dir() -> Path:
+    base = os.environ.get("STATE_DIRECTORY") or os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
+    return Path(base.split(":")[0]) / ("" if os.environ.get("STATE_DIRECTORY") else "streamd")
+
+
+def buffer_path(config: MqttConfig) -> Path:
+    directory = Path(config.buffer_dir).expanduser() if config.buffer_dir else default_buffer_dir()
+    return directory / f"mqtt-{config.instance}.sqlite3"
+
+
+class Outbox:
+    def __init__(self, config: MqttConfig, metrics: Metrics, counts: Counter[str]) -> None:
+        self.config = config
+        self._metrics = metrics
+        self.counts = counts
+        self.memory: deque[Message] = deque()
+        self.unacked: dict[int, Message] = {}  # in flight, by key
+        self.disk: DiskBuffer | None = None
+        if config.buffer_dir != "":
+            try:
+                self.disk = DiskBuffer(buffer_path(config), config.buffer)
+            except BufferUnavailable as exc:
+                raise ConfigError("mqtt.buffer_dir", str(exc)) from None
+            if self.disk.count:
+                log.info("mqtt_buffer_recovered", messages=self.disk.count, path=str(self.disk.path))
+        # Set while the disk buffer refuses writes (full disk, I/O error): messages wait in memory.
+        self.disk_error: str | None = None
+        self.retry_at = 0.0
+        self._cursor = 0
+        self._batch: deque[Message] = deque()
+
+    def add(self, message: Message, connected: bool) -> None:
+        """Never blocks, never raises. Over ``mqtt.buffer`` the oldest is dropped (counted)."""
+        if self.disk_error is not None and time.monotonic() >= self.retry_at:
+            self.retry_disk()
+        # Offline, or still flushing older stored messages: to disk, in order. Not while memory
+        # holds messages that fell back there (the disk refused them): they are older.
+        to_disk = self.disk is not None and (not connected or self.disk.count) and not self.memory
+        if not (to_disk and self.store(message)):
+            self.remember(message)
+
+    @property
+    def buffered(self) -> int:
+        return len(self.memory) + len(self.unacked) + (self.disk.count if self.disk else 0)
+
+    def remember(self, message: Message, *, front: bool = False) -> None:
+        if len(self.memory) >= self.config.buffer:
+            self.memory.popleft()
+            self.dropped("buffer_full")
+        if front:
+            self.memory.appendleft(message)
+        else:
+            self.memory.append(message)
+        self._metrics.mqtt_buffered.set(self.buffered)
+
+    def dropped(self, reason: str, count: int = 1) -> None:
+        self._metrics.mqtt_dropped.labels(reason).inc(count)
+        self.counts[f"dropped_{reason}"] += count
+
+    def store(self, message: Message) -> bool:
+        """To the disk buffer; False (and the message stays with the caller) if it refused."""
+        assert self.disk is not None
+        if self.disk_error is not None and time.monotonic() < self.retry_at:
+            return False
+        try:
+            dropped = self.disk.append(message.topic, message.payload, message.qos, message.retain)
+        except (sqlite3.Error, OSError) as exc:
+            self._disk_failed(exc)
+            return False
+        if self.disk_error is not None:
+            self._disk_recovered()
+        if dropped:
+            self.dropped("buffer_full", dropped)
+        self._metrics.mqtt_buffered.set(self.buffered)
+        return True
+
+    def retry_disk(self) -> None:
+        """While connected nothing may need the disk for a long time: probe it, so /readyz
+        says it is healthy again as soon as it is."""
+        assert self.disk is not None
+        try:
+            self.disk.check_writable()
+        except (sqlite3.Error, OSError) as exc:
+            self._disk_failed(exc)
+            return
+        self._disk_recovered()
+
+    def _disk_recovered(self) -> None:
+        assert self.disk is not None
+        log.info("buffer_writable", path=str(self.disk.path), after=self.disk_error)
+        self.disk_error = None
+        self._metrics.mqtt_buffer_unwritable.set(0)
+
+    def _disk_failed(self, exc: BaseException) -> None:
+        """Once per episode: say so, with the path and errno; retry the disk every DISK_RETRY s."""
+        self.retry_at = time.monotonic() + DISK_RETRY
+        if self.disk_error is not None:
+            return
+        errno = getattr(exc, "errno", None) or getattr(exc, "sqlite_errorname", None)
+        self.disk_error = f"{exc}" + (f" ({errno})" if errno else "")
+        self._metrics.mqtt_buffer_unwritable.set(1)
+        log.error(
+            "buffer_unwritable",
+            path=str(self.disk.path) if self.disk else None,
+            error=str(exc),
+            errno=errno,
+            fallback="memory",
+            capacity=self.config.buffer,
+        )
+
+    def spill(self) -> None:
+        """Connection gone: unacknowledged and pending memory messages go to disk, in order
+        (or stay in memory, in order, where the disk refuses them)."""
+        pending = [m for m in self.unacked.values() if m.row == 0] + list(self.memory)
+        self.memory.clear()
+        self.unacked.clear()
+        self._batch.clear()
+        self._cursor = 0  # unacknowledged stored rows are still on disk: send them again
+        for index, message in enumerate(pending):
+            if self.disk is None or not self.store(message):
+                for rest in pending[index:]:
+                    self.remember(rest)
+                break
+        self._metrics.mqtt_buffered.set(self.buffered)
+
+    def next(self) -> Message | None:
+        """Stored messages first (they are older), then memory."""
+        if self.disk is not None and self.disk.count:
+            if not self._batch:
+                try:
+                    stored_batch = self.disk.after(self._cursor, DISK_BATCH)
+                except (sqlite3.Error, OSError) as exc:
+                    self._disk_failed(exc)
+                    return self.memory.popleft() if self.memory else None
+                for stored in stored_batch:
+                    self._batch.append(
+                        Message(
+                            stored.topic, stored.payload, stored.qos, stored.retain, key=-stored.row, row=stored.row
+                        )
+                    )
+                    self._cursor = stored.row
+            if self._batch:
+                return self._batch.popleft()
+            return None  # every stored row is in flight: newer messages wait for them
+        return self.memory.popleft() if self.memory else None
+
+    def forget_row(self, message: Message) -> None:
+        if message.row and self.disk is not None:
+            try:
+                self.disk.delete(message.row)
+            except (sqlite3.Error, OSError) as exc:  # it stays and is sent again: a duplicate, not a loss
+                self._disk_failed(exc)
