@@ -252,3 +252,41 @@ class Streamd:
             return await asyncio.wait_for(poll(), timeout)
         except TimeoutError:
             raise AssertionError(f"no {name} x{count} in {timeout}s:\n{self.stderr.decode()[-3000:]}") from None
+
+
+class Launch:
+    """Arrange and start a daemon in one call: the mixed clip, a config (by default one looping
+    real-time source called ``cam`` on the test's broker), the process. ``http=True`` also serves
+    /metrics on a free port (``launch.http``)."""
+
+    def __init__(self, tmp_path: Path, model: Path, broker: Mosquitto) -> None:
+        from tests.clips import mixed_clip
+
+        self.tmp_path, self.model, self.broker = tmp_path, model, broker
+        self.clip, self.truth = mixed_clip(tmp_path)
+        self.config = tmp_path / "streamd.toml"
+        self.http_port = 0
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def write(self, sources: list[dict[str, Any]] | None = None, *, http: bool = False, **tables: Any) -> Path:
+        from streamd.demo.broker import free_port
+
+        if http:
+            self.http_port = free_port()
+            tables.setdefault("metrics", {})["listen"] = f"127.0.0.1:{self.http_port}"
+        sources = sources or [{"name": "cam", "uri": self.clip, "realtime": True, "loop": True}]
+        return write_config(self.config, self.model, sources, self.broker.port, **tables)
+
+    async def __call__(
+        self, sources: list[dict[str, Any]] | None = None, *, http: bool = False, **tables: Any
+    ) -> Streamd:
+        self.write(sources, http=http, **tables)
+        return await Streamd("run", "-c", str(self.config)).start()
+
+
+@pytest.fixture
+def launch(tmp_path: Path, default_model: Path, broker: Mosquitto) -> Launch:
+    return Launch(tmp_path, default_model, broker)

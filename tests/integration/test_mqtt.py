@@ -20,7 +20,7 @@ import jsonschema
 
 from streamd.demo.broker import Mosquitto
 from tests.clips import MIXED, mixed_clip
-from tests.conftest import Collected, DurableSubscriber, Streamd, write_config
+from tests.conftest import Collected, DurableSubscriber, Launch, Streamd, write_config
 
 SCHEMA = json.loads(resources.files("streamd.schemas").joinpath("detections.schema.json").read_text())
 LONG = MIXED * 4  # 104 frames: about 7 s at the clip's 15 fps
@@ -293,18 +293,9 @@ async def test_wrong_password_exits_69_and_a_password_file_works(tmp_path: Path,
                 assert password not in daemon.stderr.decode()
 
 
-async def test_full_payload_and_home_assistant_discovery(
-    tmp_path: Path, default_model: Path, broker, subscriber: Collected
-) -> None:
-    clip, _ = mixed_clip(tmp_path)
-    config = write_config(
-        tmp_path / "streamd.toml",
-        default_model,
-        [{"name": "porch", "uri": clip, "realtime": True}],
-        broker.port,
-        mqtt={"payload": "full", "discovery": True, "discovery_prefix": "streamd/ha", "presence_off_delay": 0.1},
-    )
-    daemon = await Streamd("run", "-c", str(config)).start()
+async def test_full_payload_and_home_assistant_discovery(launch: Launch, subscriber: Collected) -> None:
+    mqtt = {"payload": "full", "discovery": True, "discovery_prefix": "streamd/ha", "presence_off_delay": 0.1}
+    daemon = await launch([{"name": "porch", "uri": launch.clip, "realtime": True}], mqtt=mqtt)
     assert await daemon.wait(60) == 0
     await subscriber.wait_for(lambda c: c.on("/status")[-1:] == [b"offline"], 10)
     validator = jsonschema.Draft202012Validator(SCHEMA)

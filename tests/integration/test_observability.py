@@ -16,9 +16,8 @@ import aiomqtt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamd.demo.broker import free_port
 from tests.clips import mixed_clip
-from tests.conftest import REPO, Collected, Streamd, write_config
+from tests.conftest import REPO, Collected, Launch, Streamd, write_config
 
 CONTRACT = [
     "streamd_frames_captured_total",
@@ -73,20 +72,10 @@ def dashboard_and_rule_metrics() -> set[str]:
     return {m for e in exprs for m in METRIC_NAME.findall(e)}
 
 
-async def test_live_metrics_readiness_and_dashboard(
-    tmp_path: Path, default_model: Path, broker, subscriber: Collected
-) -> None:
-    clip, _ = mixed_clip(tmp_path)
-    port = free_port()
-    config = write_config(
-        tmp_path / "streamd.toml",
-        default_model,
-        [{"name": "door", "uri": clip, "realtime": True, "loop": True}],
-        broker.port,
-        metrics={"listen": f"127.0.0.1:{port}"},
-    )
-    daemon = await Streamd("run", "-c", str(config)).start()
-    base = f"http://127.0.0.1:{port}"
+async def test_live_metrics_readiness_and_dashboard(launch: Launch, subscriber: Collected) -> None:
+    clip = launch.clip
+    daemon = await launch([{"name": "door", "uri": clip, "realtime": True, "loop": True}], http=True)
+    base = launch.http
     try:
         await subscriber.wait_for(lambda c: len(c.on("/door/detections")) >= 10, 60)
         assert (await http(base + "/healthz"))[0] == 200
@@ -124,7 +113,7 @@ async def test_live_metrics_readiness_and_dashboard(
         missing = {m for m in dashboard_and_rule_metrics() if not any(n.startswith(m) for n in names)}
         assert not missing, missing
 
-        broker.stop()
+        launch.broker.stop()
         for _ in range(50):
             status, body = await http(base + "/readyz")
             if status == 503:
@@ -133,7 +122,7 @@ async def test_live_metrics_readiness_and_dashboard(
         assert status == 503
         reasons = json.loads(body)["reasons"]
         assert any("mqtt disconnected" in r for r in reasons), reasons
-        broker.start()
+        launch.broker.start()
         for _ in range(100):
             status, body = await http(base + "/readyz")
             if status == 200:

@@ -12,23 +12,16 @@ import jsonschema
 
 from streamd.demo.broker import Mosquitto
 from tests.clips import box_inside, mixed_clip
-from tests.conftest import Collected, DurableSubscriber, Streamd, write_config
+from tests.conftest import Collected, DurableSubscriber, Launch, Streamd, write_config
 
 SCHEMA = json.loads(resources.files("streamd.schemas").joinpath("detections.schema.json").read_text())
 
 
 async def test_every_person_frame_detected_on_the_photo_and_none_elsewhere(
-    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+    launch: Launch, subscriber: Collected
 ) -> None:
-    clip, truth = mixed_clip(tmp_path)
-    config = write_config(
-        tmp_path / "streamd.toml",
-        default_model,
-        [{"name": "door", "uri": clip, "realtime": False, "drop": "block"}],
-        broker.port,
-        mqtt={"publish_empty": True},
-    )
-    daemon = await Streamd("run", "-c", str(config)).start()
+    truth = launch.truth
+    daemon = await launch([{"name": "door", "uri": launch.clip, "realtime": False}], mqtt={"publish_empty": True})
     assert await daemon.wait(120) == 0, daemon.stderr.decode()[-3000:]
     await subscriber.wait_for(lambda c: c.on("/status")[-1:] == [b"offline"], 10)
 

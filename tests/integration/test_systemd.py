@@ -17,7 +17,7 @@ import pytest
 
 from streamd import systemd
 from tests.clips import mixed_clip
-from tests.conftest import REPO, Collected, Streamd, write_config
+from tests.conftest import REPO, Collected, Launch, Streamd, write_config
 
 
 class NotifySocket:
@@ -72,16 +72,8 @@ def test_notify_reaches_abstract_and_path_sockets(tmp_path: Path, monkeypatch: p
     assert not systemd.notify("READY=1")
 
 
-async def test_ready_watchdog_stopping_in_order(
-    tmp_path: Path, default_model: Path, broker, subscriber: Collected
-) -> None:
-    clip, _ = mixed_clip(tmp_path)
-    config = write_config(
-        tmp_path / "streamd.toml",
-        default_model,
-        [{"name": "cam", "uri": clip, "realtime": True, "loop": True}],
-        broker.port,
-    )
+async def test_ready_watchdog_stopping_in_order(tmp_path: Path, launch: Launch, subscriber: Collected) -> None:
+    config = launch.write()
     notify = NotifySocket(str(tmp_path / "notify"))
     daemon = await Streamd(
         "run", "-c", str(config), env={"NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "600000"}
@@ -178,18 +170,9 @@ async def test_sighup_adds_and_removes_sources_without_a_gap_for_the_others(
     assert rejected["error"] == "model.colour: unknown key"
 
 
-async def test_sigterm_mid_stream_loses_no_frame(
-    tmp_path: Path, default_model: Path, broker, subscriber: Collected
-) -> None:
-    clip, _ = mixed_clip(tmp_path)
-    config = write_config(
-        tmp_path / "streamd.toml",
-        default_model,
-        [{"name": "cam", "uri": clip, "realtime": True, "loop": True, "drop": "block"}],
-        broker.port,
-        mqtt={"publish_empty": True, "qos": 1},
-    )
-    daemon = await Streamd("run", "-c", str(config)).start()
+async def test_sigterm_mid_stream_loses_no_frame(launch: Launch, subscriber: Collected) -> None:
+    source = {"name": "cam", "uri": launch.clip, "realtime": True, "loop": True, "drop": "block"}
+    daemon = await launch([source], mqtt={"publish_empty": True, "qos": 1})
     await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= 20, 60)
     daemon.signal(signal.SIGTERM)
     assert await daemon.wait(15) == 0
