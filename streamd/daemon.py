@@ -32,7 +32,7 @@ from streamd.reload import ReloadPlan, plan_reload
 from streamd.sinks.mqtt import MqttSink, MqttUnavailable
 from streamd.sinks.payload import DetectionsStage
 from streamd.sinks.presence import PresenceStage
-from streamd.sources.capture import CaptureSource
+from streamd.sources.manager import SourceSet
 from streamd.stats import StatsStage
 from streamd.supervisor import Supervisor
 from streamd.tracking.stage import TrackingStage
@@ -69,8 +69,9 @@ class Daemon:
         self.chain = Chain([*stages, self.detections])
         self.engine: Engine | None = None
         self._engine_task: asyncio.Task[None] | None = None
-        self.sources: dict[str, CaptureSource] = {}
-        self.states: dict[str, str] = {}
+        self.sources = SourceSet(
+            self.queue, self.metrics, self.sink, self.chain, self.tracking, self.supervisor, self._input, self._flushed
+        )
         self.health: HealthServer | None = None
         self._core = ov.Core()  # one for the process: a Core per reload would keep its plugins alive
         self._reload_lock = asyncio.Lock()
@@ -133,7 +134,7 @@ class Daemon:
             raise MqttUnavailable(self.sink.fatal)
         self._engine_task = asyncio.create_task(self.engine.run(self.queue), name="engine")
         for source_cfg in cfg.sources:
-            self._start_source(source_cfg)
+            self.sources.start(source_cfg)
         self.supervisor.spawn(
             self.stats.report(cfg.daemon.stats_interval, self._publish_stats, self._snapshot), "stats"
         )
@@ -142,16 +143,6 @@ class Daemon:
             self.supervisor.spawn(self._watchdog(interval), "watchdog")
         self._started = True
         systemd.notify(f"READY=1\nSTATUS=streaming {len(self.sources)} source(s) on {self.engine.device}")
-
-    def _start_source(self, source_cfg: SourceConfig) -> None:
-        self.metrics.init_source(source_cfg.name)
-        self.tracking.configure(source_cfg)
-        self.chain.source_started(source_cfg.name)
-        source = CaptureSource(
-            source_cfg, asyncio.get_running_loop(), self.queue, self.metrics, self._on_state, self._input
-        )
-        self.sources[source.name] = source
-        source.start()
 
     def _input(self, image: np.ndarray) -> Any:
         """Reader threads call this; it follows the current engine across reloads."""
@@ -164,7 +155,7 @@ class Daemon:
             asyncio.create_task(self.should_exit.wait()),  # type: ignore[arg-type]
             asyncio.create_task(self._until_engine_fails()),
         ]
-        if self.sources and all(s.finite for s in self.sources.values()):
+        if self.sources.finite:
             waits.append(asyncio.create_task(self._all_sources_done()))
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
@@ -185,27 +176,18 @@ class Daemon:
             return
 
     async def _all_sources_done(self) -> None:
-        while True:
-            current = list(self.sources.values())
-            await asyncio.gather(*(s.wait() for s in current))
-            if current == list(self.sources.values()):  # no reload added one meanwhile
-                break
-        log.info("sources_done", states=self.states)
-        if self.states and all(state == "failed" for state in self.states.values()):
-            log.error("no_source_readable", states=self.states)  # not a successful run
+        await self.sources.all_done()
+        states = self.sources.states
+        log.info("sources_done", states=states)
+        if states and all(state == "failed" for state in states.values()):
+            log.error("no_source_readable", states=states)  # not a successful run
             self.exit_code = EX_NOINPUT
 
     async def shutdown(self) -> None:
         self.supervisor.stopping = True
         systemd.notify("STOPPING=1")
         deadline = time.monotonic() + self.config.daemon.shutdown_timeout
-        for source in self.sources.values():
-            source.stop()
-        if self.sources:  # readers notice the stop within one frame read; their last frames count
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*(s.wait() for s in self.sources.values())), self.config.daemon.shutdown_timeout
-                )
+        await self.sources.stop_all(self.config.daemon.shutdown_timeout)
         self.queue.close()
         if self._engine_task is not None and not self._engine_task.done():
             try:
@@ -225,7 +207,7 @@ class Daemon:
         log.info(
             "stopped",
             frames=self.detections.published,
-            captured={name: source.captured for name, source in self.sources.items()},
+            captured=self.sources.captured(),
             dropped=self.stats.dropped,
             mqtt=self.sink.status().counts,
             tracking_ms_per_frame=self.tracking.ms_per_frame,
@@ -283,16 +265,9 @@ class Daemon:
 
     async def _restart_sources(self, plan: ReloadPlan, after: dict[str, SourceConfig]) -> None:
         for name in plan.stopped:
-            source = self.sources.pop(name)
-            source.stop()
-            await source.wait()
-            self.chain.source_finished(name)
-            self.metrics.source_up.labels(name).set(0)
-            if name in plan.removed:
-                self.states.pop(name, None)
-                self.sink.publish(self.sink.topic(name, "state"), "ended", qos=1, retain=True)
+            await self.sources.stop(name, removed=name in plan.removed)
         for name in plan.started:
-            self._start_source(after[name])
+            self.sources.start(after[name])
 
     def _swap_engine(self, engine: Engine) -> None:
         """The new engine takes the queue; the old one finishes its in-flight frames, then is
@@ -307,28 +282,16 @@ class Daemon:
 
     # -- what the parts tell the loop ----------------------------------------------------------
 
-    def _on_state(self, source: str, state: str) -> None:
-        if source not in self.sources or self.states.get(source) == state:
-            return
-        self.states[source] = state
-        if state in ("ended", "failed"):
-            self.supervisor.spawn(self._finish_source(source), f"finish-{source}", forever=False)
-        log.info("source_state", source=source, state=state)
-        self.sink.publish(self.sink.topic(source, "state"), state, qos=1, retain=True)
-
-    async def _finish_source(self, source: str) -> None:
-        """A source ended: once its last frames are through the engine, the stages hear of it."""
-        await self.queue.drained(source)
+    async def _flushed(self, source: str) -> None:
         if self.engine is not None:
             await self.engine.flushed(source)
-        self.chain.source_finished(source)
 
     def _publish_stats(self, payload: str) -> None:
         self.sink.publish(f"{self.sink.prefix}/stats", payload, qos=0)
 
     def _snapshot(self) -> dict[str, Any]:
         return {
-            "states": dict(self.states),
+            "states": dict(self.sources.states),
             "queue_depth": len(self.queue),
             "device": self.engine.device if self.engine else None,
             "mqtt_buffered": self.sink.status().buffered,
@@ -338,7 +301,7 @@ class Daemon:
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
         engine = self.engine.status() if self.engine else None
-        return readiness(engine, self.sink.status(), self.states, self.supervisor.failed)
+        return readiness(engine, self.sink.status(), self.sources.states, self.supervisor.failed)
 
     def engine_progressing(self, stall_after: float) -> bool:
         """False when frames wait (queued or on the device) and none completed for a while."""

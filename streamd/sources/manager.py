@@ -1,0 +1,105 @@
+"""The running sources: started and stopped by name (at start-up and on reload), their states
+published as they change, and the stages told when a source's last frame is through."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from streamd.config import SourceConfig
+from streamd.logging import get_logger
+from streamd.metrics import Metrics
+from streamd.pipeline import Chain
+from streamd.queue import FrameQueue
+from streamd.sinks.mqtt import MqttSink
+from streamd.sources.capture import CaptureSource
+from streamd.supervisor import Supervisor
+from streamd.tracking.stage import TrackingStage
+
+log = get_logger("streamd.daemon")
+
+Flushed = Callable[[str], Any]  # awaitable: the engine has reported every frame of the source
+
+
+class SourceSet:
+    def __init__(
+        self,
+        queue: FrameQueue,
+        metrics: Metrics,
+        sink: MqttSink,
+        chain: Chain,
+        tracking: TrackingStage,
+        supervisor: Supervisor,
+        transform: Callable[[np.ndarray], Any],
+        flushed: Flushed,
+    ) -> None:
+        self._queue, self._metrics, self._sink, self._chain = queue, metrics, sink, chain
+        self._tracking, self._supervisor = tracking, supervisor
+        self._transform, self._flushed = transform, flushed
+        self.sources: dict[str, CaptureSource] = {}
+        self.states: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    @property
+    def finite(self) -> bool:
+        """Only files that end: the daemon drains and exits once they have."""
+        return bool(self.sources) and all(s.finite for s in self.sources.values())
+
+    def start(self, config: SourceConfig) -> None:
+        self._metrics.init_source(config.name)
+        self._tracking.configure(config)
+        self._chain.source_started(config.name)
+        source = CaptureSource(
+            config, asyncio.get_running_loop(), self._queue, self._metrics, self._on_state, self._transform
+        )
+        self.sources[source.name] = source
+        source.start()
+
+    async def stop(self, name: str, removed: bool) -> None:
+        source = self.sources.pop(name)
+        source.stop()
+        await source.wait()
+        self._chain.source_finished(name)
+        self._metrics.source_up.labels(name).set(0)
+        if removed:
+            self.states.pop(name, None)
+            self._sink.publish(self._sink.topic(name, "state"), "ended", qos=1, retain=True)
+
+    async def stop_all(self, timeout: float) -> None:
+        """Readers notice the stop within one frame read; their last frames still count."""
+        for source in self.sources.values():
+            source.stop()
+        if self.sources:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(s.wait() for s in self.sources.values())), timeout)
+
+    async def all_done(self) -> None:
+        while True:
+            current = list(self.sources.values())
+            await asyncio.gather(*(s.wait() for s in current))
+            if current == list(self.sources.values()):  # no reload added one meanwhile
+                return
+
+    def captured(self) -> dict[str, int]:
+        return {name: source.captured for name, source in self.sources.items()}
+
+    def _on_state(self, source: str, state: str) -> None:
+        if source not in self.sources or self.states.get(source) == state:
+            return
+        self.states[source] = state
+        if state in ("ended", "failed"):
+            self._supervisor.spawn(self._finish(source), f"finish-{source}", forever=False)
+        log.info("source_state", source=source, state=state)
+        self._sink.publish(self._sink.topic(source, "state"), state, qos=1, retain=True)
+
+    async def _finish(self, source: str) -> None:
+        """A source ended: once its last frames are through the engine, the stages hear of it."""
+        await self._queue.drained(source)
+        await self._flushed(source)
+        self._chain.source_finished(source)
