@@ -38,8 +38,12 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
     pre = prepared.preprocessing
     out.append(
         f"preproc   {prepared.preprocess_mode}: u8 NHWC BGR frames; "
-        + ("resize on the host (cv2), " if prepared.preprocess_mode == "host" else "resize in the graph, ")
-        + f"{'BGR->RGB, ' if pre.color_order == 'RGB' else ''}layout {image.layout}"
+        + (
+            f"resize{' and BGR->RGB' if pre.color_order == 'RGB' else ''} on the host (cv2), "
+            if prepared.preprocess_mode == "host"
+            else f"resize{' and BGR->RGB' if pre.color_order == 'RGB' else ''} in the graph, "
+        )
+        + f"layout {image.layout}"
         + (f", mean {list(pre.mean)}" if pre.mean else "")
         + (f", scale {list(pre.scale)}" if pre.scale else "")
     )
