@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streamd import __version__
-from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError
+from streamd.config_file import load_config
 from streamd.logging import configure, get_logger
 from streamd.process import limit_malloc_arenas
 from streamd.shard import Shard

@@ -20,7 +20,7 @@ import numpy as np
 import openvino as ov
 
 from streamd import __version__, systemd
-from streamd.config import Config, ConfigError, SourceConfig, load_config
+from streamd.config import Config, ModelConfig
 from streamd.health import HealthServer, readiness
 from streamd.inference.engine import Engine
 from streamd.inference.loader import build_engine
@@ -28,7 +28,7 @@ from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain, Stage
 from streamd.queue import FrameQueue
-from streamd.reload import ReloadPlan, plan_reload
+from streamd.reload import apply_reload
 from streamd.sinks.mqtt import MqttSink, MqttUnavailable
 from streamd.sinks.payload import DetectionsStage
 from streamd.sinks.presence import PresenceStage
@@ -124,7 +124,7 @@ class Daemon:
         assert self.sink.task is not None
         # It flushes at shutdown (close() ends it); a refusal at start ends it too, and exits 69.
         self.supervisor.watch(self.sink.task, owned=False, may_end=lambda: self.sink.fatal is not None)
-        self.engine = await build_engine(cfg.model, self._core, self.metrics, self.chain, self.engine_class)
+        self.engine = await self.build_engine(cfg.model)
         self._transform = self.engine.input_transform()
         # Refused credentials or a bad certificate will not fix themselves: exit 69 now rather
         # than buffer forever. A broker that is merely down is retried with backoff.
@@ -222,54 +222,14 @@ class Daemon:
             started = time.monotonic()
             systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={systemd.monotonic_usec()}")
             try:
-                await self._apply(started)
+                await apply_reload(self, self.config_path, started)
             finally:
                 systemd.notify(f"READY=1\nSTATUS=streaming {len(self.sources)} source(s)")
 
-    async def _apply(self, started: float) -> None:
-        if self.config_path is None:
-            log.warning("reload_ignored", reason="no config file to re-read")
-            return
-        try:
-            new = load_config(self.config_path)
-        except ConfigError as exc:
-            log.error("reload_rejected", error=str(exc), key=exc.key, problems=exc.lines())
-            return
-        old = self.config
-        plan = plan_reload(old, new)
-        if plan.needs_restart:
-            log.warning("reload_needs_restart", sections=plan.needs_restart, note="kept the running values")
-        engine: Engine | None = None
-        if plan.model_changed:
-            try:
-                engine = await build_engine(new.model, self._core, self.metrics, self.chain, self.engine_class)
-            except Exception as exc:  # config, model, placement or anything else: keep running as is
-                log.error("reload_rejected", error=str(exc), key="model")
-                return
-        try:
-            if engine is not None:
-                self._swap_engine(engine)
-            await self._restart_sources(plan, {s.name: s for s in new.sources})
-        except Exception as exc:
-            log.exception("reload_rejected", error=repr(exc), key="sources")
-            return
-        self.config = new.model_copy(update={n: getattr(old, n) for n in plan.needs_restart})
-        log.info(
-            "reload_done",
-            added=plan.added,
-            removed=plan.removed,
-            restarted=plan.restarted,
-            model_changed=plan.model_changed,
-            seconds=round(time.monotonic() - started, 3),
-        )
+    async def build_engine(self, model: ModelConfig) -> Engine:
+        return await build_engine(model, self._core, self.metrics, self.chain, self.engine_class)
 
-    async def _restart_sources(self, plan: ReloadPlan, after: dict[str, SourceConfig]) -> None:
-        for name in plan.stopped:
-            await self.sources.stop(name, removed=name in plan.removed)
-        for name in plan.started:
-            self.sources.start(after[name])
-
-    def _swap_engine(self, engine: Engine) -> None:
+    def swap_engine(self, engine: Engine) -> None:
         """The new engine takes the queue; the old one finishes its in-flight frames, then is
         released (compiled model, request pool, threads)."""
         old, old_task = self.engine, self._engine_task

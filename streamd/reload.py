@@ -1,10 +1,23 @@
-"""What a SIGHUP changes: a pure diff of two configs, so the daemon applies only that."""
+"""What a SIGHUP changes: a pure diff of two configs (:func:`plan_reload`), applied all or
+nothing (:func:`apply_reload`): the new config is read and its model compiled before anything
+running is touched; every outcome is logged as ``reload_done`` or ``reload_rejected``."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from streamd.config import Config
+from streamd.config import Config, ConfigError, ModelConfig
+from streamd.config_file import load_config
+from streamd.logging import get_logger
+
+if TYPE_CHECKING:
+    from streamd.inference.engine import Engine
+    from streamd.sources.manager import SourceSet
+
+log = get_logger("streamd.daemon")
 
 # Sections a running daemon cannot change in place (connections, listeners, queue sizes).
 RESTART_SECTIONS = ("mqtt", "metrics", "queue", "log")
@@ -36,4 +49,57 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         removed=[n for n in before if n not in after],
         restarted=[n for n in after if n in before and after[n] != before[n]],
         needs_restart=[n for n in RESTART_SECTIONS if getattr(new, n) != getattr(old, n)],
+    )
+
+
+class Reloadable(Protocol):
+    """What a reload changes in the running daemon."""
+
+    config: Config
+    sources: SourceSet
+
+    async def build_engine(self, model: ModelConfig) -> Engine: ...
+
+    def swap_engine(self, engine: Engine) -> None: ...
+
+
+async def apply_reload(target: Reloadable, path: Path | None, started: float) -> None:
+    if path is None:
+        log.warning("reload_ignored", reason="no config file to re-read")
+        return
+    try:
+        new = load_config(path)
+    except ConfigError as exc:
+        log.error("reload_rejected", error=str(exc), key=exc.key, problems=exc.lines())
+        return
+    old = target.config
+    plan = plan_reload(old, new)
+    if plan.needs_restart:
+        log.warning("reload_needs_restart", sections=plan.needs_restart, note="kept the running values")
+    engine: Engine | None = None
+    if plan.model_changed:
+        try:
+            engine = await target.build_engine(new.model)
+        except Exception as exc:  # config, model, placement or anything else: keep running as is
+            log.error("reload_rejected", error=str(exc), key="model")
+            return
+    try:
+        if engine is not None:
+            target.swap_engine(engine)
+        after = {s.name: s for s in new.sources}
+        for name in plan.stopped:
+            await target.sources.stop(name, removed=name in plan.removed)
+        for name in plan.started:
+            target.sources.start(after[name])
+    except Exception as exc:
+        log.exception("reload_rejected", error=repr(exc), key="sources")
+        return
+    target.config = new.model_copy(update={n: getattr(old, n) for n in plan.needs_restart})
+    log.info(
+        "reload_done",
+        added=plan.added,
+        removed=plan.removed,
+        restarted=plan.restarted,
+        model_changed=plan.model_changed,
+        seconds=round(time.monotonic() - started, 3),
     )

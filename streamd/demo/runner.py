@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from streamd.config import load_config
+from streamd.config_file import load_config
 from streamd.daemon import Daemon
 from streamd.demo.broker import Mosquitto, port_open
 from streamd.demo.clip import demo_script, make_clip

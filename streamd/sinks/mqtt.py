@@ -12,41 +12,30 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import math
-import re
 import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import aiomqtt
-from aiomqtt.exceptions import MqttCodeError, MqttConnectError
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from streamd.backoff import Backoff
 from streamd.config import MqttConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
+from streamd.sinks.connect import make_client
 from streamd.sinks.outbox import Message, Outbox, buffer_path
+from streamd.sinks.refusal import describe_refusal, refused_protocol
 
 __all__ = ["Message", "MqttSink", "MqttUnavailable", "SinkStatus", "buffer_path"]
 
 log = get_logger("streamd.mqtt")
 
-SESSION_EXPIRY = 24 * 3600  # seconds the broker keeps our session (MQTT 5) after a disconnect
 MAX_INFLIGHT = 256  # publishes awaiting their acknowledgement at once
 HEALTHY_CONNECTION = 10.0  # a connection that lived this long resets the reconnect backoff
 ACK_TIMEOUT = 10.0  # seconds a publish may wait for its PUBACK before the connection is given up
-# aiomqtt warns on every publish past 10 in flight; we run many on purpose, and report
-# connection problems ourselves through structlog.
-_AIOMQTT_LOG = logging.getLogger("streamd.aiomqtt")
-_AIOMQTT_LOG.setLevel(logging.ERROR)
 
 
 class MqttUnavailable(Exception):
@@ -61,43 +50,6 @@ class SinkStatus:
     capacity: int
     disk_error: str | None  # the disk buffer refuses writes (messages wait in memory)
     counts: dict[str, int]  # published / dropped_<reason>
-
-
-# CONNACK reason codes that retrying will not fix: 3.1.1 (4 bad user name or password, 5 not
-# authorised) and 5 (134, 135, 138 banned, 140 bad authentication method).
-REFUSED_CODES = frozenset({4, 5, 134, 135, 138, 140})
-PROTOCOL_CODES = frozenset({1, 132})  # unacceptable / unsupported protocol version
-
-
-def connack_code(exc: BaseException) -> int | None:
-    if not isinstance(exc, MqttCodeError):
-        return None
-    rc = exc.rc
-    return int(rc.value) if isinstance(rc, ReasonCode) else rc
-
-
-def describe_refusal(exc: BaseException) -> str | None:
-    """A plain sentence for errors that retrying will not fix, None for the ones it may."""
-    code = connack_code(exc) if isinstance(exc, MqttConnectError) else None
-    if code in REFUSED_CODES:
-        reason = re.sub(r"^\[code:\d+\]\s*", "", str(exc))
-        return f"the broker refused the connection: {reason} (check mqtt.username and mqtt.password_file)"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate check failed: {exc} (check mqtt.tls.ca, or the broker's certificate)"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {exc} (check mqtt.tls.* and that the port speaks TLS)"
-    text = str(exc)
-    # aiomqtt wraps connection errors in MqttError with the original's text only.
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return f"TLS certificate check failed: {text} (check mqtt.tls.ca, or the broker's certificate)"
-    if "SSL" in text and isinstance(exc, aiomqtt.MqttError):
-        return f"TLS handshake failed: {text} (check mqtt.tls.* and that the port speaks TLS)"
-    return None
-
-
-def _refused_protocol(exc: BaseException) -> bool:
-    """The broker answered CONNECT with 'unsupported protocol version' (an MQTT 3.1.1 broker)."""
-    return isinstance(exc, MqttConnectError) and connack_code(exc) in PROTOCOL_CODES
 
 
 class MqttSink:
@@ -199,35 +151,7 @@ class MqttSink:
             log.warning("mqtt_unflushed", messages=len(self.outbox.memory), reason=reason)
 
     def _client(self) -> aiomqtt.Client:
-        cfg = self.config
-        password = Path(cfg.password_file).read_text().strip() if cfg.password_file else None
-        tls_context = None
-        if cfg.tls.ca or cfg.tls.cert:
-            tls_context = ssl.create_default_context(cafile=cfg.tls.ca or None)
-            if cfg.tls.cert:
-                tls_context.load_cert_chain(cfg.tls.cert, cfg.tls.key or None)
-        session: dict[str, Any]
-        if self.protocol == aiomqtt.ProtocolVersion.V5:
-            # MQTT 5: a persistent session needs clean_start off *and* an expiry interval.
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = SESSION_EXPIRY if cfg.qos else 0
-            session = {"clean_start": cfg.qos == 0, "properties": properties}
-        else:
-            session = {"clean_session": cfg.qos == 0}
-        return aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            identifier=f"streamd-{cfg.instance}",
-            username=cfg.username or None,
-            password=password,
-            protocol=self.protocol,
-            will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
-            keepalive=cfg.keepalive,
-            tls_context=tls_context,
-            timeout=10.0,
-            logger=_AIOMQTT_LOG,
-            **session,
-        )
+        return make_client(self.config, self.protocol, self.status_topic)
 
     async def _run(self) -> None:
         """Connect, pump, reconnect with backoff: forever, whatever fails, until close()."""
@@ -247,7 +171,7 @@ class MqttSink:
                     self._set_connected(False)
                     return
             except (aiomqtt.MqttError, OSError, ssl.SSLError, TimeoutError) as exc:
-                if self.protocol == aiomqtt.ProtocolVersion.V5 and _refused_protocol(exc):
+                if self.protocol == aiomqtt.ProtocolVersion.V5 and refused_protocol(exc):
                     # An MQTT 3.1.1 broker refuses the 5 handshake: speak 3.1.1 from now on.
                     log.info("mqtt_protocol_fallback", host=self.config.host, error=str(exc), protocol="3.1.1")
                     self.protocol = aiomqtt.ProtocolVersion.V311

@@ -11,7 +11,7 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
-from streamd.config import parse_config
+from streamd.config_file import parse_config
 from streamd.demo.clip import make_clip
 from tests.conftest import REPO
 

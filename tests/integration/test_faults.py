@@ -464,7 +464,7 @@ async def test_a_hundred_sources_keep_memory_bounded_and_probes_quick(launch: La
 async def test_a_background_task_that_dies_is_logged_counted_unready_and_stops_the_watchdog(
     tmp_path: Path, default_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streamd.config import parse_config
+    from streamd.config_file import parse_config
     from streamd.daemon import Daemon
     from tests.integration.test_systemd import NotifySocket
 

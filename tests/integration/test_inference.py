@@ -12,7 +12,8 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from streamd.config import Config, ConfigError, ModelConfig, parse_config
+from streamd.config import Config, ConfigError, ModelConfig
+from streamd.config_file import parse_config
 from streamd.demo.clip import photo
 from streamd.inference.model import PreparedModel, compile_variant, frame_preparer, prepare, with_preprocessing
 from streamd.types import Detection

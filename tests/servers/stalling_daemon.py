@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from streamd.cli import run
-from streamd.config import load_config
+from streamd.config_file import load_config
 from streamd.inference.engine import Engine
 from streamd.logging import configure, get_logger
 from streamd.queue import FrameQueue

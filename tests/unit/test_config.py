@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streamd.config import ConfigError, apply_env, load_config
+from streamd.config import ConfigError
+from streamd.config_file import apply_env, load_config
 from streamd.redact import redact_uri
 
 GOOD = """

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamd.config import Config, parse_config
+from streamd.config import Config
+from streamd.config_file import parse_config
 from streamd.reload import plan_reload
 
 

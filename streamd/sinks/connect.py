@@ -1,0 +1,52 @@
+"""The aiomqtt client streamd connects with: identity, credentials, TLS, last will, session."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from streamd.config import MqttConfig
+
+SESSION_EXPIRY = 24 * 3600  # seconds the broker keeps our session (MQTT 5) after a disconnect
+# aiomqtt warns on every publish past 10 in flight; we run many on purpose, and report
+# connection problems ourselves through structlog.
+_AIOMQTT_LOG = logging.getLogger("streamd.aiomqtt")
+_AIOMQTT_LOG.setLevel(logging.ERROR)
+
+
+def make_client(cfg: MqttConfig, protocol: aiomqtt.ProtocolVersion, status_topic: str) -> aiomqtt.Client:
+    """A client whose will marks us ``offline``; at QoS >= 1 a persistent session (MQTT 5: clean
+    start off *and* an expiry interval; 3.1.1: clean session off)."""
+    password = Path(cfg.password_file).read_text().strip() if cfg.password_file else None
+    tls_context = None
+    if cfg.tls.ca or cfg.tls.cert:
+        tls_context = ssl.create_default_context(cafile=cfg.tls.ca or None)
+        if cfg.tls.cert:
+            tls_context.load_cert_chain(cfg.tls.cert, cfg.tls.key or None)
+    session: dict[str, Any]
+    if protocol == aiomqtt.ProtocolVersion.V5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = SESSION_EXPIRY if cfg.qos else 0
+        session = {"clean_start": cfg.qos == 0, "properties": properties}
+    else:
+        session = {"clean_session": cfg.qos == 0}
+    return aiomqtt.Client(
+        cfg.host,
+        cfg.port,
+        identifier=f"streamd-{cfg.instance}",
+        username=cfg.username or None,
+        password=password,
+        protocol=protocol,
+        will=aiomqtt.Will(status_topic, b"offline", qos=1, retain=True),
+        keepalive=cfg.keepalive,
+        tls_context=tls_context,
+        timeout=10.0,
+        logger=_AIOMQTT_LOG,
+        **session,
+    )
