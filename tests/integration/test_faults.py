@@ -276,7 +276,7 @@ async def test_a_reload_that_fails_to_compile_is_rejected_and_changes_nothing(
     broken.write_text("<net>")
     write_config(path, broken, [*sources, {"name": "new", "uri": clip}], broker.port)
     daemon.signal(signal.SIGHUP)
-    await asyncio.sleep(3)
+    await daemon.wait_for_event("reload_rejected", timeout=60)
     before = len(subscriber.on("/cam/detections"))
     await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= before + 3, 30)
     daemon.signal(signal.SIGTERM)
