@@ -79,10 +79,6 @@ class Daemon:
         self._started = False
         self.exit_code = 0
 
-    @property
-    def failed_tasks(self) -> dict[str, str]:
-        return self.supervisor.failed
-
     # -- lifecycle --------------------------------------------------------------------------
 
     async def serve(self) -> int:
@@ -254,7 +250,7 @@ class Daemon:
             "states": dict(self.sources.states),
             "queue_depth": len(self.queue),
             "device": self.engine.device if self.engine else None,
-            "mqtt_buffered": self.sink.status().buffered,
+            "mqtt_buffered": self.sink.buffered,
         }
 
     # -- health and watchdog -------------------------------------------------------------------

@@ -110,9 +110,6 @@ class FrameQueue:
                 return False
             self._forget(self._queues[victim].popleft())
             self._on_drop(victim, "queue_bytes")
-            taken = self._taken.get(victim)
-            if taken is not None:
-                taken()
         return True
 
     async def put(self, frame: Frame) -> None:

@@ -83,10 +83,6 @@ class Engine:
     def device(self) -> str:
         return self.base.placement.device if self.base else self.prepared.config.device
 
-    @property
-    def inflight(self) -> int:
-        return self._inflight
-
     def input_transform(self) -> Transform:
         """What the reader threads do to each frame before queueing it (so the loop does not):
         resize and colour order on the host when pre-processing runs there, and wrap the pixels in an ov.Tensor

@@ -208,11 +208,11 @@ def _precision_name(value: Any) -> str:
     return _TYPE_NAMES.get(name, name)
 
 
-def effective_precision(compiled: ov.CompiledModel) -> dict[str, str]:
+def effective_precision(compiled: ov.CompiledModel, device: str) -> dict[str, str]:
     """What each device really computes in, read back from the compiled model (not the request:
     ``auto`` means bf16 on some CPUs and f32 on others). HETERO reports it per device."""
     try:
-        return {"": _precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))}
+        return {device: _precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))}
     except RuntimeError:
         pass
     found: dict[str, str] = {}
@@ -254,7 +254,5 @@ def compile_variant(
     # request queued, so it never idles (measured: 2 requests ~0.78 of the ceiling, 4 ~0.9).
     requests = cfg.infer_requests or 2 * int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     prepared.decoder.bind(compiled.outputs, prepared.image.size)
-    precision = effective_precision(compiled)
-    if "" in precision:  # a single device: name it
-        precision = {placed.device: precision[""]}
+    precision = effective_precision(compiled, placed.device)
     return CompiledVariant(compiled, placed, frame_size, seconds, max(1, requests), precision)

@@ -69,7 +69,6 @@ class MqttSink:
         self.first_attempt_done = asyncio.Event()
         self.ever_connected = False
         self.fatal: str | None = None
-        self.connections = 0  # times the broker acknowledged 'online' (tests, stats)
         self.protocol = aiomqtt.ProtocolVersion.V5  # MQTT 5 first, 3.1.1 if the broker refuses it
         self.last_error: str | None = None
         # Called with (message, seconds from capture) when a frame's message is acknowledged.
@@ -78,10 +77,6 @@ class MqttSink:
     @property
     def buffered(self) -> int:
         return self.outbox.buffered
-
-    @property
-    def disk_error(self) -> str | None:
-        return self.outbox.disk_error
 
     def status(self) -> SinkStatus:
         return SinkStatus(
@@ -198,7 +193,6 @@ class MqttSink:
 
     def _on_connected(self) -> None:
         self._conn_error = None
-        self.connections += 1
         self.last_error = None
         self.ever_connected = True
         self._set_connected(True)

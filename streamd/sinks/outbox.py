@@ -79,14 +79,11 @@ class Outbox:
     def buffered(self) -> int:
         return len(self.memory) + len(self.unacked) + (self.disk.count if self.disk else 0)
 
-    def remember(self, message: Message, *, front: bool = False) -> None:
+    def remember(self, message: Message) -> None:
         if len(self.memory) >= self.config.buffer:
             self.memory.popleft()
             self.dropped("buffer_full")
-        if front:
-            self.memory.appendleft(message)
-        else:
-            self.memory.append(message)
+        self.memory.append(message)
         self._metrics.mqtt_buffered.set(self.buffered)
 
     def dropped(self, reason: str, count: int = 1) -> None:
