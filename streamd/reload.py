@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from streamd.config import Config, ConfigError, ModelConfig
+from streamd.config import Config, ConfigError
 from streamd.config_file import load_config
 from streamd.logging import get_logger
 
 if TYPE_CHECKING:
     from streamd.inference.engine import Engine
+    from streamd.inference.slot import EngineSlot
     from streamd.sources.manager import SourceSet
 
 log = get_logger("streamd.daemon")
@@ -57,10 +58,7 @@ class Reloadable(Protocol):
 
     config: Config
     sources: SourceSet
-
-    async def build_engine(self, model: ModelConfig) -> Engine: ...
-
-    def swap_engine(self, engine: Engine) -> None: ...
+    engines: EngineSlot
 
 
 async def apply_reload(target: Reloadable, path: Path | None, started: float) -> None:
@@ -79,13 +77,13 @@ async def apply_reload(target: Reloadable, path: Path | None, started: float) ->
     engine: Engine | None = None
     if plan.model_changed:
         try:
-            engine = await target.build_engine(new.model)
+            engine = await target.engines.build(new.model)
         except Exception as exc:  # config, model, placement or anything else: keep running as is
             log.error("reload_rejected", error=str(exc), key="model")
             return
     try:
         if engine is not None:
-            target.swap_engine(engine)
+            target.engines.swap(engine)
         after = {s.name: s for s in new.sources}
         for name in plan.stopped:
             await target.sources.stop(name, removed=name in plan.removed)

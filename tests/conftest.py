@@ -259,11 +259,11 @@ class Launch:
     real-time source called ``cam`` on the test's broker), the process. ``http=True`` also serves
     /metrics on a free port (``launch.http``)."""
 
-    def __init__(self, tmp_path: Path, model: Path, broker: Mosquitto) -> None:
+    def __init__(self, tmp_path: Path, model: Path, broker: Mosquitto, script: list[str | None] | None = None) -> None:
         from tests.clips import mixed_clip
 
         self.tmp_path, self.model, self.broker = tmp_path, model, broker
-        self.clip, self.truth = mixed_clip(tmp_path)
+        self.clip, self.truth = mixed_clip(tmp_path, script=script)
         self.config = tmp_path / "streamd.toml"
         self.http_port = 0
 
@@ -271,13 +271,17 @@ class Launch:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    def source(self, name: str = "cam", **settings: Any) -> dict[str, Any]:
+        """The clip as a looping real-time source; ``settings`` add to or override that."""
+        return {"name": name, "uri": self.clip, "realtime": True, "loop": True} | settings
+
     def write(self, sources: list[dict[str, Any]] | None = None, *, http: bool = False, **tables: Any) -> Path:
         from streamd.demo.broker import free_port
 
         if http:
             self.http_port = free_port()
             tables.setdefault("metrics", {})["listen"] = f"127.0.0.1:{self.http_port}"
-        sources = sources or [{"name": "cam", "uri": self.clip, "realtime": True, "loop": True}]
+        sources = sources or [self.source()]
         return write_config(self.config, self.model, sources, self.broker.port, **tables)
 
     async def __call__(

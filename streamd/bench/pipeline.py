@@ -125,5 +125,5 @@ async def measure_pipeline(
     result.fps = result.frames / elapsed if elapsed > 0 else 0.0
     cores = os.cpu_count() or 1
     result.cpu_percent = 100.0 * (window.get("cpu_end", 0.0) - window.get("cpu", 0.0)) / max(elapsed, 1e-6) / cores
-    result.device = daemon.engine.device if daemon.engine else ""
+    result.device = daemon.engines.device or ""
     return result

@@ -11,6 +11,7 @@ counted (``streamd_mqtt_dropped_total{reason="buffer_full"}``); memory never gro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import ssl
@@ -73,6 +74,7 @@ class MqttSink:
         self.last_error: str | None = None
         # Called with (message, seconds from capture) when a frame's message is acknowledged.
         self.on_acked: Callable[[Message, float], None] | None = None
+        self.close_timeout = 10.0  # what ``async with`` allows the final flush
 
     @property
     def buffered(self) -> int:
@@ -112,6 +114,31 @@ class MqttSink:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mqtt-sink")
 
+    async def first_attempt(self, timeout: float = 10.0) -> None:
+        """Wait (at most ``timeout``) for the first connection attempt. Refused credentials or a
+        bad certificate will not fix themselves: :class:`MqttUnavailable`. A broker that is merely
+        down is retried with backoff while messages wait in the buffer."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.first_attempt_done.wait(), timeout)
+        if self.fatal:
+            raise MqttUnavailable(self.fatal)
+
+    @property
+    def refused(self) -> bool:
+        return self.fatal is not None
+
+    async def __aenter__(self) -> MqttSink:
+        self.start()
+        try:
+            await self.first_attempt()
+        except MqttUnavailable:
+            await self.close(1.0)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close(self.close_timeout)
+
     @property
     def task(self) -> asyncio.Task[None] | None:
         return self._task
@@ -126,6 +153,7 @@ class MqttSink:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except TimeoutError:
             self._task.cancel()
+            await asyncio.wait([self._task])  # ended, not merely told to end
             self.outbox.retry_at = 0.0  # one last try to keep them on disk
             self.outbox.spill()
         except Exception as exc:  # the pump cannot die (see _run), but a shutdown must not either

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import resource
 import signal
@@ -25,7 +24,7 @@ from streamd.metrics import Metrics
 from streamd.sinks.mqtt import MqttSink
 from tests.clips import mixed_clip
 from tests.conftest import Collected, DurableSubscriber, Launch, Streamd, write_config
-from tests.integration.test_observability import http, samples
+from tests.integration.test_observability import http, samples, wait_ready
 
 
 def proc_status(pid: int, field: str) -> int:
@@ -33,19 +32,6 @@ def proc_status(pid: int, field: str) -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
     raise KeyError(field)
-
-
-async def wait_ready(port: int, want: int, timeout: float = 60, saying: str = "") -> dict[str, object]:
-    """Until /readyz answers ``want`` (with ``saying`` in its body)."""
-    deadline = time.monotonic() + timeout
-    body = ""
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            status, body = await http(f"http://127.0.0.1:{port}/readyz")
-            if status == want and saying in body:
-                return dict(json.loads(body))
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"/readyz never answered {want}; last body {body}")
 
 
 async def wait_until_healthy(port: int, timeout: float) -> None:
@@ -65,18 +51,10 @@ async def wait_until_healthy(port: int, timeout: float) -> None:
 
 
 async def test_full_disk_falls_back_to_memory_says_so_and_loses_nothing(tmp_path: Path, default_model: Path) -> None:
-    clip, _ = mixed_clip(tmp_path)
-    http_port = free_port()
     with Mosquitto(persistent=True) as broker:
-        config = write_config(
-            tmp_path / "streamd.toml",
-            default_model,
-            [{"name": "cam", "uri": clip, "realtime": True, "loop": True}],
-            broker.port,
-            mqtt={"publish_empty": True},
-            metrics={"listen": f"127.0.0.1:{http_port}"},
-            daemon={"stats_interval": 1.0},
-        )
+        launch = Launch(tmp_path, default_model, broker)
+        config = launch.write(http=True, mqtt={"publish_empty": True}, daemon={"stats_interval": 1.0})
+        http_port = launch.http_port
         async with DurableSubscriber(broker.port, "test-full-disk") as got:
             daemon = await Streamd("run", "-c", str(config)).start()
             assert daemon.process is not None
@@ -478,7 +456,7 @@ async def test_a_background_task_that_dies_is_logged_counted_unready_and_stops_t
         }
     )
     daemon = Daemon(config)
-    watchdog = daemon.supervisor.spawn(daemon._watchdog(0.05), "watchdog")
+    watchdog = daemon.supervisor.spawn(daemon.watchdog(0.05), "watchdog")
     await notify.watch(0.3)
     assert "WATCHDOG=1" in [m for _, m in notify.messages], "pings while all is well"
 

@@ -38,13 +38,11 @@ def first_arrivals(frames: list[int]) -> tuple[list[int], int]:
 
 
 async def test_broker_outage_mid_clip_delivers_every_frame_once_in_order(tmp_path: Path, default_model: Path) -> None:
-    clip, truth = mixed_clip(tmp_path, script=LONG)
     with Mosquitto(persistent=True) as broker:
-        config = write_config(
-            tmp_path / "streamd.toml",
-            default_model,
-            [{"name": "cam", "uri": clip, "realtime": True, "drop": "block"}],
-            broker.port,
+        launch = Launch(tmp_path, default_model, broker, script=LONG)
+        truth = launch.truth
+        config = launch.write(
+            [launch.source(loop=False, drop="block")],
             mqtt={"publish_empty": True, "qos": 1},
             daemon={"shutdown_timeout": 30},
         )
@@ -65,15 +63,9 @@ async def test_broker_outage_mid_clip_delivers_every_frame_once_in_order(tmp_pat
 
 
 async def test_kill_9_while_the_broker_is_down_keeps_the_buffer(tmp_path: Path, default_model: Path) -> None:
-    clip, _ = mixed_clip(tmp_path, script=LONG)
     with Mosquitto(persistent=True) as broker:
-        config = write_config(
-            tmp_path / "streamd.toml",
-            default_model,
-            [{"name": "cam", "uri": clip, "realtime": True, "loop": True, "drop": "block"}],
-            broker.port,
-            mqtt={"publish_empty": True},
-        )
+        launch = Launch(tmp_path, default_model, broker, script=LONG)
+        config = launch.write([launch.source(drop="block")], mqtt={"publish_empty": True})
         async with DurableSubscriber(broker.port, "test-kill") as got:
             broker.stop()
             first = await Streamd("run", "-c", str(config)).start()

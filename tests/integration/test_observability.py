@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import shutil
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import aiomqtt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.clips import mixed_clip
-from tests.conftest import REPO, Collected, Launch, Streamd, write_config
+from tests.conftest import REPO, Collected, Launch
 
 CONTRACT = [
     "streamd_frames_captured_total",
@@ -50,6 +50,19 @@ def get(url: str) -> tuple[int, str]:
 
 async def http(url: str) -> tuple[int, str]:
     return await asyncio.to_thread(get, url)
+
+
+async def wait_ready(port: int, want: int, timeout: float = 60, saying: str = "") -> dict[str, object]:
+    """Until /readyz answers ``want`` (with ``saying`` in its body)."""
+    deadline = time.monotonic() + timeout
+    body = ""
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            status, body = await http(f"http://127.0.0.1:{port}/readyz")
+            if status == want and saying in body:
+                return dict(json.loads(body))
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"/readyz never answered {want}; last body {body}")
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -114,38 +127,19 @@ async def test_live_metrics_readiness_and_dashboard(launch: Launch, subscriber: 
         assert not missing, missing
 
         launch.broker.stop()
-        for _ in range(50):
-            status, body = await http(base + "/readyz")
-            if status == 503:
-                break
-            await asyncio.sleep(0.2)
-        assert status == 503
-        reasons = json.loads(body)["reasons"]
-        assert any("mqtt disconnected" in r for r in reasons), reasons
+        reasons = (await wait_ready(launch.http_port, 503, 10, saying="mqtt disconnected"))["reasons"]
+        assert any("mqtt disconnected" in r for r in reasons), reasons  # type: ignore[attr-defined]
         launch.broker.start()
-        for _ in range(100):
-            status, body = await http(base + "/readyz")
-            if status == 200:
-                break
-            await asyncio.sleep(0.2)
-        assert status == 200, body
+        await wait_ready(launch.http_port, 200, 20)
     finally:
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait(20) == 0
 
 
-async def test_stats_topic(tmp_path: Path, default_model: Path, broker) -> None:
-    clip, _ = mixed_clip(tmp_path)
-    config = write_config(
-        tmp_path / "streamd.toml",
-        default_model,
-        [{"name": "door", "uri": clip, "realtime": True, "loop": True}],
-        broker.port,
-        daemon={"stats_interval": 1.0},
-    )
-    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+async def test_stats_topic(launch: Launch) -> None:
+    async with aiomqtt.Client("127.0.0.1", launch.broker.port) as client:
         await client.subscribe("streamd/test/stats")
-        daemon = await Streamd("run", "-c", str(config)).start()
+        daemon = await launch([launch.source("door")], daemon={"stats_interval": 1.0})
         try:
             stats = []
             async with asyncio.timeout(60):

@@ -84,15 +84,10 @@ async def test_sigterm_finishes_in_flight_frames_and_goes_offline(
 
 async def test_broker_down_at_start_buffers_then_flushes(tmp_path: Path, default_model: Path) -> None:
     """Start with the broker stopped: detections wait in the bounded buffer, then all arrive."""
-    clip, truth = mixed_clip(tmp_path)
     with Mosquitto(persistent=True) as broker:
-        config = write_config(
-            tmp_path / "streamd.toml",
-            default_model,
-            [{"name": "late", "uri": clip, "realtime": True, "loop": True}],
-            broker.port,
-            daemon={"shutdown_timeout": 20},
-        )
+        launch = Launch(tmp_path, default_model, broker)
+        truth = launch.truth
+        config = launch.write([launch.source("late")], daemon={"shutdown_timeout": 20})
         # A consumer with a persistent session, as in production: the broker queues for it.
         async with DurableSubscriber(broker.port, "test-late") as got:
             broker.stop()

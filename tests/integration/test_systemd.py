@@ -91,15 +91,8 @@ async def test_ready_watchdog_stopping_in_order(tmp_path: Path, launch: Launch, 
     assert max(gaps) < 0.6, f"pings every WATCHDOG_USEC/2 = 0.3 s, got gaps {gaps}"
 
 
-async def test_watchdog_stops_when_the_engine_is_wedged(tmp_path: Path, default_model: Path, broker) -> None:
-    clip, _ = mixed_clip(tmp_path)
-    config = write_config(
-        tmp_path / "streamd.toml",
-        default_model,
-        [{"name": "cam", "uri": clip, "realtime": True, "loop": True}],
-        broker.port,
-        daemon={"shutdown_timeout": 30},
-    )
+async def test_watchdog_stops_when_the_engine_is_wedged(tmp_path: Path, launch: Launch) -> None:
+    config = launch.write(daemon={"shutdown_timeout": 30})
     notify = NotifySocket(str(tmp_path / "notify"))
     daemon = await Streamd(
         "run",

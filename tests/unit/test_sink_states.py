@@ -3,7 +3,6 @@ bounded, counted, recovered after a restart, and falling back to memory when the
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from streamd.config import MqttConfig
@@ -15,8 +14,20 @@ from streamd.sinks.mqtt import MqttSink
 async def started(config: MqttConfig) -> MqttSink:
     sink = MqttSink(config, Metrics())
     sink.start()
-    await asyncio.wait_for(sink.first_attempt_done.wait(), 15)
+    await sink.first_attempt(15)
     return sink
+
+
+async def test_async_with_waits_for_the_first_attempt_and_flushes_or_keeps_at_exit(tmp_path: Path) -> None:
+    """A broker that is down is no error at entry (messages wait); at exit they stay on disk."""
+    config = MqttConfig(port=free_port(), instance="ctx", buffer=10, buffer_dir=str(tmp_path))
+    async with MqttSink(config, Metrics()) as sink:
+        assert sink.first_attempt_done.is_set() and not sink.refused
+        sink.close_timeout = 0.5
+        sink.publish("t/1", b"x")
+    assert sink.task is not None and sink.task.done()
+    again = MqttSink(config, Metrics())
+    assert again.status().buffered == 1, "kept on disk for the next start"
 
 
 async def test_memory_buffer_is_bounded_and_counts_what_it_drops() -> None:
