@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--tracking", action="store_true", help="switch tracking on for every source")
     bench.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="FPS with tracking alone vs tracking + snapshots, in rounds, and the JPEG cost of each snapshot",
+    )
+    bench.add_argument(
         "--sink",
         type=int,
         default=0,
@@ -192,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             tracking=args.tracking,
             soak=args.soak,
             sink=args.sink,
+            snapshots=args.snapshots,
         )
     log.error("unknown_command", command=args.command)
     return EX_SOFTWARE

@@ -14,11 +14,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from streamd.config_objects import (
+    MAX_NAME,
+    LineConfig,
+    ObjectFilter,
+    Polygon,
+    SnapshotConfig,
+    TrackingConfig,
+    ZoneConfig,
+    topic_name,
+)
+
 DEFAULT_CONFIG_PATH = Path("/etc/streamd/streamd.toml")
-SOURCE_NAME = re.compile(r"^[a-z0-9_-]+$")
-# Names go into MQTT topics (at most 65,535 bytes, and brokers cap far lower), metric labels and
-# the buffer's file name (255 bytes): short limits, checked here rather than by a refused publish.
-MAX_NAME = 64
 
 
 class ConfigError(Exception):
@@ -92,44 +99,6 @@ class ModelConfig(_Strict):
         return value
 
 
-def _topic_name(value: str) -> str:
-    if not SOURCE_NAME.match(value):
-        raise ValueError("must match [a-z0-9_-]+ (it is used in MQTT topics and metric labels)")
-    if len(value) > MAX_NAME:
-        raise ValueError(
-            f"at most {MAX_NAME} characters (it is used in MQTT topics and metric labels), got {len(value)}"
-        )
-    return value
-
-
-Coordinate = Annotated[float, Field(ge=0.0)]
-
-
-class TrackingConfig(_Strict):
-    high: float = Field(default=0.5, ge=0.0, le=1.0)  # score that starts a track (lower ones only extend)
-    iou: float = Field(default=0.3, gt=0.0, le=1.0)
-    min_hits: int = Field(default=3, ge=1)  # frames before a track is born (and announced)
-    max_age: int = Field(default=30, ge=1)  # frames unseen before a track ends
-    update_interval: float = Field(default=1.0, ge=0.0)  # seconds between 'update' events of a track
-
-
-class ZoneConfig(_Strict):
-    name: str
-    polygon: list[tuple[Coordinate, Coordinate]] = Field(min_length=3)  # pixels, or 0..1 fractions
-    labels: list[str] = Field(default_factory=list)  # empty: every label
-    min_frames: int = Field(default=3, ge=1)  # frames inside (or outside) before enter (or exit)
-
-    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
-
-
-class LineConfig(_Strict):
-    name: str
-    points: tuple[tuple[Coordinate, Coordinate], tuple[Coordinate, Coordinate]]
-    labels: list[str] = Field(default_factory=list)
-
-    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
-
-
 class SourceConfig(_Strict):
     name: str
     uri: str
@@ -146,6 +115,10 @@ class SourceConfig(_Strict):
     tracking: TrackingConfig | None = None  # None: off, the pipeline does no tracking work
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)
+    filters: dict[str, ObjectFilter] = Field(default_factory=dict)  # per label
+    # Detections standing (anchor: bottom centre) inside one of these are discarded.
+    object_masks: list[Polygon] = Field(default_factory=list)
+    snapshots: SnapshotConfig | None = None  # None: off; needs tracking
 
     @model_validator(mode="before")
     @classmethod
@@ -162,9 +135,20 @@ class SourceConfig(_Strict):
         names = [z.name for z in self.zones] + [line.name for line in self.lines]
         if len(names) != len(set(names)):
             raise ValueError("zone and line names must be unique within a source")
+        if self.snapshots is not None and self.tracking is None:
+            raise ValueError("snapshots are taken per tracked object: add [sources.tracking] to this source")
+        zones = {z.name for z in self.zones}
+        for label, rule in self.filters.items():
+            if (rule.threshold or rule.required_zones) and self.tracking is None:
+                raise ValueError(
+                    f"filters.{label}: threshold and required_zones apply to tracks: add [sources.tracking]"
+                )
+            unknown = [z for z in rule.required_zones if z not in zones]
+            if unknown:
+                raise ValueError(f"filters.{label}.required_zones: no zone named {', '.join(map(repr, unknown))}")
         return self
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: topic_name(v)))
 
 
 def _default_queue_bytes() -> int:
@@ -211,6 +195,15 @@ class MqttConfig(_Strict):
     discovery_prefix: str = "homeassistant"
     discovery_labels: list[str] = Field(default_factory=lambda: ["person"])
     presence_off_delay: float = Field(default=3.0, ge=0)  # seconds without a detection before OFF
+    # {source}/detect/set and {source}/snapshots/set accept ON / OFF (see control.py).
+    control: bool = True
+    remember_switches: bool = False  # keep them across restarts (a file beside the buffer)
+
+    @model_validator(mode="after")
+    def _switches_need_a_directory(self) -> MqttConfig:
+        if self.remember_switches and self.buffer_dir == "":
+            raise ValueError('remember_switches keeps them in the state directory: set buffer_dir (not "")')
+        return self
 
     @field_validator("topic_prefix", "instance")
     @classmethod

@@ -17,6 +17,8 @@ from typing import Any
 
 from streamd import __version__, systemd
 from streamd.config import Config
+from streamd.control import Switches, switches_path
+from streamd.filters.objects import ObjectFilterStage
 from streamd.health import HealthServer, readiness
 from streamd.inference.engine import Engine
 from streamd.inference.slot import EngineSlot
@@ -28,6 +30,7 @@ from streamd.reload import apply_reload
 from streamd.sinks.mqtt import MqttSink
 from streamd.sinks.payload import DetectionsStage
 from streamd.sinks.presence import PresenceStage
+from streamd.snapshots.stage import SnapshotStage
 from streamd.sources.manager import SourceSet
 from streamd.stats import StatsStage
 from streamd.supervisor import Supervisor
@@ -56,9 +59,11 @@ class Daemon:
         self.sink = MqttSink(config.mqtt, self.metrics)
         self.stats = StatsStage(self.metrics)
         self.queue = FrameQueue(config.queue.size, self.stats.on_drop, config.queue.max_bytes)
-        self.tracking = TrackingStage(self.sink, self.metrics)
+        self.queue.on_skip = self.stats.on_skip
+        self.snapshots = SnapshotStage(self.sink, self.metrics)
+        self.tracking = TrackingStage(self.sink, self.metrics, before_end=self.snapshots.finish)
         self.detections = DetectionsStage(config.mqtt, self.sink)
-        stages: list[Stage] = [self.stats, self.tracking]
+        stages: list[Stage] = [ObjectFilterStage(self.metrics), self.stats, self.tracking, self.snapshots]
         if config.mqtt.discovery:
             stages.append(PresenceStage(config.mqtt, self.sink))
         self.chain = Chain([*stages, self.detections])
@@ -68,11 +73,21 @@ class Daemon:
             self.metrics,
             self.sink,
             self.chain,
-            self.tracking,
             self.supervisor,
             self.engines.transform,
             self.engines.flushed,
         )
+        if config.mqtt.control:
+            self.switches = Switches(
+                self.sink,
+                self.metrics,
+                lambda: set(self.sources.sources),
+                {"detect": self.sources.set_detect, "snapshots": self.snapshots.set_enabled},
+                switches_path(config.mqtt) if config.mqtt.remember_switches else None,
+                self.snapshots.wants_images,
+            )
+            self.sink.subscribe(self.switches.topics, self.switches.on_message)
+            self.sources.on_started.append(self.switches.source_started)
         self.health: HealthServer | None = None
         self._reload_lock = asyncio.Lock()
         self._started = False
@@ -170,6 +185,7 @@ class Daemon:
         self.supervisor.cancel_all()
         for name in list(self.tracking.events):
             self.tracking.source_finished(name)
+        await self.snapshots.drain(deadline - time.monotonic())  # they and their end events first
         await self.sink.close(max(1.0, deadline - time.monotonic()))
         if self.health is not None:
             await self.health.stop()

@@ -82,7 +82,7 @@ class Metrics:
         self.tracks_active = Gauge("streamd_tracks_active", "Confirmed tracks per source", ["source"], registry=r)
         self.track_events = Counter(
             "streamd_track_events",
-            "Track events (new, update, end, enter, exit, cross)",
+            "Track events (new, update, end, enter, exit, cross, stationary, active)",
             ["source", "type"],
             registry=r,
         )
@@ -94,6 +94,33 @@ class Metrics:
             "streamd_mqtt_buffer_unwritable",
             "1 while the disk buffer refuses writes (full disk, I/O error) and messages wait in memory",
             registry=r,
+        )
+        self.frames_skipped = Counter(
+            "streamd_frames_skipped",
+            "Frames captured and deliberately not inferred (detect switched off, no motion)",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.detections_filtered = Counter(
+            "streamd_detections_filtered",
+            "Detections removed by object filters and masks, and tracks never announced",
+            ["source", "label", "reason"],
+            registry=r,
+        )
+        self.tracks_stationary = Gauge(
+            "streamd_tracks_stationary", "Confirmed tracks that stand still", ["source"], registry=r
+        )
+        self.snapshots = Counter(
+            "streamd_snapshots", "Snapshots by outcome (published, error)", ["source", "outcome"], registry=r
+        )
+        self.snapshot_seconds = Histogram(
+            "streamd_snapshot_seconds",
+            "JPEG encoding of one snapshot (in a worker thread)",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
+            registry=r,
+        )
+        self.control_messages = Counter(
+            "streamd_control_messages", "Messages on the control topics by outcome", ["outcome"], registry=r
         )
         self.tasks_failed = Counter(
             "streamd_tasks_failed",
@@ -120,6 +147,8 @@ class Metrics:
             self.frames_dropped.labels(source, reason)
         for kind in SOURCE_ERROR_KINDS:
             self.source_errors.labels(source, kind)
+        self.frames_skipped.labels(source, "detect_off")
+        self.tracks_stationary.labels(source)
 
     def init_mqtt(self, capacity: int) -> None:
         self.mqtt_buffer_capacity.set(capacity)
@@ -127,6 +156,8 @@ class Metrics:
             self.mqtt_published.labels(outcome)
         for reason in ("buffer_full", "shutdown", "rejected"):
             self.mqtt_dropped.labels(reason)
+        for outcome in ("accepted", "rejected"):
+            self.control_messages.labels(outcome)
 
 
 __all__ = ["PROCESS_COLLECTOR", "Metrics"]

@@ -1,8 +1,8 @@
 """The stages every inferred frame flows down, in its source's capture order.
 
-The daemon composes the chain once (metrics and stats -> tracking and events -> Home Assistant
-presence -> detections payload to MQTT); the engine hands each :class:`Result` to it. A new
-stage (motion, snapshots, filters) is a class with ``on_result`` in the package of its concern,
+The daemon composes the chain once (object filters -> metrics and stats -> tracking and events
+-> snapshots -> Home Assistant presence -> detections payload to MQTT); the engine hands each
+:class:`Result` to it. A new stage (motion, say) is a class with ``on_result`` in the package of its concern,
 and one line where the chain is composed. A stage that raises is logged and the next ones still
 see the frame.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from streamd.config import SourceConfig
 from streamd.logging import get_logger
 from streamd.types import Result
 
@@ -32,6 +33,14 @@ class SourceAware(Protocol):
     def source_finished(self, source: str) -> None: ...
 
 
+@runtime_checkable
+class Configurable(Protocol):
+    """A stage with per-source settings: given the source's config before it starts (and again
+    when a reload changes it)."""
+
+    def configure(self, config: SourceConfig) -> None: ...
+
+
 class Chain:
     def __init__(self, stages: Sequence[Stage]) -> None:
         self.stages = list(stages)
@@ -44,6 +53,11 @@ class Chain:
                 log.exception(
                     "stage_failed", stage=type(stage).__name__, source=result.frame.source, frame=result.frame.seq
                 )
+
+    def configure(self, config: SourceConfig) -> None:
+        for stage in self.stages:
+            if isinstance(stage, Configurable):
+                stage.configure(config)
 
     def source_started(self, source: str) -> None:
         for stage in self.stages:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from streamd.types import Frame
 
 DropCallback = Callable[[str, str], None]  # (source, reason)
+SkipCallback = Callable[[str, str], None]  # (source, reason): not inferred on purpose
 
 
 class QueueClosed(Exception):
@@ -38,6 +39,8 @@ class FrameQueue:
         self._closed = False
         self._depth = 0
         self._taken: dict[str, Callable[[], None]] = {}
+        self._paused: dict[str, str] = {}  # source -> why its frames are skipped
+        self.on_skip: SkipCallback = lambda source, reason: None
 
     def __len__(self) -> int:
         return self._depth
@@ -70,10 +73,39 @@ class FrameQueue:
         """A frame that never entered the queue (a blocked reader told to stop): counted."""
         self._on_drop(frame.source, reason)
 
+    def pause(self, source: str, reason: str) -> int:
+        """Skip ``source``'s frames from now on, and those already queued (returns how many):
+        inference stops within the frames already on the device. Capture goes on."""
+        self._paused[source] = reason
+        q = self._queues.get(source)
+        skipped = len(q) if q else 0
+        if q:
+            taken = self._taken.get(source)
+            while q:
+                self._forget(q.popleft())
+                self.on_skip(source, reason)
+                if taken is not None:
+                    taken()
+            self._space[source].set()
+        return skipped
+
+    def resume(self, source: str) -> None:
+        self._paused.pop(source, None)
+
+    def paused(self, source: str) -> bool:
+        return source in self._paused
+
     def put_nowait(self, frame: Frame, drop: str = "oldest") -> None:
         """Enqueue or drop by policy (``block`` callers use :meth:`put`)."""
         if self._closed:
             self._on_drop(frame.source, "shutdown")
+            return
+        paused = self._paused.get(frame.source)
+        if paused is not None:
+            self.on_skip(frame.source, paused)
+            taken = self._taken.get(frame.source)
+            if taken is not None:
+                taken()  # a 'block' reader counted it as queued
             return
         q = self._queue(frame.source)
         if drop == "block":

@@ -31,6 +31,9 @@ class StatsStage:
         for detection in result.detections:
             self._metrics.detections_for(frame.source, detection.label).inc()
 
+    def on_skip(self, source: str, reason: str) -> None:
+        self._metrics.frames_skipped.labels(source, reason).inc()
+
     def on_drop(self, source: str, reason: str) -> None:
         self._metrics.frames_dropped.labels(source, reason).inc()
         self.dropped[source] = self.dropped.get(source, 0) + 1

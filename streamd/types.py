@@ -8,7 +8,7 @@ the stages in pipeline.py (tracking, presence, payload, MQTT) see every Result i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,8 @@ class Frame:
     # sharing the memory of a [1, H, W, 3] u8 array (the original, or host-resized).
     tensor: Any
     nbytes: int = 0  # size of the pixels held (the queue's memory bound counts it)
+    # The decoded BGR frame itself, kept only for sources that take snapshots.
+    image: np.ndarray | None = None
     started: float = 0.0  # monotonic time the inference started
     inference: float = 0.0  # seconds the device took
 
@@ -51,11 +53,25 @@ class Detection:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class TrackedObject:
+    """A confirmed track as the tracking stage leaves it on the Result for the stages after it."""
+
+    id: int
+    label: str
+    score: float  # of the detection matched in this frame (the last one otherwise)
+    box: Box  # that detection's box
+    matched: bool  # seen in this frame (not only predicted)
+    stationary: bool
+
+
 @dataclass(slots=True)
 class Result:
-    """One inferred frame, handed down the stages in its source's capture order."""
+    """One inferred frame, handed down the stages in its source's capture order. Stages may
+    narrow ``detections`` (filters) and fill ``tracks`` (tracking) for the ones after them."""
 
     frame: Frame
     detections: list[Detection]
     model: str  # the model's name, for payloads
     device: str  # where it ran
+    tracks: list[TrackedObject] = field(default_factory=list)

@@ -18,6 +18,7 @@ import sys
 from streamd.bench.pipeline import bench_config
 from streamd.bench.report import render_soak, render_table, run_rounds, run_soak
 from streamd.bench.sink import measure_sink
+from streamd.bench.snapshots import run_snapshots
 from streamd.config import Config, is_file_uri
 from streamd.demo.broker import Mosquitto, port_open
 from streamd.logging import configure
@@ -33,6 +34,7 @@ def run_bench(
     tracking: bool = False,
     soak: float | None = None,
     sink: int = 0,
+    snapshots: bool = False,
 ) -> int:
     configure("console", "warning")
     config = bench_config(config, copies, tracking)
@@ -49,6 +51,8 @@ def run_bench(
     try:
         if sink:
             report = measure_sink(config, sink)
+        elif snapshots:
+            report = run_snapshots(config, frames, rounds)
         elif soak:
             report = run_soak(config, soak)
         else:
@@ -59,5 +63,7 @@ def run_bench(
     if as_json:
         print(json.dumps(report, indent=2))
     else:
-        print(json.dumps(report, indent=2) if sink else render_soak(report) if soak else render_table(report))
+        print(
+            json.dumps(report, indent=2) if sink or snapshots else render_soak(report) if soak else render_table(report)
+        )
     return 0

@@ -9,7 +9,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from streamd.bench.common import WARMUP_FRAMES, Progress, percentile, proc_status, rss_mb
-from streamd.config import Config, TrackingConfig, is_file_uri
+from streamd.config import Config, is_file_uri
+from streamd.config_objects import TrackingConfig
 from streamd.daemon import Daemon
 from streamd.sinks.mqtt import Message
 
@@ -28,6 +29,7 @@ class PipelineRun:
     threads: int = 0
     tracking_ms_per_frame: float = 0.0
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
+    snapshot_seconds: list[float] = field(default_factory=list)  # encode time of each snapshot
 
     def latency_ms(self) -> dict[str, float]:
         return {f"p{q}": round(percentile(self.latencies, q) * 1000, 2) for q in (50, 95, 99)}
@@ -120,6 +122,7 @@ async def measure_pipeline(
     reporter.cancel()
     progress.update(int(seconds) if seconds else frames)
     result.tracking_ms_per_frame = daemon.tracking.ms_per_frame or 0.0
+    result.snapshot_seconds = list(daemon.snapshots.seconds)
     elapsed = window.get("end", time.perf_counter()) - window.get("start", time.perf_counter())
     result.frames = len(result.latencies)
     result.fps = result.frames / elapsed if elapsed > 0 else 0.0

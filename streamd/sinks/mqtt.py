@@ -75,6 +75,13 @@ class MqttSink:
         # Called with (message, seconds from capture) when a frame's message is acknowledged.
         self.on_acked: Callable[[Message, float], None] | None = None
         self.close_timeout = 10.0  # what ``async with`` allows the final flush
+        self._subscriptions: list[str] = []
+        self._on_message: Callable[[str, bytes], None] | None = None
+
+    def subscribe(self, topics: list[str], on_message: Callable[[str, bytes], None]) -> None:
+        """Subscribe (QoS 1) on every connection; ``on_message(topic, payload)`` must not raise."""
+        self._subscriptions = list(topics)
+        self._on_message = on_message
 
     @property
     def buffered(self) -> int:
@@ -159,19 +166,7 @@ class MqttSink:
         except Exception as exc:  # the pump cannot die (see _run), but a shutdown must not either
             log.error("mqtt_sink_failed", error=repr(exc))
             self.outbox.spill()
-        reason = self.fatal or self.last_error or "timeout"
-        if self.outbox.disk is not None:
-            if self.outbox.disk.count:
-                log.warning(
-                    "mqtt_buffer_persisted",
-                    messages=self.outbox.disk.count,
-                    path=str(self.outbox.disk.path),
-                    reason=reason,
-                )
-            self.outbox.disk.close()
-        if self.outbox.memory:  # no disk buffer, or one that refused them
-            self.outbox.dropped("shutdown", len(self.outbox.memory))
-            log.warning("mqtt_unflushed", messages=len(self.outbox.memory), reason=reason)
+        self.outbox.close(reason=self.fatal or self.last_error or "timeout")
 
     def _client(self) -> aiomqtt.Client:
         return make_client(self.config, self.protocol, self.status_topic)
@@ -186,6 +181,8 @@ class MqttSink:
                     # Connected means the broker acknowledged 'online': a server that accepts the
                     # connection and then drops or ignores what it gets is not a broker to count on.
                     await client.publish(self.status_topic, b"online", qos=1, retain=True, timeout=ACK_TIMEOUT)
+                    for topic in self._subscriptions:
+                        await client.subscribe(topic, qos=1, timeout=ACK_TIMEOUT)
                     self._on_connected()
                     connected_at = time.monotonic()
                     await self._pump(client)
@@ -281,10 +278,14 @@ class MqttSink:
                 task.cancel()
 
     async def _watch(self, client: aiomqtt.Client) -> None:
-        """aiomqtt reports a dropped connection through its message iterator."""
+        """Messages on the subscribed topics go to ``on_message``; aiomqtt also reports a
+        dropped connection through this iterator."""
         try:
-            async for _ in client.messages:
-                pass
+            async for message in client.messages:
+                if self._on_message is not None:
+                    payload = message.payload
+                    data = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
+                    self._on_message(str(message.topic), data)
         except aiomqtt.MqttError as exc:
             self._conn_error = exc
             self._wake.set()

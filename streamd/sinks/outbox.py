@@ -183,3 +183,14 @@ class Outbox:
                 self.disk.delete(message.row)
             except (sqlite3.Error, OSError) as exc:  # it stays and is sent again: a duplicate, not a loss
                 self._disk_failed(exc)
+
+    def close(self, reason: str) -> None:
+        """At shutdown: what the broker did not take stays on disk for the next start; what
+        only memory held (no disk buffer, or one that refused writes) is lost, and counted."""
+        if self.disk is not None:
+            if self.disk.count:
+                log.warning("mqtt_buffer_persisted", messages=self.disk.count, path=str(self.disk.path), reason=reason)
+            self.disk.close()
+        if self.memory:
+            self.dropped("shutdown", len(self.memory))
+            log.warning("mqtt_unflushed", messages=len(self.memory), reason=reason)

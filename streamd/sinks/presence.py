@@ -1,4 +1,6 @@
-"""Home Assistant MQTT discovery: a binary sensor per source and label, ON while it is seen."""
+"""Home Assistant MQTT discovery: a binary sensor per source and label, ON while it is seen;
+with the control plane, a switch per source for detection and for snapshots, and a camera
+entity showing the last snapshot of each label."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import json
 import time
 
 from streamd import __version__
-from streamd.config import MqttConfig
+from streamd.config import MqttConfig, SourceConfig
 from streamd.sinks.mqtt import MqttSink
 from streamd.types import Result
 
@@ -17,36 +19,72 @@ class PresenceStage:
         self._sink = sink
         self._present: set[tuple[str, str]] = set()
         self._last_seen: dict[tuple[str, str], float] = {}
+        self._snapshots: dict[str, bool] = {}  # sources that take snapshots
 
     def _topic(self, source: str, label: str) -> str:
         return self._sink.topic(source, f"presence/{label.replace(' ', '_')}")
 
+    def configure(self, config: SourceConfig) -> None:
+        self._snapshots[config.name] = config.snapshots is not None and config.tracking is not None
+
+    def _entity(self, component: str, slug: str, name: str, **fields: object) -> None:
+        cfg = self._config
+        config = {
+            "name": name,
+            "unique_id": slug,
+            "object_id": slug,
+            "availability_topic": self._sink.status_topic,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": {
+                "identifiers": [f"streamd_{cfg.instance}"],
+                "name": f"streamd {cfg.instance}",
+                "manufacturer": "streamd",
+                "sw_version": __version__,
+            },
+            **fields,
+        }
+        topic = f"{cfg.discovery_prefix}/{component}/{slug}/config"
+        self._sink.publish(topic, json.dumps(config), qos=1, retain=True)
+
     def source_started(self, source: str) -> None:
         """Retained discovery configs, and every sensor OFF until something is seen."""
         cfg = self._config
+        base = f"streamd_{cfg.instance}_{source}"
         for label in cfg.discovery_labels:
-            slug = f"streamd_{cfg.instance}_{source}_{label.replace(' ', '_')}"
-            config = {
-                "name": f"{source} {label}",
-                "unique_id": slug,
-                "object_id": slug,
-                "state_topic": self._topic(source, label),
-                "payload_on": "ON",
-                "payload_off": "OFF",
-                "device_class": "occupancy",
-                "availability_topic": self._sink.status_topic,
-                "payload_available": "online",
-                "payload_not_available": "offline",
-                "device": {
-                    "identifiers": [f"streamd_{cfg.instance}"],
-                    "name": f"streamd {cfg.instance}",
-                    "manufacturer": "streamd",
-                    "sw_version": __version__,
-                },
-            }
-            topic = f"{cfg.discovery_prefix}/binary_sensor/{slug}/config"
-            self._sink.publish(topic, json.dumps(config), qos=1, retain=True)
-            self._sink.publish(self._topic(source, label), "OFF", qos=1, retain=True)
+            slug = f"{base}_{label.replace(' ', '_')}"
+            state = self._topic(source, label)
+            self._entity(
+                "binary_sensor",
+                slug,
+                f"{source} {label}",
+                state_topic=state,
+                payload_on="ON",
+                payload_off="OFF",
+                device_class="occupancy",
+            )
+            self._sink.publish(state, "OFF", qos=1, retain=True)
+            if self._snapshots.get(source):
+                self._entity(
+                    "camera",
+                    f"{slug}_snapshot",
+                    f"{source} {label} snapshot",
+                    topic=self._sink.topic(source, f"snapshot/{label.replace(' ', '_')}"),
+                )
+        if cfg.control:
+            switches = ["detect"] + (["snapshots"] if self._snapshots.get(source) else [])
+            for switch in switches:
+                self._entity(
+                    "switch",
+                    f"{base}_{switch}",
+                    f"{source} {switch}",
+                    command_topic=self._sink.topic(source, f"{switch}/set"),
+                    state_topic=self._sink.topic(source, f"{switch}/state"),
+                    payload_on="ON",
+                    payload_off="OFF",
+                    state_on="ON",
+                    state_off="OFF",
+                )
 
     def source_finished(self, source: str) -> None:
         pass  # the sensor keeps its last state; availability follows the daemon's status

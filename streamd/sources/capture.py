@@ -79,6 +79,7 @@ class CaptureSource:
         self._metrics = metrics
         self._on_state = on_state
         self._transform = transform
+        self._keep_image = config.snapshots is not None and config.tracking is not None
         self._stop = threading.Event()
         self._done: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._run, name=f"streamd-src-{self.name}", daemon=True)
@@ -248,6 +249,10 @@ class CaptureSource:
         tensor = self._transform(image)
         frame = Frame(self.name, self._seq, time.time(), time.monotonic(), width, height, tensor)
         frame.nbytes = int(getattr(tensor, "byte_size", 0) or getattr(tensor, "nbytes", 0))
+        if self._keep_image:  # snapshots crop from the decoded frame, not the model's input
+            frame.image = image
+            if frame.nbytes < image.nbytes:  # a host-resized tensor: the frame is held as well
+                frame.nbytes += image.nbytes
         self._seq += 1
         self._metrics.captured_for(self.name).inc()
         if self._room is not None:

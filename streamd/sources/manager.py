@@ -18,7 +18,6 @@ from streamd.queue import FrameQueue
 from streamd.sinks.mqtt import MqttSink
 from streamd.sources.capture import CaptureSource
 from streamd.supervisor import Supervisor
-from streamd.tracking.stage import TrackingStage
 
 log = get_logger("streamd.daemon")
 
@@ -32,16 +31,17 @@ class SourceSet:
         metrics: Metrics,
         sink: MqttSink,
         chain: Chain,
-        tracking: TrackingStage,
         supervisor: Supervisor,
         transform: Callable[[np.ndarray], Any],
         flushed: Flushed,
     ) -> None:
         self._queue, self._metrics, self._sink, self._chain = queue, metrics, sink, chain
-        self._tracking, self._supervisor = tracking, supervisor
+        self._supervisor = supervisor
         self._transform, self._flushed = transform, flushed
         self.sources: dict[str, CaptureSource] = {}
         self.states: dict[str, str] = {}
+        self.on_started: list[Callable[[str], None]] = []  # e.g. the control switches
+        self._detect_off: set[str] = set()  # the stages were told these sources finished
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -53,13 +53,37 @@ class SourceSet:
 
     def start(self, config: SourceConfig) -> None:
         self._metrics.init_source(config.name)
-        self._tracking.configure(config)
+        self._chain.configure(config)
+        self._detect_off.discard(config.name)
         self._chain.source_started(config.name)
         source = CaptureSource(
             config, asyncio.get_running_loop(), self._queue, self._metrics, self._on_state, self._transform
         )
         self.sources[source.name] = source
         source.start()
+        for hook in self.on_started:
+            hook(config.name)
+
+    def set_detect(self, name: str, on: bool) -> None:
+        """The detect switch. OFF: the source's frames are skipped from now on (capture and its
+        state go on, ``streamd_frames_skipped_total{reason="detect_off"}``) and, once the frames
+        already on the device are through, its tracks end. ON: inference and tracking resume."""
+        if not on:
+            skipped = self._queue.pause(name, "detect_off")
+            log.info("detect_paused", source=name, skipped_queued=skipped)
+            self._supervisor.spawn(self._finish_paused(name), f"pause-{name}", forever=False)
+            return
+        self._queue.resume(name)
+        log.info("detect_resumed", source=name)
+        if name in self._detect_off:
+            self._detect_off.discard(name)
+            self._chain.source_started(name)
+
+    async def _finish_paused(self, name: str) -> None:
+        await self._flushed(name)
+        if self._queue.paused(name) and name not in self._detect_off:
+            self._detect_off.add(name)
+            self._chain.source_finished(name)
 
     async def stop(self, name: str, removed: bool) -> None:
         source = self.sources.pop(name)

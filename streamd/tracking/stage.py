@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
+from collections.abc import Callable
+from typing import Any
 
 from streamd.config import SourceConfig
 from streamd.metrics import Metrics
 from streamd.sinks.mqtt import MqttSink
 from streamd.tracking.events import SourceEvents
-from streamd.types import Result
+from streamd.types import Result, TrackedObject
+
+# (source, track id) -> a task the track's 'end' waits for (its snapshot), or None.
+BeforeEnd = Callable[[str, int], "asyncio.Task[dict[str, Any] | None] | None"]
 
 
 class TrackingStage:
-    def __init__(self, sink: MqttSink, metrics: Metrics) -> None:
+    def __init__(self, sink: MqttSink, metrics: Metrics, before_end: BeforeEnd | None = None) -> None:
         self._sink = sink
         self._metrics = metrics
+        self._before_end = before_end
         self._configs: dict[str, SourceConfig] = {}
         self.events: dict[str, SourceEvents] = {}
         self._last_frame: dict[str, int] = {}
@@ -35,6 +43,7 @@ class TrackingStage:
                 self._sink.topic(source, suffix), payload, retain=retain
             ),
             self._metrics,
+            functools.partial(self._before_end, source) if self._before_end is not None else None,
         )
 
     def source_finished(self, source: str) -> None:
@@ -51,6 +60,11 @@ class TrackingStage:
             return
         started = time.perf_counter()
         events.on_frame(frame.seq, frame.ts, frame.width, frame.height, result.detections)
+        result.tracks = [
+            TrackedObject(t.id, t.label, t.score, t.observed, t.age == 0, t.stationary)
+            for t in events.tracker.tracks
+            if t.confirmed and events.announced(t.id)
+        ]
         self.seconds += time.perf_counter() - started
         self.frames += 1
 

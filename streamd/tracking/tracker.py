@@ -11,6 +11,7 @@ the optimal assignment except on near-ties, at a few tracks per camera.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,7 @@ from streamd.types import Box, Detection
 _F = np.eye(8)
 _F[:4, 4:] = np.eye(4)
 _H = np.eye(4, 8)
+SCORE_HISTORY = 10  # scores kept per track for its median
 
 
 def _to_state(box: Box) -> np.ndarray:
@@ -82,16 +84,30 @@ class Track:
     # The last detection matched to this track, as the model saw it: what an 'end' reports
     # (the Kalman box keeps moving for max_age frames after the object left).
     observed: Box = (0.0, 0.0, 0.0, 0.0)
+    scores: deque[float] = field(default_factory=lambda: deque(maxlen=SCORE_HISTORY))
+    # Where the object stopped and since when (seconds); stationary once it stayed long enough.
+    still_box: Box = (0.0, 0.0, 0.0, 0.0)
+    still_since: float = 0.0
+    stationary: bool = False
 
     def __post_init__(self) -> None:
         if self.observed == (0.0, 0.0, 0.0, 0.0):
             self.observed = _to_box(self.mean)
+        self.scores.append(self.score)
+        self.still_box, self.still_since = self.observed, self.first_seen
+
+    @property
+    def median_score(self) -> float:
+        """Frigate's 'threshold': the median of the last scores, robust to one lucky frame."""
+        return float(np.median(self.scores))
 
     @property
     def box(self) -> Box:
         return _to_box(self.mean)
 
     def predict(self) -> None:
+        if self.stationary:
+            self.mean[4:] = 0.0  # a parked car does not drift away during a detection gap
         w, h = max(self.mean[2], 1.0), max(self.mean[3], 1.0)
         q = np.diag(np.square([w / 20, h / 20, w / 20, h / 20, w / 160, h / 160, w / 160, h / 160]))
         self.mean = _F @ self.mean
@@ -108,6 +124,7 @@ class Track:
         self.score = detection.score
         self.observed = detection.box
         self.score_max = max(self.score_max, detection.score)
+        self.scores.append(detection.score)
         self.last_seen, self.last_frame = ts, frame
         self.hits += 1
         self.age = 0
@@ -119,6 +136,25 @@ class TrackerConfig:
     iou: float = 0.3
     min_hits: int = 3
     max_age: int = 30
+    stationary_after: float = 0.0  # seconds without moving; 0: never stationary
+    stationary_iou: float = 0.7
+    stationary_max_age: int = 300  # frames unseen before a stationary track ends
+
+    def still(self, track: Track, ts: float) -> tuple[bool, bool]:
+        """(stopped now, moved again) for a track matched at ``ts``; updates its reference."""
+        if not self.stationary_after:
+            return False, False
+        moved = iou_matrix([track.observed], [track.still_box])[0, 0] < self.stationary_iou
+        if moved:
+            track.still_box, track.still_since = track.observed, ts
+            if track.stationary:
+                track.stationary = False
+                return False, True
+            return False, False
+        if not track.stationary and ts - track.still_since >= self.stationary_after:
+            track.stationary = True
+            return True, False
+        return False, False
 
 
 @dataclass
@@ -128,6 +164,8 @@ class Step:
     born: list[Track] = field(default_factory=list)
     active: list[Track] = field(default_factory=list)
     ended: list[Track] = field(default_factory=list)
+    stopped: list[Track] = field(default_factory=list)  # became stationary in this frame
+    moved: list[Track] = field(default_factory=list)  # was stationary, moves again
 
 
 class Tracker:
@@ -169,13 +207,19 @@ class Tracker:
             if not track.confirmed and track.hits >= cfg.min_hits:
                 track.confirmed = True
                 result.born.append(track)
-            if track.age > cfg.max_age or (not track.confirmed and track.age > 0):
+            max_age = cfg.stationary_max_age if track.stationary else cfg.max_age
+            if track.age > max_age or (not track.confirmed and track.age > 0):
                 if track.confirmed:
                     result.ended.append(track)
                 continue
             alive.append(track)
             if track.confirmed and track.age == 0:
                 result.active.append(track)
+                stopped, moved = cfg.still(track, ts)
+                if stopped:
+                    result.stopped.append(track)
+                elif moved:
+                    result.moved.append(track)
         self.tracks = alive
         return result
 

@@ -23,6 +23,10 @@ def anchor(box: tuple[float, float, float, float]) -> Point:
     return ((box[0] + box[2]) / 2, box[3])
 
 
+def inside(polygon: np.ndarray, point: Point) -> bool:
+    return cv2.pointPolygonTest(polygon.reshape(-1, 1, 2), point, False) >= 0
+
+
 @dataclass
 class Zone:
     name: str
@@ -36,7 +40,7 @@ class Zone:
         return not self.labels or label in self.labels
 
     def contains(self, point: Point) -> bool:
-        return cv2.pointPolygonTest(self.polygon.reshape(-1, 1, 2), point, False) >= 0
+        return inside(self.polygon, point)
 
     def observe(self, track_id: int, point: Point) -> str | None:
         """Debounced membership: 'enter' or 'exit' once ``min_frames`` frames agree."""

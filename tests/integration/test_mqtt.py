@@ -136,7 +136,8 @@ async def test_overflow_counts_add_up(tmp_path: Path, default_model: Path) -> No
             # numbered in order of arrival (AUTOINCREMENT), so "the newest row is the last one
             # produced" is a condition eviction cannot undo (waiting for the 'ended' row raced:
             # frames still queued after the reader ends push it out again).
-            produced = len(truth) + 3  # one message per frame, plus the states connecting, streaming, ended
+            # One message per frame, plus the states connecting, streaming, ended and the detect switch's.
+            produced = len(truth) + 4
             buffer = tmp_path / "mqtt-buffer" / "mqtt-test.sqlite3"
             await wait_for_rows(buffer, 1, f"id = {produced}")
             broker.start()
@@ -145,7 +146,7 @@ async def test_overflow_counts_add_up(tmp_path: Path, default_model: Path) -> No
     stopped = next(e for e in daemon.events() if e["event"] == "stopped")
     published, dropped = stopped["mqtt"]["published"], stopped["mqtt"]["dropped_buffer_full"]
     assert published == capacity and published + dropped == produced
-    received = got.on("/cam/detections") + got.on("/cam/state")
+    received = got.on("/cam/detections") + got.on("/cam/state") + got.on("/cam/detect/state")
     assert len(received) == published
     frames = [m["frame"] for m in got.json("/cam/detections")]
     assert frames == list(range(len(truth) - len(frames), len(truth))), "the newest were kept"
@@ -246,7 +247,8 @@ async def test_tls_with_client_certificates_and_a_wrong_ca(tmp_path: Path, defau
         listener.cancel()
         frames = sorted(m["frame"] for m in got.json("/cam/detections"))
         assert frames == [f.index for f in truth if f.has_person]
-        assert daemon.events()[-1]["mqtt"]["published"] == len(frames) + 3  # + connecting, streaming, ended
+        # + connecting, streaming, ended, and where the detect switch stands
+        assert daemon.events()[-1]["mqtt"]["published"] == len(frames) + 4
 
         wrong = write_config(
             tmp_path / "wrong.toml",

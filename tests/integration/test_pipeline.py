@@ -46,8 +46,10 @@ async def test_every_person_frame_detected_on_the_photo_and_none_elsewhere(
     assert subscriber.on("/door/state") == [b"connecting", b"streaming", b"ended"]
     assert {m["device"] for m in messages.values()} == {"CPU"}
     stopped = next(e for e in daemon.events() if e["event"] == "stopped")
-    # Every frame's message and the three state changes were acknowledged; nothing dropped.
-    assert stopped["mqtt"] == {"published": len(truth) + 3}
+    # Every frame's message, the three state changes and the detect switch's state were
+    # acknowledged; nothing dropped.
+    assert stopped["mqtt"] == {"published": len(truth) + 4}
+    assert subscriber.on("/door/detect/state") == [b"ON"]
 
 
 async def test_sigterm_finishes_in_flight_frames_and_goes_offline(

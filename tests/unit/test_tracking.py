@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 
-from streamd.config import SourceConfig, TrackingConfig
+from streamd.config import SourceConfig
+from streamd.config_objects import TrackingConfig
 from streamd.metrics import Metrics
 from streamd.timestamps import rfc3339
 from streamd.tracking.events import SourceEvents

@@ -1,0 +1,111 @@
+"""The per-source settings about objects: tracking, zones and lines, object filters (per label,
+overridable per zone), object masks and snapshots. Part of :mod:`config`."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SOURCE_NAME = re.compile(r"^[a-z0-9_-]+$")
+# Names go into MQTT topics (at most 65,535 bytes, and brokers cap far lower), metric labels and
+# the buffer's file name (255 bytes): short limits, checked here rather than by a refused publish.
+MAX_NAME = 64
+
+Coordinate = Annotated[float, Field(ge=0.0)]
+Polygon = Annotated[list[tuple[Coordinate, Coordinate]], Field(min_length=3)]  # pixels, or 0..1 fractions
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObjectFilter(_Strict):
+    """What a detection (or a track) must be to count, as Frigate's ``objects.filters``.
+
+    Areas at most 1.0 are fractions of the frame's area, larger ones pixels. Ratios are
+    width / height (a standing person is about 0.4)."""
+
+    min_area: float = Field(default=0.0, ge=0.0)
+    max_area: float | None = Field(default=None, gt=0.0)
+    min_ratio: float = Field(default=0.0, ge=0.0)
+    max_ratio: float | None = Field(default=None, gt=0.0)
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0)  # per detection
+    # Median score over the track's last scores before its 'new' is published (tracking only).
+    threshold: float = Field(default=0.0, ge=0.0, le=1.0)
+    required_zones: list[str] = Field(default_factory=list)  # no 'new' until it enters one
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ObjectFilter:
+        max_area = self.max_area
+        if (
+            max_area is not None
+            and self.min_area > 0
+            and _same_unit(self.min_area, max_area)
+            and max_area < self.min_area
+        ):
+            raise ValueError(f"max_area ({self.max_area}) is below min_area ({self.min_area})")
+        if self.max_ratio is not None and self.max_ratio < self.min_ratio:
+            raise ValueError(f"max_ratio ({self.max_ratio}) is below min_ratio ({self.min_ratio})")
+        return self
+
+
+def _same_unit(a: float, b: float) -> bool:
+    return (a <= 1.0) == (b <= 1.0)
+
+
+class SnapshotConfig(_Strict):
+    """Per track, the best frame (highest score, box not cut by the frame's edge) as a JPEG."""
+
+    margin: float = Field(default=0.2, ge=0.0, le=2.0)  # added around the box, as a fraction of its size
+    full_frame: bool = False  # also the whole frame with the box drawn, on .../snapshot/{label}/full
+    quality: int = Field(default=85, ge=10, le=100)
+    max_width: int = Field(default=640, ge=32)  # larger crops are scaled down (bytes on the broker)
+    labels: list[str] = Field(default_factory=list)  # empty: every tracked label
+    save_dir: str = ""  # also write them here ("" = MQTT only)
+    max_bytes: int = Field(default=256 << 20, ge=1 << 20)  # save_dir budget: the oldest go first
+    max_age: float = Field(default=7 * 86400.0, gt=0.0)  # seconds a saved snapshot is kept
+
+
+def topic_name(value: str) -> str:
+    if not SOURCE_NAME.match(value):
+        raise ValueError("must match [a-z0-9_-]+ (it is used in MQTT topics and metric labels)")
+    if len(value) > MAX_NAME:
+        raise ValueError(
+            f"at most {MAX_NAME} characters (it is used in MQTT topics and metric labels), got {len(value)}"
+        )
+    return value
+
+
+class TrackingConfig(_Strict):
+    high: float = Field(default=0.5, ge=0.0, le=1.0)  # score that starts a track (lower ones only extend)
+    iou: float = Field(default=0.3, gt=0.0, le=1.0)
+    min_hits: int = Field(default=3, ge=1)  # frames before a track is born (and announced)
+    max_age: int = Field(default=30, ge=1)  # frames unseen before a track ends
+    update_interval: float = Field(default=1.0, ge=0.0)  # seconds between 'update' events of a track
+    # A track whose box stays put (IoU with where it was when it stopped >= stationary_iou) this
+    # many seconds is stationary: no more 'update's, and gaps up to stationary_max_age frames
+    # do not end it. 0 turns it off.
+    stationary_after: float = Field(default=10.0, ge=0.0)
+    stationary_iou: float = Field(default=0.7, gt=0.0, le=1.0)
+    stationary_max_age: int = Field(default=300, ge=1)
+
+
+class ZoneConfig(_Strict):
+    name: str
+    polygon: list[tuple[Coordinate, Coordinate]] = Field(min_length=3)  # pixels, or 0..1 fractions
+    labels: list[str] = Field(default_factory=list)  # empty: every label
+    min_frames: int = Field(default=3, ge=1)  # frames inside (or outside) before enter (or exit)
+    # Per label, replacing the source's filter keys they set, for detections standing in the zone.
+    filters: dict[str, ObjectFilter] = Field(default_factory=dict)
+
+    _name = field_validator("name")(classmethod(lambda cls, v: topic_name(v)))
+
+
+class LineConfig(_Strict):
+    name: str
+    points: tuple[tuple[Coordinate, Coordinate], tuple[Coordinate, Coordinate]]
+    labels: list[str] = Field(default_factory=list)
+
+    _name = field_validator("name")(classmethod(lambda cls, v: topic_name(v)))

@@ -1,0 +1,1 @@
+"""Stages that remove what should not count before anything else sees it."""

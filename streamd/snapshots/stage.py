@@ -1,0 +1,126 @@
+"""Snapshots as a stage after tracking: it watches each frame's matched tracks for a better
+candidate, and when a track ends (the events ask :meth:`SnapshotStage.finish`), encodes the
+best one in a worker thread, publishes it on ``{source}/snapshot/{label}`` (retained, raw JPEG)
+and only then lets the ``end`` event go, naming it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from streamd.config import SourceConfig
+from streamd.config_objects import SnapshotConfig
+from streamd.logging import get_logger
+from streamd.metrics import Metrics
+from streamd.sinks.mqtt import MqttSink
+from streamd.snapshots.encode import encode
+from streamd.snapshots.keeper import Candidate, SnapshotKeeper
+from streamd.snapshots.store import SnapshotStore
+from streamd.timestamps import rfc3339
+from streamd.types import Result
+
+log = get_logger("streamd.snapshots")
+
+
+class SnapshotStage:
+    def __init__(self, sink: MqttSink, metrics: Metrics) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self._configs: dict[str, SnapshotConfig] = {}
+        self._keepers: dict[str, SnapshotKeeper] = {}
+        self._stores: dict[str, SnapshotStore] = {}
+        self.enabled: dict[str, bool] = {}  # the snapshots switch, per source (MQTT control)
+        self._pending: set[asyncio.Task[dict[str, Any] | None]] = set()
+        self.seconds: list[float] = []  # encode time of each snapshot (bench and tests)
+
+    def configure(self, config: SourceConfig) -> None:
+        if config.snapshots is None or config.tracking is None:
+            self._configs.pop(config.name, None)
+        else:
+            self._configs[config.name] = config.snapshots
+
+    def wants_images(self, source: str) -> bool:
+        """Reader threads keep the decoded frame on the Frame only for these sources."""
+        return source in self._configs
+
+    def source_started(self, source: str) -> None:
+        config = self._configs.get(source)
+        if config is None:
+            self._keepers.pop(source, None)
+            return
+        self._keepers[source] = SnapshotKeeper(config)
+        self.enabled.setdefault(source, True)
+        if config.save_dir:
+            self._stores[source] = SnapshotStore(Path(config.save_dir).expanduser(), config.max_bytes, config.max_age)
+
+    def source_finished(self, source: str) -> None:
+        pass  # the events end every track first, and each take()s its candidate
+
+    def set_enabled(self, source: str, on: bool) -> None:
+        self.enabled[source] = on
+        keeper = self._keepers.get(source)
+        if keeper is not None and not on:
+            keeper.clear()
+
+    def on_result(self, result: Result) -> None:
+        frame = result.frame
+        keeper = self._keepers.get(frame.source)
+        if keeper is None or frame.image is None or not self.enabled.get(frame.source, True):
+            return
+        for track in result.tracks:
+            if track.matched:
+                keeper.observe(frame.image, frame.seq, frame.ts, track.id, track.label, track.score, track.box)
+
+    def finish(self, source: str, track_id: int) -> asyncio.Task[dict[str, Any] | None] | None:
+        """The track ended: a task that publishes its snapshot and returns what the end event
+        says of it (None: no snapshot). None when there is nothing to wait for."""
+        keeper = self._keepers.get(source)
+        candidate = keeper.take(track_id) if keeper is not None else None
+        if candidate is None or not self.enabled.get(source, True):
+            return None
+        task = asyncio.get_running_loop().create_task(self._publish(source, candidate), name=f"snapshot-{source}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return task
+
+    async def _publish(self, source: str, candidate: Candidate) -> dict[str, Any] | None:
+        config = self._configs.get(source) or SnapshotConfig()
+        started = time.perf_counter()
+        try:
+            crop, full = await asyncio.to_thread(encode, candidate, config.quality, config.max_width)
+        except Exception as exc:  # a frame that cannot be encoded costs its snapshot, not the end event
+            log.error("snapshot_failed", source=source, track=candidate.track_id, error=repr(exc))
+            self._metrics.snapshots.labels(source, "error").inc()
+            return None
+        seconds = time.perf_counter() - started
+        self.seconds.append(seconds)
+        self._metrics.snapshot_seconds.observe(seconds)
+        label = candidate.label.replace(" ", "_")
+        topic = self._sink.topic(source, f"snapshot/{label}")
+        self._sink.publish(topic, crop, retain=True)
+        if full is not None:
+            self._sink.publish(f"{topic}/full", full, retain=True)
+        store = self._stores.get(source)
+        saved = None
+        if store is not None:
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(candidate.ts))
+            path = await asyncio.to_thread(store.save, source, f"{stamp}-{candidate.track_id}-{label}.jpg", crop)
+            saved = str(path) if path is not None else None
+        self._metrics.snapshots.labels(source, "published").inc()
+        return {
+            "topic": topic,
+            "frame": candidate.frame,
+            "ts": rfc3339(candidate.ts),
+            "box": [round(v, 1) for v in candidate.box],
+            "score": round(candidate.score, 4),
+            "bytes": len(crop),
+            **({"file": saved} if saved else {}),
+        }
+
+    async def drain(self, timeout: float) -> None:
+        """Shutdown: the snapshots (and the end events waiting for them) go out before the sink closes."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=max(timeout, 0.1))
+        await asyncio.sleep(0)  # the end events run as the tasks' done callbacks

@@ -1,0 +1,66 @@
+"""``save_dir``: snapshots on disk within a size and age budget, the oldest deleted first.
+Runs in the encoding thread; a full or read-only disk is logged (once a minute) and counted,
+never raised into the pipeline."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from streamd.logging import get_logger
+
+log = get_logger("streamd.snapshots")
+
+
+class SnapshotStore:
+    def __init__(self, directory: Path, max_bytes: int, max_age: float) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self._warned = 0.0
+
+    def save(self, source: str, name: str, data: bytes) -> Path | None:
+        folder = self.directory / source
+        path = folder / name
+        partial = path.with_suffix(".part")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(partial, "wb") as handle:
+                handle.write(data)
+            os.replace(partial, path)
+        except OSError as exc:
+            now = time.monotonic()
+            if now - self._warned > 60:
+                self._warned = now
+                log.error("snapshot_write_failed", path=str(path), error=str(exc))
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+            return None
+        self.prune()
+        return path
+
+    def prune(self) -> int:
+        """Delete what is older than ``max_age``, then the oldest until the rest fits ``max_bytes``."""
+        files: list[tuple[float, int, Path]] = []
+        for path in self.directory.glob("*/*.jpg"):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            files.append((stat.st_mtime, stat.st_size, path))
+        files.sort()
+        total = sum(size for _, size, _ in files)
+        cutoff = time.time() - self.max_age
+        removed = 0
+        for mtime, size, path in files:
+            if mtime >= cutoff and total <= self.max_bytes:
+                break
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            total -= size
+            removed += 1
+        return removed
