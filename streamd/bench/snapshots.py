@@ -14,8 +14,11 @@ from streamd.config_objects import SnapshotConfig, TrackingConfig
 
 
 def with_snapshots(config: Config, on: bool) -> Config:
+    """Sources without tracking get it with ``max_age = 5``: on the demo clip every appearance of a
+    person is then a track that ends, so a snapshot (the default 30 frames bridges the gaps)."""
+    tracking = TrackingConfig(max_age=5)
     sources = [
-        s.model_copy(update={"tracking": s.tracking or TrackingConfig(), "snapshots": SnapshotConfig() if on else None})
+        s.model_copy(update={"tracking": s.tracking or tracking, "snapshots": SnapshotConfig() if on else None})
         for s in config.sources
     ]
     return config.model_copy(update={"sources": sources})
