@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from streamd.config_objects import (
     MAX_NAME,
     LineConfig,
+    MotionConfig,
     ObjectFilter,
     Polygon,
     SnapshotConfig,
@@ -119,6 +120,7 @@ class SourceConfig(_Strict):
     # Detections standing (anchor: bottom centre) inside one of these are discarded.
     object_masks: list[Polygon] = Field(default_factory=list)
     snapshots: SnapshotConfig | None = None  # None: off; needs tracking
+    motion: MotionConfig | None = None  # None: every frame is inferred
 
     @model_validator(mode="before")
     @classmethod

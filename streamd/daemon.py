@@ -32,6 +32,7 @@ from streamd.sinks.payload import DetectionsStage
 from streamd.sinks.presence import PresenceStage
 from streamd.snapshots.stage import SnapshotStage
 from streamd.sources.manager import SourceSet
+from streamd.sources.motion import MotionFeedback
 from streamd.stats import StatsStage
 from streamd.supervisor import Supervisor
 from streamd.tracking.stage import TrackingStage
@@ -63,7 +64,13 @@ class Daemon:
         self.snapshots = SnapshotStage(self.sink, self.metrics)
         self.tracking = TrackingStage(self.sink, self.metrics, before_end=self.snapshots.finish)
         self.detections = DetectionsStage(config.mqtt, self.sink)
-        stages: list[Stage] = [ObjectFilterStage(self.metrics), self.stats, self.tracking, self.snapshots]
+        stages: list[Stage] = [
+            ObjectFilterStage(self.metrics),
+            self.stats,
+            self.tracking,
+            MotionFeedback(lambda name: self.sources.gate(name)),
+            self.snapshots,
+        ]
         if config.mqtt.discovery:
             stages.append(PresenceStage(config.mqtt, self.sink))
         self.chain = Chain([*stages, self.detections])

@@ -26,6 +26,8 @@ class StatsStage:
 
     def on_result(self, result: Result) -> None:
         frame = result.frame
+        if frame.skipped is not None:
+            return  # counted where it was skipped (frames_skipped_total)
         self.latencies.append(frame.inference)
         self.inferred[frame.source] = self.inferred.get(frame.source, 0) + 1
         for detection in result.detections:

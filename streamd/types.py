@@ -33,6 +33,7 @@ class Frame:
     nbytes: int = 0  # size of the pixels held (the queue's memory bound counts it)
     # The decoded BGR frame itself, kept only for sources that take snapshots.
     image: np.ndarray | None = None
+    skipped: str | None = None  # why it is not inferred (no_motion, interval); tensor is None then
     started: float = 0.0  # monotonic time the inference started
     inference: float = 0.0  # seconds the device took
 
@@ -75,3 +76,8 @@ class Result:
     model: str  # the model's name, for payloads
     device: str  # where it ran
     tracks: list[TrackedObject] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> str | None:
+        """Why the frame was not inferred (motion gating); its detections are empty then."""
+        return self.frame.skipped

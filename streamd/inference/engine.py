@@ -137,6 +137,10 @@ class Engine:
             # Counted as the source's from the moment it leaves the queue (flushed() relies on it).
             self._order[frame.source].append(frame)
             self._metrics.queue_depth.set(len(queue))
+            if frame.skipped is not None:  # motion gating: no inference, but its place in the order
+                self._finished[id(frame)] = []
+                self._release(frame.source)
+                continue
             await self._slots.acquire()
             shape = frame.tensor.shape
             size = (shape[2], shape[1])
@@ -206,17 +210,20 @@ class Engine:
             except Exception:
                 log.exception("decode_failed", source=frame.source, frame=frame.seq)
                 self._finished[id(frame)] = []
-            # Requests finish out of order; results leave in each source's capture order.
-            order = self._order[frame.source]
-            while order and id(order[0]) in self._finished:
-                ready = order.popleft()
-                try:
-                    self._on_result(Result(ready, self._finished.pop(id(ready)), self.prepared.name, self.device))
-                except Exception:
-                    log.exception("result_failed", source=ready.source, frame=ready.seq)
-            if not order and self._flushed.get(frame.source):
-                for waiter in self._flushed.pop(frame.source):
-                    if not waiter.done():
-                        waiter.set_result(None)
+            self._release(frame.source)
         if self._inflight == 0:
             self._idle.set()
+
+    def _release(self, source: str) -> None:
+        """Requests finish out of order; results leave in each source's capture order."""
+        order = self._order[source]
+        while order and id(order[0]) in self._finished:
+            ready = order.popleft()
+            try:
+                self._on_result(Result(ready, self._finished.pop(id(ready)), self.prepared.name, self.device))
+            except Exception:
+                log.exception("result_failed", source=ready.source, frame=ready.seq)
+        if not order and self._flushed.get(source):
+            for waiter in self._flushed.pop(source):
+                if not waiter.done():
+                    waiter.set_result(None)

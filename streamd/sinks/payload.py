@@ -29,7 +29,9 @@ def detections_payload(result: Result, full: bool, now: float) -> dict[str, Any]
         "device": result.device,
         "detections": [d.as_json() for d in result.detections],
     }
-    if full:
+    if frame.skipped is not None:
+        payload["skipped"] = frame.skipped
+    if full and frame.skipped is None:
         payload["timings"] = {
             "queue_ms": round((frame.started - frame.captured) * 1000.0, 2),
             "inference_ms": round(frame.inference * 1000.0, 2),

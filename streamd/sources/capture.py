@@ -24,6 +24,7 @@ from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
 from streamd.redact import redact_uri
+from streamd.sources.motion import MotionGate
 from streamd.types import Frame, Transform
 
 log = get_logger("streamd.source")
@@ -80,6 +81,7 @@ class CaptureSource:
         self._on_state = on_state
         self._transform = transform
         self._keep_image = config.snapshots is not None and config.tracking is not None
+        self.gate = MotionGate(config.motion) if config.motion is not None else None
         self._stop = threading.Event()
         self._done: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._run, name=f"streamd-src-{self.name}", daemon=True)
@@ -246,13 +248,21 @@ class CaptureSource:
 
     def _deliver(self, image: np.ndarray) -> None:
         height, width = image.shape[:2]
-        tensor = self._transform(image)
-        frame = Frame(self.name, self._seq, time.time(), time.monotonic(), width, height, tensor)
-        frame.nbytes = int(getattr(tensor, "byte_size", 0) or getattr(tensor, "nbytes", 0))
-        if self._keep_image:  # snapshots crop from the decoded frame, not the model's input
-            frame.image = image
-            if frame.nbytes < image.nbytes:  # a host-resized tensor: the frame is held as well
-                frame.nbytes += image.nbytes
+        now = time.monotonic()
+        skipped = self.gate.decide(image, now) if self.gate is not None else None
+        if skipped is not None:
+            # Not inferred (nor resized): it still goes through the queue and the engine, so the
+            # stages see every frame in capture order (and publish_empty can say it was skipped).
+            frame = Frame(self.name, self._seq, time.time(), now, width, height, None, skipped=skipped)
+            self._metrics.frames_skipped.labels(self.name, skipped).inc()
+        else:
+            tensor = self._transform(image)
+            frame = Frame(self.name, self._seq, time.time(), now, width, height, tensor)
+            frame.nbytes = int(getattr(tensor, "byte_size", 0) or getattr(tensor, "nbytes", 0))
+            if self._keep_image:  # snapshots crop from the decoded frame, not the model's input
+                frame.image = image
+                if frame.nbytes < image.nbytes:  # a host-resized tensor: the frame is held as well
+                    frame.nbytes += image.nbytes
         self._seq += 1
         self._metrics.captured_for(self.name).inc()
         if self._room is not None:

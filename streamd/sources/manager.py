@@ -17,6 +17,7 @@ from streamd.pipeline import Chain
 from streamd.queue import FrameQueue
 from streamd.sinks.mqtt import MqttSink
 from streamd.sources.capture import CaptureSource
+from streamd.sources.motion import MotionGate
 from streamd.supervisor import Supervisor
 
 log = get_logger("streamd.daemon")
@@ -109,6 +110,10 @@ class SourceSet:
             await asyncio.gather(*(s.wait() for s in current))
             if current == list(self.sources.values()):  # no reload added one meanwhile
                 return
+
+    def gate(self, name: str) -> MotionGate | None:
+        source = self.sources.get(name)
+        return source.gate if source is not None else None
 
     def captured(self) -> dict[str, int]:
         return {name: source.captured for name, source in self.sources.items()}

@@ -56,8 +56,11 @@ class TrackingStage:
         frame = result.frame
         self._last_frame[frame.source] = frame.seq + 1
         events = self.events.get(frame.source)
-        if events is None:
-            return
+        if events is None or frame.skipped == "interval":
+            return  # detect_interval: the tracker sees the frames it would have seen at a lower fps
+        # A frame skipped for lack of motion is one where nothing moved: the tracks age as in a
+        # frame without detections (so objects that left end in time), and min_interval makes
+        # sure one standing still is seen again before its max_age.
         started = time.perf_counter()
         events.on_frame(frame.seq, frame.ts, frame.width, frame.height, result.detections)
         result.tracks = [

@@ -1,0 +1,110 @@
+"""Motion gating, in the reader thread: a frame where nothing moved is not inferred.
+
+Frame differencing on a small grey copy (``frame_height`` rows, blurred) against a running-average
+background (``alpha``), thresholded, dilated; moving blobs smaller than ``contour_area`` and motion
+inside ``masks`` are ignored; the same approach as Frigate's motion detector. The gate then says
+why a frame is skipped, or lets it through: on motion, and, while objects are present (the
+loop tells it, :attr:`MotionGate.objects`), at least every ``min_interval`` seconds, so an object
+that stands still is still seen. ``detect_interval`` lets at most every Nth frame through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from streamd.config_objects import MotionConfig
+from streamd.tracking.zones import to_pixels
+from streamd.types import Box, Result
+
+
+class MotionDetector:
+    def __init__(self, config: MotionConfig) -> None:
+        self.config = config
+        self._background: np.ndarray | None = None
+        self._mask: np.ndarray | None = None  # 0 where motion is ignored, in the small frame
+        self._scale = 1.0
+        self._kernel = np.ones((3, 3), np.uint8)
+
+    def _setup(self, width: int, height: int) -> tuple[int, int]:
+        small_h = min(self.config.frame_height, height)
+        self._scale = height / small_h
+        small_w = max(1, round(width / self._scale))
+        self._mask = None
+        if self.config.masks:
+            mask = np.full((small_h, small_w), 255, np.uint8)
+            for polygon in self.config.masks:
+                points = to_pixels(polygon, width, height) / self._scale
+                cv2.fillPoly(mask, [points.round().astype(np.int32)], 0)
+            self._mask = mask
+        return small_w, small_h
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Moving areas, as boxes in the frame's pixels (empty: nothing moved)."""
+        height, width = image.shape[:2]
+        if self._background is None or round(width / self._scale) != self._background.shape[1]:
+            small_w, small_h = self._setup(width, height)
+            self._background = None
+        else:
+            small_h, small_w = self._background.shape
+        grey = cv2.cvtColor(cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        grey = cv2.GaussianBlur(grey, (3, 3), 0).astype(np.float32)
+        if self._background is None:
+            self._background = grey
+            return []
+        delta = cv2.absdiff(grey, self._background)
+        cv2.accumulateWeighted(grey, self._background, self.config.alpha)
+        moving: np.ndarray = np.where(delta > self.config.threshold, 255, 0).astype(np.uint8)
+        if self._mask is not None:
+            moving = cv2.bitwise_and(moving, self._mask)
+        dilated = cv2.dilate(moving, self._kernel, iterations=2)
+        contours, _ = cv2.findContours(dilated, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        min_area = self.config.contour_area
+        if min_area <= 1.0:
+            min_area *= small_w * small_h
+        boxes: list[Box] = []
+        for contour in contours:
+            if cv2.contourArea(contour) >= min_area:
+                x, y, w, h = cv2.boundingRect(contour)
+                s = self._scale
+                boxes.append((x * s, y * s, min((x + w) * s, width), min((y + h) * s, height)))
+        return boxes
+
+
+class MotionGate:
+    def __init__(self, config: MotionConfig) -> None:
+        self.config = config
+        self.detector = MotionDetector(config)
+        self.objects = 0  # set by the loop after each inferred frame: tracks (or detections) present
+        self._last_inferred = float("-inf")
+        self._since_inferred = config.detect_interval  # the first frame may go
+
+    def decide(self, image: np.ndarray, now: float) -> str | None:
+        """None: infer this frame; otherwise why not (``no_motion``, ``interval``)."""
+        moving = bool(self.detector.detect(image))
+        self._since_inferred += 1
+        if self._since_inferred < self.config.detect_interval:
+            return "interval"
+        keep_alive = self.objects > 0 and now - self._last_inferred >= self.config.min_interval
+        if not moving and not keep_alive:
+            return "no_motion"
+        self._last_inferred = now
+        self._since_inferred = 0
+        return None
+
+
+class MotionFeedback:
+    """A stage after tracking: tells each source's gate whether objects are present (tracks, or
+    detections where there is no tracking), which keeps ``min_interval`` inference going."""
+
+    def __init__(self, gate_of: Callable[[str], MotionGate | None]) -> None:
+        self._gate_of = gate_of
+
+    def on_result(self, result: Result) -> None:
+        if result.skipped is not None:
+            return
+        gate = self._gate_of(result.frame.source)
+        if gate is not None:
+            gate.objects = max(len(result.tracks), len(result.detections))  # read by the reader thread
