@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -127,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="FPS with tracking alone vs tracking + snapshots, in rounds, and the JPEG cost of each snapshot",
     )
     bench.add_argument(
+        "--compare-int8",
+        type=Path,
+        metavar="IR",
+        help="FP vs this INT8 model (from streamd quantize): FPS in rounds and detection agreement",
+    )
+    bench.add_argument(
         "--sink",
         type=int,
         default=0,
@@ -137,6 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=3, help="ceiling/pipeline rounds; medians used (default 3)")
     bench.add_argument(
         "--baseline", action="store_true", help="also run the naive loop (cv2.read -> sync infer -> publish)"
+    )
+
+    quantize = sub.add_parser(
+        "quantize",
+        help="INT8 model calibrated on your sources' frames, checked against the FP model",
+        description="Post-training INT8 quantisation (NNCF, extra streamd[quantize]) of the configured "
+        "model, calibrated on frames sampled from the configured sources; the INT8 model is compared "
+        "with the FP one on held-out frames (same detections: label and IoU >= 0.5) and written only "
+        "when they agree. Exit 0 written, 1 refused, 69 NNCF missing.",
+    )
+    _config_arg(quantize)
+    quantize.add_argument("--frames", type=int, default=300, help="frames to sample (1 in 4 held out; %(default)s)")
+    quantize.add_argument("--out", type=Path, default=None, help="directory (default: beside the model)")
+    quantize.add_argument(
+        "--min-agreement", type=float, default=0.95, help="refuse to write below this F1 agreement (%(default)s)"
+    )
+    quantize.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="node name regex left in FP (repeatable; the decoder adds its post-processing)",
     )
 
     demo = sub.add_parser(
@@ -184,6 +213,16 @@ def main(argv: list[str] | None = None) -> int:
         from streamd.check import check
 
         return check(config, args.verify, (args.box_tolerance, args.score_tolerance))
+    if args.command == "quantize":
+        from streamd.quantize import quantize
+
+        out = args.out or config.model.path.parent
+        code, report = quantize(config, args.frames, out, args.min_agreement, tuple(args.ignore))
+        if report:
+            print(json.dumps(report, indent=2))
+            if report.get("written"):
+                print(f'# in [model]: path = "{report["written"]}"', file=sys.stderr)
+        return code
     if args.command == "bench":
         from streamd.bench import run_bench
 
@@ -198,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             soak=args.soak,
             sink=args.sink,
             snapshots=args.snapshots,
+            compare_int8=args.compare_int8,
         )
     log.error("unknown_command", command=args.command)
     return EX_SOFTWARE

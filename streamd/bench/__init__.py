@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
+from streamd.bench.int8 import run_compare_int8
 from streamd.bench.pipeline import bench_config
 from streamd.bench.report import render_soak, render_table, run_rounds, run_soak
 from streamd.bench.sink import measure_sink
@@ -35,6 +37,7 @@ def run_bench(
     soak: float | None = None,
     sink: int = 0,
     snapshots: bool = False,
+    compare_int8: Path | None = None,
 ) -> int:
     configure("console", "warning")
     config = bench_config(config, copies, tracking)
@@ -53,6 +56,8 @@ def run_bench(
             report = measure_sink(config, sink)
         elif snapshots:
             report = run_snapshots(config, frames, rounds)
+        elif compare_int8 is not None:
+            report = run_compare_int8(config, compare_int8, frames, rounds)
         elif soak:
             report = run_soak(config, soak)
         else:
@@ -64,6 +69,10 @@ def run_bench(
         print(json.dumps(report, indent=2))
     else:
         print(
-            json.dumps(report, indent=2) if sink or snapshots else render_soak(report) if soak else render_table(report)
+            json.dumps(report, indent=2)
+            if sink or snapshots or compare_int8
+            else render_soak(report)
+            if soak
+            else render_table(report)
         )
     return 0

@@ -31,6 +31,9 @@ class Decoder(ABC):
     name: ClassVar[str]
     default_labels: ClassVar[str] = "coco80"
     preprocessing: ClassVar[Preprocessing] = Preprocessing()
+    # Node name patterns INT8 quantisation must leave alone: the model's own post-processing
+    # (box decoding, NMS, class ids), where 8-bit values break what the decoder reads.
+    quantize_ignored: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, labels: tuple[str, ...], confidence: float) -> None:
         self.labels = labels

@@ -14,6 +14,8 @@ from streamd.types import Detection
 class TfObjectDetectionDecoder(Decoder):
     name = "tf-od"
     default_labels = "coco91"  # class ids are 1-based COCO paper ids: 1 = person
+    # Quantised, "add" (class index + 1) turned person (1) into background (0).
+    quantize_ignored = ("Postprocessor/.*", "add")
 
     @classmethod
     def matches(cls, model: ov.Model) -> bool:
