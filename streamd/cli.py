@@ -128,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="FPS with tracking alone vs tracking + snapshots, in rounds, and the JPEG cost of each snapshot",
     )
     bench.add_argument(
+        "--motion",
+        type=float,
+        nargs="?",
+        const=30.0,
+        metavar="SECONDS",
+        help="motion gating on a mostly empty scene: N sources (--sources, default 8) at 15 fps, with and "
+        "without gating (and INT8 with --compare-int8), SECONDS each (default 30): CPU per camera, recall",
+    )
+    bench.add_argument(
         "--compare-int8",
         type=Path,
         metavar="IR",
@@ -238,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             sink=args.sink,
             snapshots=args.snapshots,
             compare_int8=args.compare_int8,
+            motion=args.motion,
         )
     log.error("unknown_command", command=args.command)
     return EX_SOFTWARE

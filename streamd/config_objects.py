@@ -125,3 +125,7 @@ class MotionConfig(_Strict):
     # While objects are present, infer at least this often, so one that stands still is kept.
     min_interval: float = Field(default=1.0, gt=0.0)
     detect_interval: int = Field(default=1, ge=1)  # infer at most every Nth frame
+    # Infer crops around what moved (at least the network's input size, overlapping ones merged)
+    # instead of the whole frame: a small person far away is seen at full resolution.
+    regions: bool = False
+    max_regions: int = Field(default=4, ge=1, le=16)

@@ -31,6 +31,7 @@ from streamd.sinks.mqtt import MqttSink
 from streamd.sinks.payload import DetectionsStage
 from streamd.sinks.presence import PresenceStage
 from streamd.snapshots.stage import SnapshotStage
+from streamd.sources.capture import RegionInput
 from streamd.sources.manager import SourceSet
 from streamd.sources.motion import MotionFeedback
 from streamd.stats import StatsStage
@@ -83,6 +84,7 @@ class Daemon:
             self.supervisor,
             self.engines.transform,
             self.engines.flushed,
+            RegionInput(self.engines.input_size, self.engines.region_input),
         )
         if config.mqtt.control:
             self.switches = Switches(
@@ -200,6 +202,7 @@ class Daemon:
             "stopped",
             frames=self.detections.published,
             captured=self.sources.captured(),
+            skipped=self.sources.skipped(),
             dropped=self.stats.dropped,
             mqtt=self.sink.status().counts,
             tracking_ms_per_frame=self.tracking.ms_per_frame,

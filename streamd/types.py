@@ -20,6 +20,18 @@ Transform = Callable[[np.ndarray], Any]
 
 
 @dataclass(slots=True)
+class Region:
+    """A crop of the frame the model sees on its own (motion regions): ``x, y, width, height`` in
+    the frame's pixels, ``tensor`` the crop resized to the network's input."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    tensor: Any
+
+
+@dataclass(slots=True)
 class Frame:
     source: str
     seq: int  # per-source sequence number, 0-based, gaps only where frames were dropped
@@ -34,6 +46,8 @@ class Frame:
     # The decoded BGR frame itself, kept only for sources that take snapshots.
     image: np.ndarray | None = None
     skipped: str | None = None  # why it is not inferred (no_motion, interval); tensor is None then
+    # Motion regions: the model sees these crops instead of the whole frame (tensor is None).
+    regions: list[Region] | None = None
     started: float = 0.0  # monotonic time the inference started
     inference: float = 0.0  # seconds the device took
 

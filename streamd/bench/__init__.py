@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from streamd.bench.int8 import run_compare_int8
+from streamd.bench.motion import run_motion
 from streamd.bench.pipeline import bench_config
 from streamd.bench.report import render_soak, render_table, run_rounds, run_soak
 from streamd.bench.sink import measure_sink
@@ -38,6 +40,7 @@ def run_bench(
     sink: int = 0,
     snapshots: bool = False,
     compare_int8: Path | None = None,
+    motion: float | None = None,
 ) -> int:
     configure("console", "warning")
     config = bench_config(config, copies, tracking)
@@ -54,6 +57,9 @@ def run_bench(
     try:
         if sink:
             report = measure_sink(config, sink)
+        elif motion is not None:
+            directory = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamd" / "bench"
+            report = run_motion(config, directory, motion, copies or 8, compare_int8)
         elif snapshots:
             report = run_snapshots(config, frames, rounds)
         elif compare_int8 is not None:
@@ -70,7 +76,7 @@ def run_bench(
     else:
         print(
             json.dumps(report, indent=2)
-            if sink or snapshots or compare_int8
+            if sink or snapshots or compare_int8 or motion
             else render_soak(report)
             if soak
             else render_table(report)

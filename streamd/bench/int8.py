@@ -34,7 +34,7 @@ def run_compare_int8(config: Config, int8_path: Path, frames: int, rounds: int) 
             if found is not None:
                 bare[name].append(found)
             run = asyncio.run(measure_pipeline(arm, frames, f"{name} pipeline {index}/{rounds}"))
-            pipeline[name].append(run.fps)
+            pipeline[name].append(round(run.fps, 1))
         found = run_benchmark_app(prepare(fp_f32), "CPU")
         if found is not None:
             bare["fp_f32"].append(found)

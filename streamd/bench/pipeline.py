@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streamd.bench.common import WARMUP_FRAMES, Progress, percentile, proc_status, rss_mb
@@ -13,6 +14,7 @@ from streamd.config import Config, is_file_uri
 from streamd.config_objects import TrackingConfig
 from streamd.daemon import Daemon
 from streamd.sinks.mqtt import Message
+from streamd.types import Result
 
 
 @dataclass
@@ -50,11 +52,19 @@ def bench_config(config: Config, copies: int = 0, tracking: bool = False) -> Con
 
 
 async def measure_pipeline(
-    config: Config, frames: int, label: str, speed: float | None = None, seconds: float | None = None
+    config: Config,
+    frames: int,
+    label: str,
+    speed: float | None = None,
+    seconds: float | None = None,
+    observe: Callable[[Result], None] | None = None,
+    publish_empty: bool = True,
 ) -> PipelineRun:
     """The real daemon; sources loop, files run unpaced (or paced at ``speed``) and lose nothing.
 
-    Stops after ``frames`` acknowledged messages, or after ``seconds`` (the soak), sampling RSS."""
+    Stops after ``frames`` acknowledged messages, or after ``seconds`` (the soak), sampling RSS.
+    ``observe`` sees every Result inside the measured window (a stage at the end of the chain);
+    with ``publish_empty`` off, a timed run opens its window after a warm-up of 3 s."""
     sources = [
         s.model_copy(
             update={
@@ -69,7 +79,7 @@ async def measure_pipeline(
     run_config = config.model_copy(
         update={
             "sources": sources,
-            "mqtt": config.mqtt.model_copy(update={"publish_empty": True}),
+            "mqtt": config.mqtt.model_copy(update={"publish_empty": publish_empty}),
             "metrics": config.metrics.model_copy(update={"listen": ""}),
         }
     )
@@ -85,25 +95,39 @@ async def measure_pipeline(
         result.threads = proc_status("Threads")
         daemon.should_exit.set()
 
+    def open_window() -> None:
+        window["start"] = time.perf_counter()
+        window["cpu"] = time.process_time()
+        result.rss_start_mb = rss_mb()
+
     def on_acked(message: Message, latency: float) -> None:
         nonlocal acked
         acked += 1
-        if acked == WARMUP_FRAMES:
-            window["start"] = time.perf_counter()
-            window["cpu"] = time.process_time()
-            result.rss_start_mb = rss_mb()
-        elif acked > WARMUP_FRAMES and "end" not in window:
+        if acked == WARMUP_FRAMES and "start" not in window:
+            open_window()
+        elif acked > WARMUP_FRAMES and "start" in window and "end" not in window:
             result.latencies.append(latency)
             if seconds is None and acked == WARMUP_FRAMES + frames:
                 close_window()
+
+    class Observer:
+        def on_result(self, result: Result) -> None:
+            if observe is not None and "start" in window and "end" not in window:
+                observe(result)
+
+    daemon.chain.stages.append(Observer())
 
     daemon.sink.on_acked = on_acked
     progress = Progress(label, int(seconds) if seconds else frames, "s" if seconds else "frames")
 
     async def report() -> None:
         next_sample = 0.0
+        begun = time.perf_counter()
         while not daemon.should_exit.is_set():
             await asyncio.sleep(0.25)
+            warm = seconds is not None and time.perf_counter() - begun >= 3.0 and daemon.engines.device is not None
+            if "start" not in window and warm:
+                open_window()
             if "start" not in window:
                 continue
             running = time.perf_counter() - window["start"]

@@ -101,6 +101,34 @@ def make_scene_clip(
     writer.release()
 
 
+def make_quiet_clip(
+    path: Path, frames: int = 600, fps: float = 15.0, passing: float = 0.1, size: tuple[int, int] = (640, 480)
+) -> list[bool]:
+    """What most cameras show most of the time: a static scene with sensor noise, where a person
+    walks across once, for ``passing`` of the clip. Returns, per frame, whether a person is in it."""
+    width, height = size
+    rng = np.random.default_rng(0)
+    scene = cv2.GaussianBlur(rng.integers(60, 200, (height, width, 3), dtype=np.uint8), (0, 0), 6)
+    person = photo("astronaut", height // 2)
+    side = person.shape[0]
+    walk = max(2, int(frames * passing))
+    start = (frames - walk) // 2
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+    truth = []
+    for index in range(frames):
+        frame = scene.copy()
+        step = index - start
+        present = 0 <= step < walk
+        if present:
+            x = int(step * (width - side) / (walk - 1))
+            frame[height // 4 : height // 4 + side, x : x + side] = person
+        noise = rng.normal(0, 3, frame.shape)
+        writer.write(np.clip(frame + noise, 0, 255).astype(np.uint8))
+        truth.append(present)
+    writer.release()
+    return truth
+
+
 def main() -> None:
     """``python -m streamd.demo.clip OUT [--size WxH] [--h264] [--repeats N]``: a bench or test clip."""
     import argparse

@@ -25,10 +25,11 @@ import numpy as np
 import openvino as ov
 
 from streamd.inference.model import CompiledVariant, PreparedModel, compile_variant, frame_preparer
+from streamd.inference.regions import merge, shift
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue, QueueClosed
-from streamd.types import Detection, Frame, Result, Transform
+from streamd.types import Detection, Frame, Region, Result, Transform
 
 log = get_logger("streamd.engine")
 
@@ -62,7 +63,7 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         # Results cross from OpenVINO threads in batches: one loop wake-up per batch, not per frame.
-        self._done: list[tuple[Frame, list[np.ndarray], float]] = []
+        self._done: list[tuple[Frame | tuple[Frame, int], list[np.ndarray], float]] = []
         self._done_lock = threading.Lock()
         self._wakeup_pending = False
         self.base: CompiledVariant | None = None
@@ -73,6 +74,7 @@ class Engine:
         # waiting for an earlier frame of their source.
         self._order: defaultdict[str, deque[Frame]] = defaultdict(deque)
         self._finished: dict[int, list[Detection]] = {}
+        self._parts: dict[int, list[list[Detection] | None]] = {}  # per frame with regions
         self._waiting_for_frame = False
         self._flushed: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
 
@@ -141,6 +143,9 @@ class Engine:
                 self._finished[id(frame)] = []
                 self._release(frame.source)
                 continue
+            if frame.regions:  # motion regions: one request per crop, merged when all are back
+                await self._start_regions(frame, frame.regions)
+                continue
             await self._slots.acquire()
             shape = frame.tensor.shape
             size = (shape[2], shape[1])
@@ -152,6 +157,19 @@ class Engine:
             runner.queue.start_async(frame.tensor, frame, share_inputs=True)
             self._metrics.queue_wait_for(frame.source).observe(frame.started - frame.captured)
         await self.drain()
+
+    async def _start_regions(self, frame: Frame, regions: list[Region]) -> None:
+        assert self._slots is not None
+        self._parts[id(frame)] = [None] * len(regions)
+        frame.started = time.monotonic()
+        self._metrics.queue_wait_for(frame.source).observe(frame.started - frame.captured)
+        runner = await self._runner(None)
+        for index, region in enumerate(regions):
+            await self._slots.acquire()
+            self._inflight += 1
+            self._idle.clear()
+            self._metrics.inflight_requests.set(self._inflight)
+            runner.queue.start_async(region.tensor, (frame, index), share_inputs=True)
 
     async def flushed(self, source: str) -> None:
         """Until every frame of ``source`` taken from the queue has been reported."""
@@ -177,9 +195,9 @@ class Engine:
         self._runners.clear()
         self.base = None
 
-    def _on_done(self, request: ov.InferRequest, frame: Frame) -> None:
+    def _on_done(self, request: ov.InferRequest, userdata: Frame | tuple[Frame, int]) -> None:
         # OpenVINO thread: copy the (small) outputs before the request is reused, nothing else.
-        done = (frame, [tensor.data.copy() for tensor in request.output_tensors], request.latency / 1000.0)
+        done = (userdata, [tensor.data.copy() for tensor in request.output_tensors], request.latency / 1000.0)
         with self._done_lock:
             self._done.append(done)
             if self._wakeup_pending:
@@ -201,18 +219,43 @@ class Engine:
         self._metrics.inflight_requests.set(self._inflight)
         self.completed += len(batch)
         self.last_progress = time.monotonic()
-        for frame, outputs, seconds in batch:
+        for userdata, outputs, seconds in batch:
             self._metrics.inference_seconds.observe(seconds)
+            if isinstance(userdata, tuple):
+                frame, index = userdata
+                merged = self._region_done(frame, index, outputs, seconds)
+                if merged is None:
+                    continue  # other regions of the frame still on the device
+                self._finished[id(frame)] = merged
+            else:
+                frame = userdata
+                frame.inference = seconds
+                self._finished[id(frame)] = self._decode(frame, outputs, frame.width, frame.height)
             self._metrics.inferred_for(frame.source).inc()
-            frame.inference = seconds
-            try:
-                self._finished[id(frame)] = self.prepared.decoder.decode(outputs, frame.width, frame.height)
-            except Exception:
-                log.exception("decode_failed", source=frame.source, frame=frame.seq)
-                self._finished[id(frame)] = []
             self._release(frame.source)
         if self._inflight == 0:
             self._idle.set()
+
+    def _decode(self, frame: Frame, outputs: list[np.ndarray], width: int, height: int) -> list[Detection]:
+        try:
+            return self.prepared.decoder.decode(outputs, width, height)
+        except Exception:
+            log.exception("decode_failed", source=frame.source, frame=frame.seq)
+            return []
+
+    def _region_done(
+        self, frame: Frame, index: int, outputs: list[np.ndarray], seconds: float
+    ) -> list[Detection] | None:
+        """One region's detections, in frame pixels; all of the frame's, merged, once the last is in."""
+        assert frame.regions is not None
+        region = frame.regions[index]
+        parts = self._parts[id(frame)]
+        parts[index] = shift(self._decode(frame, outputs, region.width, region.height), region)
+        frame.inference += seconds
+        if any(part is None for part in parts):
+            return None
+        del self._parts[id(frame)]
+        return merge([part for part in parts if part is not None])
 
     def _release(self, source: str) -> None:
         """Requests finish out of order; results leave in each source's capture order."""

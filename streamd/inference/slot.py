@@ -9,6 +9,7 @@ import contextlib
 import time
 from typing import Any
 
+import cv2
 import numpy as np
 import openvino as ov
 
@@ -51,6 +52,17 @@ class EngineSlot:
     def transform(self, image: np.ndarray) -> Any:
         assert self._transform is not None
         return self._transform(image)
+
+    def input_size(self) -> tuple[int, int]:
+        """The network's (width, height), for motion regions (reader threads)."""
+        assert self.engine is not None
+        width, height = self.engine.prepared.image.size
+        return int(width), int(height)
+
+    def region_input(self, crop: np.ndarray) -> Any:
+        """A motion region as the model takes it: resized to the network's input on the host."""
+        resized = cv2.resize(crop, self.input_size(), interpolation=cv2.INTER_AREA)
+        return self.transform(resized)
 
     @property
     def device(self) -> str | None:

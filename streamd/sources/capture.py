@@ -13,7 +13,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,8 +26,8 @@ from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
 from streamd.redact import redact_uri
-from streamd.sources.motion import MotionGate
-from streamd.types import Frame, Transform
+from streamd.sources.motion import MotionGate, regions
+from streamd.types import Frame, Region, Transform
 
 log = get_logger("streamd.source")
 
@@ -35,6 +37,16 @@ _FFMPEG_OPTIONS = threading.Lock()
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 StateCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class RegionInput:
+    """What the reader needs from the current engine to make motion regions: the network's
+    (width, height), and a crop turned into the model's input."""
+
+    input_size: Callable[[], tuple[int, int]]
+    tensor: Callable[[np.ndarray], Any]
+
 
 HEALTHY_RESET = 60.0  # a connection that lived this long resets the backoff
 
@@ -70,6 +82,7 @@ class CaptureSource:
         metrics: Metrics,
         on_state: StateCallback,
         transform: Transform,
+        regions: RegionInput | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -82,10 +95,12 @@ class CaptureSource:
         self._transform = transform
         self._keep_image = config.snapshots is not None and config.tracking is not None
         self.gate = MotionGate(config.motion) if config.motion is not None else None
+        self._regions = regions if config.motion is not None and config.motion.regions else None
         self._stop = threading.Event()
         self._done: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._run, name=f"streamd-src-{self.name}", daemon=True)
         self._seq = 0
+        self._skipped = 0
         self.safe_uri = redact_uri(config.uri)
         # ``block``: free places in this source's share of the queue; the queue gives one back
         # each time it hands one of our frames to the engine.
@@ -108,7 +123,19 @@ class CaptureSource:
         """Frames handed to the queue so far (the next frame's sequence number)."""
         return self._seq
 
+    @property
+    def skipped(self) -> int:
+        """Of those, frames the motion gate kept from inference."""
+        return self._skipped
+
     # -- reader thread -------------------------------------------------------------------------
+
+    def _crops(self, width: int, height: int) -> list[tuple[int, int, int, int]] | None:
+        """Motion regions for this frame, or None for the whole frame (keep-alive, no regions)."""
+        if self._regions is None or self.gate is None:
+            return None
+        limit = self.gate.config.max_regions
+        return regions(self.gate.boxes, (width, height), self._regions.input_size(), limit)
 
     def _state(self, state: str) -> None:
         self._loop.call_soon_threadsafe(self._on_state, self.name, state)
@@ -255,6 +282,12 @@ class CaptureSource:
             # stages see every frame in capture order (and publish_empty can say it was skipped).
             frame = Frame(self.name, self._seq, time.time(), now, width, height, None, skipped=skipped)
             self._metrics.frames_skipped.labels(self.name, skipped).inc()
+            self._skipped += 1
+        elif (crops := self._crops(width, height)) is not None:
+            assert self._regions is not None
+            parts = [Region(x, y, w, h, self._regions.tensor(image[y : y + h, x : x + w])) for x, y, w, h in crops]
+            frame = Frame(self.name, self._seq, time.time(), now, width, height, None, regions=parts)
+            frame.nbytes = sum(int(getattr(p.tensor, "byte_size", 0)) for p in parts)
         else:
             tensor = self._transform(image)
             frame = Frame(self.name, self._seq, time.time(), now, width, height, tensor)

@@ -16,7 +16,7 @@ from streamd.metrics import Metrics
 from streamd.pipeline import Chain
 from streamd.queue import FrameQueue
 from streamd.sinks.mqtt import MqttSink
-from streamd.sources.capture import CaptureSource
+from streamd.sources.capture import CaptureSource, RegionInput
 from streamd.sources.motion import MotionGate
 from streamd.supervisor import Supervisor
 
@@ -35,10 +35,12 @@ class SourceSet:
         supervisor: Supervisor,
         transform: Callable[[np.ndarray], Any],
         flushed: Flushed,
+        regions: RegionInput | None = None,
     ) -> None:
         self._queue, self._metrics, self._sink, self._chain = queue, metrics, sink, chain
         self._supervisor = supervisor
         self._transform, self._flushed = transform, flushed
+        self._regions = regions
         self.sources: dict[str, CaptureSource] = {}
         self.states: dict[str, str] = {}
         self.on_started: list[Callable[[str], None]] = []  # e.g. the control switches
@@ -58,7 +60,13 @@ class SourceSet:
         self._detect_off.discard(config.name)
         self._chain.source_started(config.name)
         source = CaptureSource(
-            config, asyncio.get_running_loop(), self._queue, self._metrics, self._on_state, self._transform
+            config,
+            asyncio.get_running_loop(),
+            self._queue,
+            self._metrics,
+            self._on_state,
+            self._transform,
+            self._regions,
         )
         self.sources[source.name] = source
         source.start()
@@ -117,6 +125,9 @@ class SourceSet:
 
     def captured(self) -> dict[str, int]:
         return {name: source.captured for name, source in self.sources.items()}
+
+    def skipped(self) -> dict[str, int]:
+        return {name: source.skipped for name, source in self.sources.items() if source.gate is not None}
 
     def _on_state(self, source: str, state: str) -> None:
         if source not in self.sources or self.states.get(source) == state:

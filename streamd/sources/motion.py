@@ -52,8 +52,10 @@ class MotionDetector:
         grey = cv2.cvtColor(cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
         grey = cv2.GaussianBlur(grey, (3, 3), 0).astype(np.float32)
         if self._background is None:
+            # Nothing to compare with: the whole frame counts as moving, so what is already in
+            # the scene at start (a parked car, someone sitting) is seen once and tracked.
             self._background = grey
-            return []
+            return [(0.0, 0.0, float(width), float(height))]
         delta = cv2.absdiff(grey, self._background)
         cv2.accumulateWeighted(grey, self._background, self.config.alpha)
         moving: np.ndarray = np.where(delta > self.config.threshold, 255, 0).astype(np.uint8)
@@ -78,12 +80,15 @@ class MotionGate:
         self.config = config
         self.detector = MotionDetector(config)
         self.objects = 0  # set by the loop after each inferred frame: tracks (or detections) present
+        self.boxes: list[Box] = []
         self._last_inferred = float("-inf")
         self._since_inferred = config.detect_interval  # the first frame may go
 
     def decide(self, image: np.ndarray, now: float) -> str | None:
-        """None: infer this frame; otherwise why not (``no_motion``, ``interval``)."""
-        moving = bool(self.detector.detect(image))
+        """None: infer this frame; otherwise why not (``no_motion``, ``interval``). The moving
+        areas stay in :attr:`boxes` (for regions)."""
+        self.boxes = self.detector.detect(image)
+        moving = bool(self.boxes)
         self._since_inferred += 1
         if self._since_inferred < self.config.detect_interval:
             return "interval"
@@ -93,6 +98,47 @@ class MotionGate:
         self._last_inferred = now
         self._since_inferred = 0
         return None
+
+
+def regions(
+    boxes: list[Box], frame_size: tuple[int, int], net_size: tuple[int, int], limit: int, margin: float = 0.25
+) -> list[tuple[int, int, int, int]] | None:
+    """Crops (x, y, w, h) covering the moving ``boxes``: each box plus ``margin``, grown to at
+    least the network's size and its aspect ratio, kept inside the frame; overlapping crops are
+    merged until none overlap. None when the whole frame is the better choice (no motion, or the
+    crops would cover most of it, or more than ``limit`` remain)."""
+    width, height = frame_size
+    net_w, net_h = net_size
+    if not boxes or (width <= net_w and height <= net_h):
+        return None
+
+    def fit(x1: float, y1: float, x2: float, y2: float, grow: float = 0.0) -> tuple[float, float, float, float]:
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        w, h = (x2 - x1) * (1 + grow), (y2 - y1) * (1 + grow)
+        scale = max(w / net_w, h / net_h, 1.0)
+        w, h = min(net_w * scale, width), min(net_h * scale, height)
+        x = min(max(cx - w / 2, 0.0), width - w)
+        y = min(max(cy - h / 2, 0.0), height - h)
+        return x, y, x + w, y + h
+
+    crops = [fit(*box, grow=margin) for box in boxes]
+    merged = True
+    while merged and len(crops) > 1:
+        merged = False
+        for i in range(len(crops)):
+            for j in range(i + 1, len(crops)):
+                a, b = crops[i], crops[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    crops[i] = fit(min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    del crops[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    area = sum((c[2] - c[0]) * (c[3] - c[1]) for c in crops)
+    if len(crops) > limit or area >= 0.6 * width * height:
+        return None
+    return [(round(c[0]), round(c[1]), round(c[2] - c[0]), round(c[3] - c[1])) for c in crops]
 
 
 class MotionFeedback:

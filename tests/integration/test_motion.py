@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 
 from streamd.demo.clip import make_scene_clip
+from tests.clips import box_inside
 from tests.conftest import Collected, Streamd, write_config
 
 SCHEMA = json.loads(resources.files("streamd.schemas").joinpath("detections.schema.json").read_text())
@@ -65,5 +66,41 @@ async def test_gating_skips_still_frames_keeps_the_still_person_and_honours_mask
 
     masked_messages = subscriber.json("/masked/detections")
     assert len(masked_messages) == total
-    assert all(m.get("skipped") == "no_motion" and not m["detections"] for m in masked_messages), "all masked"
+    assert "skipped" not in masked_messages[0], "the first frame is looked at: what is already there"
+    rest = masked_messages[1:]
+    assert all(m.get("skipped") == "no_motion" and not m["detections"] for m in rest), "all motion masked"
+    stopped = next(e for e in daemon.events() if e["event"] == "stopped")
+    assert stopped["skipped"] == {"gated": len(skipped), "masked": total - 1}, "counted where they are skipped"
     print(f"motion: {len(skipped)}/{total} frames skipped on 'gated', keep-alive frames while still: {in_still}")
+
+
+async def test_regions_find_a_small_person_the_whole_frame_misses_at_the_right_pixels(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    """1080p, a person 120 px tall (under 1/8 of the frame's height) walking across."""
+    clip = tmp_path / "far.mp4"
+    side, y = 120, 600
+    xs = list(range(200, 1640, 48))
+    make_scene_clip(clip, [[]] * 5 + [[("astronaut", x, y)] for x in xs] + [[]] * 5, size=(1920, 1080), photo_size=side)
+    motion = {"min_interval": 0.5}
+    sources = [
+        {"name": "whole", "uri": clip, "realtime": False, "motion": motion},
+        {"name": "regions", "uri": clip, "realtime": False, "motion": {**motion, "regions": True}},
+    ]
+    config = write_config(tmp_path / "streamd.toml", default_model, sources, broker.port, mqtt={"publish_empty": True})
+    daemon = await Streamd("run", "-c", str(config)).start()
+    assert await daemon.wait(120) == 0, daemon.stderr.decode()[-2000:]
+    await subscriber.wait_for(lambda c: c.on("/status")[-1:] == [b"offline"], 10)
+
+    def recall(name: str) -> float:
+        messages = {m["frame"]: m for m in subscriber.json(f"/{name}/detections")}
+        hits = 0
+        for i, x in enumerate(xs):
+            people = [d for d in messages[5 + i]["detections"] if d["label"] == "person"]
+            assert all(box_inside(d["box"], (x, y, x + side, y + side), 16) for d in people), (name, x, people)
+            hits += bool(people)
+        return hits / len(xs)
+
+    whole, cropped = recall("whole"), recall("regions")
+    print(f"regions: person-frame recall {cropped:.2f} with regions, {whole:.2f} on the whole frame")
+    assert cropped >= whole + 0.3, "the goal of issue 17"
