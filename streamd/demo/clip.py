@@ -109,7 +109,7 @@ def make_quiet_clip(
     width, height = size
     rng = np.random.default_rng(0)
     scene = cv2.GaussianBlur(rng.integers(60, 200, (height, width, 3), dtype=np.uint8), (0, 0), 6)
-    person = photo("astronaut", height // 2)
+    person = photo("camera", height // 2)
     side = person.shape[0]
     walk = max(2, int(frames * passing))
     start = (frames - walk) // 2

@@ -1,11 +1,15 @@
-"""The aiomqtt client streamd connects with: identity, credentials, TLS, last will, session."""
+"""The aiomqtt client streamd connects with (identity, credentials, TLS, last will, session), and
+the two watchers that tell the sink its connection is gone."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -50,3 +54,32 @@ def make_client(cfg: MqttConfig, protocol: aiomqtt.ProtocolVersion, status_topic
         logger=_AIOMQTT_LOG,
         **session,
     )
+
+
+class _Sent(Protocol):
+    sent: float
+
+
+async def watch_messages(
+    client: aiomqtt.Client, on_message: Callable[[str, bytes], None] | None, lost: Callable[[Exception], None]
+) -> None:
+    """Messages on the subscribed topics go to ``on_message``; aiomqtt also reports a dropped
+    connection through this iterator."""
+    try:
+        async for message in client.messages:
+            if on_message is not None:
+                payload = message.payload
+                data = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
+                on_message(str(message.topic), data)
+    except aiomqtt.MqttError as exc:
+        lost(exc)
+
+
+async def watch_acks(unacked: Mapping[int, _Sent], timeout: float, lost: Callable[[Exception], None]) -> None:
+    """A broker that takes publishes and never acknowledges them is a broken connection."""
+    while True:
+        await asyncio.sleep(1.0)
+        now = time.monotonic()
+        if any(m.sent and now - m.sent > timeout for m in unacked.values()):
+            lost(TimeoutError(f"no acknowledgement from the broker in {timeout:g} s"))
+            return

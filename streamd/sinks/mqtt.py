@@ -26,7 +26,7 @@ from streamd.backoff import Backoff
 from streamd.config import MqttConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
-from streamd.sinks.connect import make_client
+from streamd.sinks.connect import make_client, watch_acks, watch_messages
 from streamd.sinks.outbox import Message, Outbox, buffer_path
 from streamd.sinks.refusal import describe_refusal, refused_protocol
 
@@ -253,8 +253,8 @@ class MqttSink:
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         sends: set[asyncio.Task[None]] = set()
-        watcher = asyncio.create_task(self._watch(client))
-        acks = asyncio.create_task(self._watch_acks())
+        watcher = asyncio.create_task(watch_messages(client, self._on_message, self._connection_lost))
+        acks = asyncio.create_task(watch_acks(self.outbox.unacked, ACK_TIMEOUT, self._connection_lost))
         try:
             while True:
                 if self._conn_error is not None:
@@ -277,34 +277,15 @@ class MqttSink:
             for task in list(sends):
                 task.cancel()
 
-    async def _watch(self, client: aiomqtt.Client) -> None:
-        """Messages on the subscribed topics go to ``on_message``; aiomqtt also reports a
-        dropped connection through this iterator."""
-        try:
-            async for message in client.messages:
-                if self._on_message is not None:
-                    payload = message.payload
-                    data = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
-                    self._on_message(str(message.topic), data)
-        except aiomqtt.MqttError as exc:
-            self._conn_error = exc
-            self._wake.set()
-
-    async def _watch_acks(self) -> None:
-        """A broker that takes publishes and never acknowledges them is a broken connection."""
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            if any(m.sent and now - m.sent > ACK_TIMEOUT for m in self.outbox.unacked.values()):
-                self._conn_error = TimeoutError(f"no acknowledgement from the broker in {ACK_TIMEOUT:g} s")
-                self._wake.set()
-                return
+    def _connection_lost(self, error: Exception) -> None:
+        self._conn_error = error
+        self._wake.set()
 
     async def _send(self, client: aiomqtt.Client, message: Message) -> None:
         message.sent = time.monotonic()
         try:
             # No per-publish timeout: asyncio.wait_for costs a task and a timer per message;
-            # _watch_acks checks the oldest unacknowledged message once a second instead.
+            # watch_acks checks the oldest unacknowledged message once a second instead.
             await client.publish(
                 message.topic, message.payload, qos=message.qos, retain=message.retain, timeout=math.inf
             )

