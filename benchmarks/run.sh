@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the figures in benchmarks/README.md: about 25 minutes on a 2-core machine.
+# Reproduces the figures in benchmarks/README.md: about 40 minutes on a 2-core machine.
 #   bash benchmarks/run.sh [OUT_DIR]      (JSON results, one file per run)
 set -euo pipefail
 source "$(dirname "$0")/../deploy/bootstrap.sh"
@@ -23,6 +23,14 @@ streamd bench -c "$cfg" --frames 1500 --rounds 1 --tracking --json > "$out/track
 [ -f "$data/demo/people-1080p.mp4" ] || python -m streamd.demo.clip "$data/demo/people-1080p.mp4" --size 1920x1080 --h264
 STREAMD_SOURCES__0__URI="$data/demo/people-1080p.mp4" \
   streamd bench -c "$cfg" --frames 1000 --rounds 1 --json > "$out/1080p.json"
+# 6. Snapshots: tracking alone vs tracking + snapshots, and the JPEG cost of each.
+streamd bench -c "$cfg" --frames 1500 --snapshots --json > "$out/snapshots.json"
+# 7. INT8: quantise on the demo clip, then FP vs INT8 (benchmark_app, pipeline, agreement).
+streamd quantize -c "$cfg" --out "$data/int8" > "$out/quantize.json"
+int8="$data/int8/ssdlite_mobilenet_v2_person-int8.xml"
+streamd bench -c "$cfg" --frames 1500 --compare-int8 "$int8" --json > "$out/int8.json"
+# 8. Motion gating: 8 cameras at 15 fps on a mostly empty scene, FP and INT8, gated or not.
+streamd bench -c "$cfg" --motion 30 --compare-int8 "$int8" --json > "$out/motion.json"
 # 5. Ten minutes at full load: RSS must stay flat.
 streamd bench -c "$cfg" --soak 600 --json > "$out/soak.json"
 echo "results in $out" >&2

@@ -95,33 +95,27 @@ class Metrics:
             "1 while the disk buffer refuses writes (full disk, I/O error) and messages wait in memory",
             registry=r,
         )
-        self.frames_skipped = Counter(
-            "streamd_frames_skipped",
-            "Frames captured and deliberately not inferred (detect switched off, no motion)",
-            ["source", "reason"],
-            registry=r,
-        )
-        self.detections_filtered = Counter(
-            "streamd_detections_filtered",
-            "Detections removed by object filters and masks, and tracks never announced",
-            ["source", "label", "reason"],
-            registry=r,
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(f"streamd_{name}", doc, list(labels), registry=r)
+
+        # Motion gating, detect switched off (reasons: no_motion, interval, detect_off).
+        self.frames_skipped = counter("frames_skipped", "Frames captured and not inferred", ("source", "reason"))
+        # Object filters and masks, and tracks never announced (threshold, required_zones).
+        self.detections_filtered = counter(
+            "detections_filtered", "Detections removed by filters", ("source", "label", "reason")
         )
         self.tracks_stationary = Gauge(
             "streamd_tracks_stationary", "Confirmed tracks that stand still", ["source"], registry=r
         )
-        self.snapshots = Counter(
-            "streamd_snapshots", "Snapshots by outcome (published, error)", ["source", "outcome"], registry=r
-        )
+        self.snapshots = counter("snapshots", "Snapshots by outcome (published, error)", ("source", "outcome"))
         self.snapshot_seconds = Histogram(
             "streamd_snapshot_seconds",
             "JPEG encoding of one snapshot (in a worker thread)",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
             registry=r,
         )
-        self.control_messages = Counter(
-            "streamd_control_messages", "Messages on the control topics by outcome", ["outcome"], registry=r
-        )
+        self.control_messages = counter("control_messages", "Control topic messages by outcome", ("outcome",))
         self.tasks_failed = Counter(
             "streamd_tasks_failed",
             "Background tasks that ended unexpectedly (the process is not ready)",

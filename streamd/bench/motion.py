@@ -45,24 +45,23 @@ def arm_config(config: Config, clip: Path, sources: int, gated: bool, model: Pat
 
 def run_arm(config: Config, truth: list[bool], seconds: float, label: str) -> dict[str, Any]:
     """One arm, as a user runs it (no message for frames without detections)."""
-    inferred = skipped = 0
-    present = present_found = 0
-    passes: dict[tuple[str, int], bool] = {}  # (source, loop) -> person found in that pass
+    inferred = present_found = 0
+    found: dict[tuple[str, int], bool] = {}  # (source, pass) -> person detected in it
     length = len(truth)
 
     def observe(result: Result) -> None:
-        nonlocal inferred, skipped, present, present_found
+        # Skipped frames do not reach the stages here (no tracking, no publish_empty): the window's
+        # frames are counted from what the sources captured.
+        nonlocal inferred, present_found
         frame = result.frame
         if frame.skipped is not None:
-            skipped += 1
-        else:
-            inferred += 1
+            return
+        inferred += 1
         if truth[frame.seq % length]:
-            seen = any(d.label == "person" for d in result.detections)
-            present += 1
-            present_found += seen
+            hit = any(d.label == "person" for d in result.detections)
+            present_found += hit
             key = (frame.source, frame.seq // length)
-            passes[key] = passes.get(key, False) or seen
+            found[key] = found.get(key, False) or hit
 
     run = asyncio.run(
         measure_pipeline(config, 0, label, speed=1.0, seconds=seconds, observe=observe, publish_empty=False)
@@ -70,17 +69,20 @@ def run_arm(config: Config, truth: list[bool], seconds: float, label: str) -> di
     cameras = len(config.sources)
     cores = os.cpu_count() or 1
     cpu_per_camera_second = run.cpu_percent / 100.0 * cores / cameras
-    frames = inferred + skipped
+    ranges = run.captured
+    frames = sum(last - first for first, last in ranges.values())
+    present = sum(truth[i % length] for first, last in ranges.values() for i in range(first, last))
+    passes = {(name, i // length) for name, (a, b) in ranges.items() for i in range(a, b) if truth[i % length]}
     return {
         "cpu_seconds_per_camera_second": round(cpu_per_camera_second, 4),
         "cameras_per_core_at_15fps": round(1.0 / cpu_per_camera_second, 1) if cpu_per_camera_second else None,
         "frames_per_camera_second": round(frames / seconds / cameras, 2),
         "inferred": inferred,
-        "skipped": skipped,
+        "skipped_or_dropped": frames - inferred,
         "person_frames": present,
         "person_frames_detected": present_found,
         "passes": len(passes),
-        "passes_detected": sum(passes.values()),
+        "passes_detected": sum(found.get(key, False) for key in passes),
     }
 
 

@@ -32,6 +32,8 @@ class PipelineRun:
     tracking_ms_per_frame: float = 0.0
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
     snapshot_seconds: list[float] = field(default_factory=list)  # encode time of each snapshot
+    # Per source, the frame numbers captured when the window opened and when it closed.
+    captured: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def latency_ms(self) -> dict[str, float]:
         return {f"p{q}": round(percentile(self.latencies, q) * 1000, 2) for q in (50, 95, 99)}
@@ -88,14 +90,19 @@ async def measure_pipeline(
     window: dict[str, float] = {}
     acked = 0
 
+    captured_at_open: dict[str, int] = {}
+
     def close_window() -> None:
         window["end"] = time.perf_counter()
+        now = daemon.sources.captured()
+        result.captured = {name: (captured_at_open.get(name, 0), seq) for name, seq in now.items()}
         window["cpu_end"] = time.process_time()
         result.rss_end_mb = rss_mb()
         result.threads = proc_status("Threads")
         daemon.should_exit.set()
 
     def open_window() -> None:
+        captured_at_open.update(daemon.sources.captured())
         window["start"] = time.perf_counter()
         window["cpu"] = time.process_time()
         result.rss_start_mb = rss_mb()

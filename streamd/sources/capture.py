@@ -96,6 +96,9 @@ class CaptureSource:
         self._keep_image = config.snapshots is not None and config.tracking is not None
         self.gate = MotionGate(config.motion) if config.motion is not None else None
         self._regions = regions if config.motion is not None and config.motion.regions else None
+        # Skipped frames travel to the stages only where one needs them (tracking ages its tracks,
+        # presence times its OFF, publish_empty reports them); the owner sets this.
+        self.forward_skipped = True
         self._stop = threading.Event()
         self._done: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._run, name=f"streamd-src-{self.name}", daemon=True)
@@ -278,11 +281,15 @@ class CaptureSource:
         now = time.monotonic()
         skipped = self.gate.decide(image, now) if self.gate is not None else None
         if skipped is not None:
-            # Not inferred (nor resized): it still goes through the queue and the engine, so the
-            # stages see every frame in capture order (and publish_empty can say it was skipped).
-            frame = Frame(self.name, self._seq, time.time(), now, width, height, None, skipped=skipped)
             self._metrics.frames_skipped.labels(self.name, skipped).inc()
             self._skipped += 1
+            if not self.forward_skipped:
+                self._seq += 1  # nothing downstream needs it: it ends here, counted
+                self._metrics.captured_for(self.name).inc()
+                return
+            # Not inferred (nor resized): it still goes through the queue and the engine, so the
+            # stages see every frame in capture order (tracks age; publish_empty says it was skipped).
+            frame = Frame(self.name, self._seq, time.time(), now, width, height, None, skipped=skipped)
         elif (crops := self._crops(width, height)) is not None:
             assert self._regions is not None
             parts = [Region(x, y, w, h, self._regions.tensor(image[y : y + h, x : x + w])) for x, y, w, h in crops]

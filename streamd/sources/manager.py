@@ -68,6 +68,8 @@ class SourceSet:
             self._transform,
             self._regions,
         )
+        mqtt = self._sink.config
+        source.forward_skipped = config.tracking is not None or mqtt.publish_empty or mqtt.discovery
         self.sources[source.name] = source
         source.start()
         for hook in self.on_started:
