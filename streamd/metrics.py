@@ -108,7 +108,8 @@ class Metrics:
         self.tracks_stationary = Gauge(
             "streamd_tracks_stationary", "Confirmed tracks that stand still", ["source"], registry=r
         )
-        self.snapshots = counter("snapshots", "Snapshots by outcome (published, error)", ("source", "outcome"))
+        outcomes = "Snapshots by outcome (published, error, save_error)"
+        self.snapshots = counter("snapshots", outcomes, ("source", "outcome"))
         self.snapshot_seconds = Histogram(
             "streamd_snapshot_seconds",
             "JPEG encoding of one snapshot (in a worker thread)",

@@ -108,6 +108,8 @@ class SnapshotStage:
             stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(candidate.ts))
             path = await asyncio.to_thread(store.save, source, f"{stamp}-{candidate.track_id}-{label}.jpg", crop)
             saved = str(path) if path is not None else None
+            if path is None:  # logged by the store (once a minute); the MQTT copy went out
+                self._metrics.snapshots.labels(source, "save_error").inc()
         self._metrics.snapshots.labels(source, "published").inc()
         return {
             "topic": topic,
