@@ -86,6 +86,7 @@ class Daemon:
             self.engines.flushed,
             RegionInput(self.engines.input_size, self.engines.region_input),
         )
+        self.switches: Switches | None = None
         if config.mqtt.control:
             self.switches = Switches(
                 self.sink,

@@ -35,13 +35,13 @@ def refuse_then_write(tmp_path: Path, config: Path) -> tuple[Path, dict[str, obj
     assert "below 1.01" in str(report["reason"])
 
     out = tmp_path / "int8"
-    # 0.8: 40 held-out frames of photos are a small sample (0.90 measured here; INT8 kernels differ
-    # between CPUs, so the figure moves a little from machine to machine).
-    code, report = quantize(config, "--out", str(out), "--min-agreement", "0.8")
+    # 0.75: 40 held-out frames with ~23 clear detections, so one detection is ~4 % of recall; 0.90
+    # measured here (avx512_vnni); INT8 kernels differ between CPUs, and so may a few detections.
+    code, report = quantize(config, "--out", str(out), "--min-agreement", "0.75")
     assert code == 0, report
     written = Path(str(report["written"]))
     assert written.exists() and written.with_suffix(".bin").exists() and written.parent == out
-    assert report["fp_detections"] and float(report["agreement"]) >= 0.8  # type: ignore[arg-type]
+    assert report["fp_detections"] and float(report["agreement"]) >= 0.75  # type: ignore[arg-type]
     assert report["held_out_frames"] == 40 and report["calibration_frames"] == 120
     ops = {op.get_type_name() for op in __import__("openvino").Core().read_model(str(written)).get_ops()}
     assert "FakeQuantize" in ops, "an INT8 (quantised) graph"
