@@ -80,14 +80,17 @@ class FrameQueue:
         q = self._queues.get(source)
         skipped = len(q) if q else 0
         if q:
-            taken = self._taken.get(source)
             while q:
                 self._forget(q.popleft())
-                self.on_skip(source, reason)
-                if taken is not None:
-                    taken()
+                self._skip(source, reason)
             self._space[source].set()
         return skipped
+
+    def _skip(self, source: str, reason: str) -> None:
+        self.on_skip(source, reason)
+        taken = self._taken.get(source)
+        if taken is not None:
+            taken()  # a 'block' reader counted it as queued
 
     def resume(self, source: str) -> None:
         self._paused.pop(source, None)
@@ -102,10 +105,7 @@ class FrameQueue:
             return
         paused = self._paused.get(frame.source)
         if paused is not None:
-            self.on_skip(frame.source, paused)
-            taken = self._taken.get(frame.source)
-            if taken is not None:
-                taken()  # a 'block' reader counted it as queued
+            self._skip(frame.source, paused)
             return
         q = self._queue(frame.source)
         if drop == "block":

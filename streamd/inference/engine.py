@@ -150,11 +150,8 @@ class Engine:
             shape = frame.tensor.shape
             size = (shape[2], shape[1])
             runner = await self._runner(None if size == net_size or net_size[0] < 0 else size)
-            self._inflight += 1
-            self._idle.clear()
-            self._metrics.inflight_requests.set(self._inflight)
             frame.started = time.monotonic()
-            runner.queue.start_async(frame.tensor, frame, share_inputs=True)
+            self._start(runner, frame.tensor, frame)
             self._metrics.queue_wait_for(frame.source).observe(frame.started - frame.captured)
         await self.drain()
 
@@ -166,10 +163,14 @@ class Engine:
         runner = await self._runner(None)
         for index, region in enumerate(regions):
             await self._slots.acquire()
-            self._inflight += 1
-            self._idle.clear()
-            self._metrics.inflight_requests.set(self._inflight)
-            runner.queue.start_async(region.tensor, (frame, index), share_inputs=True)
+            self._start(runner, region.tensor, (frame, index))
+
+    def _start(self, runner: _Runner, tensor: ov.Tensor, userdata: Frame | tuple[Frame, int]) -> None:
+        """One request on the device (a slot is held); ``userdata`` keeps the input alive."""
+        self._inflight += 1
+        self._idle.clear()
+        self._metrics.inflight_requests.set(self._inflight)
+        runner.queue.start_async(tensor, userdata, share_inputs=True)
 
     async def flushed(self, source: str) -> None:
         """Until every frame of ``source`` taken from the queue has been reported."""

@@ -52,6 +52,7 @@ class SnapshotStage:
             return
         self._keepers[source] = SnapshotKeeper(config)
         self.enabled.setdefault(source, True)
+        self._stores.pop(source, None)  # a reload may have removed save_dir
         if config.save_dir:
             self._stores[source] = SnapshotStore(Path(config.save_dir).expanduser(), config.max_bytes, config.max_age)
 

@@ -15,7 +15,7 @@ from typing import Any
 from streamd.config import SourceConfig
 from streamd.metrics import Metrics
 from streamd.timestamps import rfc3339
-from streamd.tracking.tracker import Step, Track, Tracker, TrackerConfig
+from streamd.tracking.tracker import Track, Tracker, TrackerConfig
 from streamd.tracking.zones import Line, Point, Zone, anchor, to_pixels
 from streamd.types import Detection
 
@@ -72,7 +72,7 @@ class SourceEvents:
             self._publish(f"lines/{line.name}", json.dumps(dict(line.counts)), True)
         self._sized = True
 
-    def on_frame(self, frame: int, ts: float, width: int, height: int, detections: list[Detection]) -> Step:
+    def on_frame(self, frame: int, ts: float, width: int, height: int, detections: list[Detection]) -> None:
         if not self._sized:
             self._size(width, height)
         step = self.tracker.step(detections, ts, frame)
@@ -91,7 +91,7 @@ class SourceEvents:
                         track.zones.discard(zone.name)
                         if announced:
                             self._event("exit", track, frame, zone=zone.name)
-            if not announced and self._passes(track):
+            if not announced and self._held_back_by(track) is None:
                 self._pending.discard(track.id)
                 self._event("new", track, frame)
                 self._last_update[track.id] = ts
@@ -119,19 +119,20 @@ class SourceEvents:
         confirmed = [t for t in self.tracker.tracks if t.confirmed and t.id not in self._pending]
         self._metrics.tracks_active.labels(self.source).set(len(confirmed))
         self._metrics.tracks_stationary.labels(self.source).set(sum(t.stationary for t in confirmed))
-        return step
 
     def announced(self, track_id: int) -> bool:
         return track_id not in self._pending
 
-    def _passes(self, track: Track) -> bool:
-        """The label's track-level filter: median score and required zones."""
+    def _held_back_by(self, track: Track) -> str | None:
+        """Which of its label's track-level rules keeps a track from being announced, if any."""
         rule = self.config.filters.get(track.label)
         if rule is None:
-            return True
+            return None
         if track.median_score < rule.threshold:
-            return False
-        return not rule.required_zones or bool(track.zones.intersection(rule.required_zones))
+            return "threshold"
+        if rule.required_zones and not track.zones.intersection(rule.required_zones):
+            return "required_zones"
+        return None
 
     def finish(self, frame: int) -> None:
         """The source ended: close every track (and its zones)."""
@@ -149,11 +150,10 @@ class SourceEvents:
         self._last_update.pop(track.id, None)
         if track.id in self._pending:
             self._pending.discard(track.id)
+            reason = self._held_back_by(track) or "required_zones"  # one of the two held it back
+            self._metrics.detections_filtered.labels(self.source, track.label, reason).inc()
             for zone in self.zones:
                 zone.forget(track.id)
-            rule = self.config.filters.get(track.label)
-            reason = "threshold" if rule is not None and track.median_score < rule.threshold else "required_zones"
-            self._metrics.detections_filtered.labels(self.source, track.label, reason).inc()
             return
         for zone in self.zones:
             if zone.forget(track.id):
