@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from streamd.cli import EX_CONFIG, EX_OK, EX_SOFTWARE, config_failure, startup_failure
-from streamd.config import Config, ConfigError
+from streamd.config import Config, ConfigError, MqttConfig
 from streamd.redact import redact_uri
 
 
@@ -73,13 +73,15 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
     pinned = sorted(t for t in on_cpu if t in set(config.model.cpu_operators))
     if pinned:
         out.append(f"  pinned to CPU: {', '.join(pinned)}")
+    lines, first_worker_mqtt = _workers(config)
+    out += lines
     if config.mqtt.buffer_dir == "":
         out.append('buffer    memory only (mqtt.buffer_dir = "")')
     else:
         from streamd.sinks.buffer import BufferUnavailable, probe
         from streamd.sinks.mqtt import buffer_path
 
-        path = buffer_path(config.mqtt)
+        path = buffer_path(first_worker_mqtt)
         try:
             out.append(f"buffer    {path}: {probe(path)}")
         except BufferUnavailable as exc:
@@ -113,6 +115,32 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
     if verify_clip is None:
         return EX_OK
     return _verify(config, verify_clip, tolerance)
+
+
+def _workers(config: Config) -> tuple[list[str], MqttConfig]:
+    """The worker plan ``run`` would start: how many, which cores and sources each (and the first
+    worker's MQTT settings, whose buffer directory is probed like a single process's)."""
+    from streamd.service.plan import format_cores, make_plan, usable_cores, worker_count
+    from streamd.sinks.mqtt import buffer_path
+
+    cores = usable_cores()
+    setting = config.daemon.workers
+    count = worker_count(setting, len(cores), len(config.sources))
+    lines = [f"workers   {count} (daemon.workers = {setting!r}; {len(cores)} usable cores: {format_cores(cores)})"]
+    if count == 1:
+        if setting == "auto":
+            lines[0] += "; one process below 8 cores"
+        return lines, config.mqtt
+    plan = make_plan([s.name for s in config.sources], count, cores, config.mqtt.instance)
+    clients = [config.mqtt.model_copy(update={"client_id": f"{config.mqtt.identity}-w{w.index}"}) for w in plan.workers]
+    for worker, mqtt in zip(plan.workers, clients, strict=True):
+        buffer = "memory" if config.mqtt.buffer_dir == "" else str(buffer_path(mqtt))
+        lines.append(
+            f"  worker {worker.index}: cores {format_cores(worker.cores)} "
+            f"({config.model.threads or len(worker.cores)} inference threads), "
+            f"sources {', '.join(worker.sources)}; client {mqtt.identity}, buffer {buffer}"
+        )
+    return lines, clients[0]
 
 
 def _verify(config: Config, clip_arg: str, tolerance: tuple[float, float]) -> int:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from streamd import __version__
 from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError
@@ -84,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon in the foreground", description="Run the daemon.")
     _config_arg(run)
     _shard_arg(run)
+    run.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N|auto",
+        help="worker processes, each a whole pipeline for its share of the sources on its own cores "
+        "(default: [daemon] workers, itself 'auto': one per 4 usable cores)",
+    )
+
+    worker = sub.add_parser("worker", help=argparse.SUPPRESS, description="A worker process (started by run).")
+    _config_arg(worker)
+    worker.add_argument("--run-dir", type=Path, required=True)
+    worker.add_argument("--index", type=int, required=True)
 
     check = sub.add_parser(
         "check",
@@ -188,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _workers(text: str) -> Literal["auto"] | int:
+    if text == "auto":
+        return "auto"
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("a positive number or 'auto'")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     # SIGHUP's default action kills the process: until the daemon installs its reload handler
     # (after the model is compiled), a reload request is ignored rather than fatal.
@@ -199,13 +222,17 @@ def main(argv: list[str] | None = None) -> int:
         from streamd.demo.runner import run_demo
 
         return run_demo(fast=args.fast, prepare_only=args.prepare_only)
+    if args.command == "worker":
+        from streamd.service.worker import run_worker
+
+        return run_worker(args.config, args.run_dir, args.index)
     configure("auto" if args.command != "run" else "json", "info")
     log = get_logger("streamd")
     try:
-        config = load_config(args.config)
-        if getattr(args, "shard", None):
-            shard = Shard.parse(args.shard)
-            config = apply_shard(config, shard)
+        shard = Shard.parse(args.shard) if getattr(args, "shard", None) else None
+        load = functools.partial(load_sharded, args.config, shard)
+        config = load()
+        if shard is not None:
             log.info(
                 "shard",
                 index=shard.index,
@@ -217,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return config_failure(exc)
     if args.command == "run":
         configure(config.log.format, config.log.level)
-        return run(config, args.config)
+        return run(config, load, workers=args.workers, config_path=args.config)
     if args.command == "check":
         from streamd.check import check
 
@@ -253,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     return EX_SOFTWARE
 
 
+def load_sharded(path: Path, shard: Shard | None) -> Config:
+    """The config file (and ``STREAMD_*``), this instance's share of it with ``--shard``."""
+    config = load_config(path)
+    return apply_shard(config, shard) if shard is not None else config
+
+
 def config_failure(exc: ConfigError) -> int:
     """Every problem found, one line each naming its key; exit 78 (EX_CONFIG)."""
     for line in exc.lines():
@@ -277,11 +310,26 @@ def startup_failure(exc: Exception) -> int:
     raise exc
 
 
-def run(config: Config, config_path: Path | None = None, engine_class: type[Engine] | None = None) -> int:
+def run(
+    config: Config,
+    load: Callable[[], Config] | None = None,
+    engine_class: type[Engine] | None = None,
+    workers: Literal["auto"] | int | None = None,
+    config_path: Path | None = None,
+) -> int:
+    """One process, or (``workers`` > 1) a parent and its worker processes (``service/``), which
+    read ``config_path`` themselves."""
     from streamd.daemon import Daemon
     from streamd.inference.engine import Engine as DefaultEngine
+    from streamd.service.plan import usable_cores, worker_count
 
+    cores = usable_cores()
+    count = worker_count(config.daemon.workers if workers is None else workers, len(cores), len(config.sources))
     try:
-        return asyncio.run(Daemon(config, config_path, engine_class=engine_class or DefaultEngine).serve())
+        if count > 1 and load is not None and config_path is not None:
+            from streamd.service.parent import Service
+
+            return asyncio.run(Service(config, load, config_path, count, cores).serve())
+        return asyncio.run(Daemon(config, load, engine_class=engine_class or DefaultEngine).serve())
     except Exception as exc:
         return startup_failure(exc)

@@ -81,6 +81,8 @@ class ModelConfig(_Strict):
     mean: list[float] | None = None
     scale: list[float] | None = None
     infer_requests: int = Field(default=0, ge=0)  # 0 = OPTIMAL_NUMBER_OF_INFER_REQUESTS
+    # INFERENCE_NUM_THREADS; 0 = every core this process may use (a worker: its own cores).
+    threads: int = Field(default=0, ge=0)
     top_k: int = Field(default=5, gt=0)  # classification decoder
 
     @field_validator("path")
@@ -113,6 +115,10 @@ class SourceConfig(_Strict):
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     # Seconds an open or a read may stall before it counts as a disconnect (then: reconnect).
     read_timeout: float = Field(default=10.0, gt=0.0)
+    # FFmpeg decoder threads for this source; 0 = 2 (a 640x480 or 1080p H.264 stream decodes far
+    # faster than any camera sends it with 2; FFmpeg's own default is a thread per core, so 16
+    # sources on 16 cores made ~600 threads).
+    decode_threads: int = Field(default=0, ge=0, le=64)
     tracking: TrackingConfig | None = None  # None: off, the pipeline does no tracking work
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)
@@ -193,6 +199,8 @@ class MqttConfig(_Strict):
     publish_detections: bool = True  # per-frame messages; events (tracking) are published either way
     payload: Literal["compact", "full"] = "compact"  # full adds per-frame timings
     keepalive: int = Field(default=30, gt=0)
+    # Default streamd-{instance}; worker processes add -w{index} (each its own session and buffer).
+    client_id: str = Field(default="", max_length=128)
     discovery: bool = False  # Home Assistant MQTT discovery: a binary sensor per source and label
     discovery_prefix: str = "homeassistant"
     discovery_labels: list[str] = Field(default_factory=lambda: ["person"])
@@ -206,6 +214,11 @@ class MqttConfig(_Strict):
         if self.remember_switches and self.buffer_dir == "":
             raise ValueError('remember_switches keeps them in the state directory: set buffer_dir (not "")')
         return self
+
+    @property
+    def identity(self) -> str:
+        """The MQTT client id; it also names the buffer file, so two clients never share one."""
+        return self.client_id or f"streamd-{self.instance}"
 
     @field_validator("topic_prefix", "instance")
     @classmethod
@@ -240,6 +253,9 @@ class LogConfig(_Strict):
 class DaemonConfig(_Strict):
     shutdown_timeout: float = Field(default=10.0, gt=0)
     stats_interval: float = Field(default=10.0, gt=0)
+    # Worker processes, each a whole pipeline for its share of the sources on its own cores:
+    # "auto" = one per 4 cores this process may use (1 below 8 cores), at most one per source.
+    workers: Literal["auto"] | Annotated[int, Field(ge=1, le=256)] = "auto"
 
 
 class Config(_Strict):

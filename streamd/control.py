@@ -38,13 +38,16 @@ class Switches:
         appliers: dict[str, Apply],
         state_file: Path | None = None,
         has_snapshots: Callable[[str], bool] = lambda source: True,
+        elsewhere: Callable[[str], bool] = lambda source: False,
     ) -> None:
+        """``elsewhere(source)``: another worker process runs it and answers its messages."""
         self._sink = sink
         self._metrics = metrics
         self._known = known_sources
         self._apply = appliers
         self._file = state_file
         self._has_snapshots = has_snapshots
+        self._elsewhere = elsewhere
         self.state: dict[str, dict[str, bool]] = self._load()
         self.topics = [f"{sink.prefix}/+/{name}/set" for name in SWITCHES]
 
@@ -79,6 +82,8 @@ class Switches:
         if len(parts) != 3 or parts[1] not in SWITCHES or parts[2] != "set":
             return self._reject(topic, "unknown topic")
         source, switch = parts[0], parts[1]
+        if source not in self._known() and self._elsewhere(source):
+            return None
         if source not in self._known():
             return self._reject(topic, f"no source {source[:64]!r}")
         if switch not in self._switches(source):
@@ -121,9 +126,12 @@ class Switches:
     def _save(self) -> None:
         if self._file is None:
             return
-        partial = self._file.with_suffix(".part")
+        # Worker processes share the file: each writes back only its own sources' switches.
+        known = self._known()
+        merged = {**self._load(), **{s: v for s, v in self.state.items() if s in known}}
+        partial = self._file.with_suffix(f".part{os.getpid()}")
         try:
-            partial.write_text(json.dumps(self.state, sort_keys=True))
+            partial.write_text(json.dumps(merged, sort_keys=True))
             os.replace(partial, self._file)
         except OSError as exc:
             log.error("control_state_unwritable", path=str(self._file), error=str(exc))

@@ -12,14 +12,14 @@ import asyncio
 import os
 import signal
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from streamd import __version__, systemd
 from streamd.config import Config
 from streamd.control import Switches, switches_path
 from streamd.filters.objects import ObjectFilterStage
-from streamd.health import HealthServer, readiness
+from streamd.health import HealthServer, Response, readiness, standard_routes
 from streamd.inference.engine import Engine
 from streamd.inference.slot import EngineSlot
 from streamd.logging import get_logger
@@ -39,6 +39,9 @@ from streamd.supervisor import Supervisor
 from streamd.tracking.stage import TrackingStage
 from streamd.watchdog import ping_while_healthy
 
+if TYPE_CHECKING:
+    from streamd.service.link import WorkerLink
+
 log = get_logger("streamd.daemon")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -49,16 +52,21 @@ class Daemon:
     def __init__(
         self,
         config: Config,
-        config_path: Path | None = None,
+        load: Callable[[], Config] | None = None,
         metrics: Metrics | None = None,
         engine_class: type[Engine] = Engine,
+        worker: WorkerLink | None = None,
     ) -> None:
+        """``load``: reads the config again (SIGHUP). ``worker``: one of the service's worker
+        processes (``service/``); the parent then owns the service-wide parts (the status topic,
+        the stats message, systemd, the public port)."""
         self.config = config
-        self.config_path = config_path
+        self.load = worker.load if worker else load  # what SIGHUP re-reads
+        self.worker = worker
         self.metrics = metrics or Metrics()
         self.should_exit = asyncio.Event()
         self.supervisor = Supervisor(self.metrics)
-        self.sink = MqttSink(config.mqtt, self.metrics)
+        self.sink = MqttSink(config.mqtt, self.metrics, worker.index if worker else None)
         self.stats = StatsStage(self.metrics)
         self.queue = FrameQueue(config.queue.size, self.stats.on_drop, config.queue.max_bytes)
         self.queue.on_skip = self.stats.on_skip
@@ -95,10 +103,12 @@ class Daemon:
                 {"detect": self.sources.set_detect, "snapshots": self.snapshots.set_enabled},
                 switches_path(config.mqtt) if config.mqtt.remember_switches else None,
                 self.snapshots.wants_images,
+                worker.elsewhere if worker else lambda source: False,
             )
             self.sink.subscribe(self.switches.topics, self.switches.on_message)
             self.sources.on_started.append(self.switches.source_started)
         self.health: HealthServer | None = None
+        self.last_stats = b"{}"  # the latest stats message (a worker's parent merges them)
         self._reload_lock = asyncio.Lock()
         self._started = False
         self.exit_code = 0
@@ -138,7 +148,10 @@ class Daemon:
         self.metrics.build.info({"version": __version__})
         self.metrics.init_mqtt(cfg.mqtt.buffer)
         if cfg.metrics.listen:
-            self.health = HealthServer(cfg.metrics.listen, self.metrics, self.readiness)
+            routes = standard_routes(self.metrics, self.readiness)
+            if self.worker is not None:
+                routes["/stats"] = self._stats_route
+            self.health = HealthServer(cfg.metrics.listen, routes)
             await self.health.start()
         # The sink connects while the model compiles; it flushes at shutdown (close() ends it).
         self.sink.start()
@@ -215,7 +228,8 @@ class Daemon:
             started = time.monotonic()
             systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={systemd.monotonic_usec()}")
             try:
-                await apply_reload(self, self.config_path, started)
+                elsewhere = self.worker.elsewhere if self.worker else lambda source: False
+                await apply_reload(self, self.load, started, elsewhere)
             finally:
                 systemd.notify(f"READY=1\nSTATUS=streaming {len(self.sources)} source(s)")
 
@@ -225,7 +239,12 @@ class Daemon:
         return readiness(self.engines.status(), self.sink.status(), self.sources.states, self.supervisor.failed)
 
     def _publish_stats(self, payload: str) -> None:
-        self.sink.publish(f"{self.sink.prefix}/stats", payload, qos=0)
+        self.last_stats = payload.encode()
+        if self.worker is None:  # a worker's go out merged, from its parent
+            self.sink.publish(f"{self.sink.prefix}/stats", payload, qos=0)
+
+    async def _stats_route(self) -> Response:
+        return "200 OK", "application/json", self.last_stats
 
     def _snapshot(self) -> dict[str, Any]:
         return {

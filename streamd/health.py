@@ -1,11 +1,17 @@
-"""/metrics, /healthz and /readyz on ``metrics.listen``: a few lines of asyncio, no framework."""
+"""/metrics, /healthz and /readyz on ``metrics.listen``: a few lines of asyncio, no framework.
+
+The server knows only paths and handlers: a daemon serves its own registry and readiness, the
+worker service's parent serves what it gathers from its workers (``service/parent.py``). A
+``unix:/path`` listen address serves on a Unix socket (how a parent reaches its workers)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,6 +26,36 @@ if TYPE_CHECKING:
 log = get_logger("streamd.health")
 
 Readiness = Callable[[], tuple[bool, dict[str, object]]]
+Response = tuple[str, str, bytes]  # status line, content type, body
+Handler = Callable[[], Awaitable[Response]]
+
+
+def metrics_handler(metrics: Metrics) -> Handler:
+    async def handle() -> Response:
+        return "200 OK", CONTENT_TYPE_LATEST, generate_latest(metrics.registry)
+
+    return handle
+
+
+def readiness_handler(readiness: Readiness) -> Handler:
+    async def handle() -> Response:
+        ready, info = readiness()
+        return readiness_response(ready, info)
+
+    return handle
+
+
+def readiness_response(ready: bool, info: dict[str, object]) -> Response:
+    status = "200 OK" if ready else "503 Service Unavailable"
+    return status, "application/json", json.dumps(info).encode() + b"\n"
+
+
+async def healthz() -> Response:
+    return "200 OK", "application/json", b'{"status":"ok"}\n'
+
+
+def standard_routes(metrics: Metrics, readiness: Readiness) -> dict[str, Handler]:
+    return {"/metrics": metrics_handler(metrics), "/healthz": healthz, "/readyz": readiness_handler(readiness)}
 
 
 MAX_CONNECTIONS = 64  # scrapers and probes at once; more are closed at once (no fd exhaustion)
@@ -30,19 +66,26 @@ REQUEST_TIMEOUT = 5.0
 
 
 class HealthServer:
-    def __init__(self, listen: str, metrics: Metrics, readiness: Readiness) -> None:
+    def __init__(self, listen: str, routes: Mapping[str, Handler]) -> None:
+        self.unix_path = listen.removeprefix("unix:") if listen.startswith("unix:") else None
         host, _, port = listen.rpartition(":")
-        self.host, self.port = host.strip("[]") or "0.0.0.0", int(port)
-        self._metrics = metrics
-        self._readiness = readiness
+        self.host, self.port = (host.strip("[]") or "0.0.0.0", int(port)) if self.unix_path is None else ("", 0)
+        self._routes = dict(routes)
         self._server: asyncio.Server | None = None
         self._open = 0
         self._refused_logged = 0.0
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES)
-        self.port = self._server.sockets[0].getsockname()[1]
-        log.info("http_listening", address=f"{self.host}:{self.port}", paths=["/metrics", "/healthz", "/readyz"])
+        if self.unix_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.unix_path)
+            self._server = await asyncio.start_unix_server(self._handle, self.unix_path, limit=MAX_HEADER_BYTES)
+            address = f"unix:{self.unix_path}"
+        else:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES)
+            self.port = self._server.sockets[0].getsockname()[1]
+            address = f"{self.host}:{self.port}"
+        log.info("http_listening", address=address, paths=sorted(self._routes))
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -86,18 +129,13 @@ class HealthServer:
             return
         method, path, *_ = lines[0].decode("latin-1").split(" ")
         path = path.split("?", 1)[0]
+        handler = self._routes.get(path)
         if method not in ("GET", "HEAD"):
             status, ctype, body = "405 Method Not Allowed", "text/plain", b"method not allowed\n"
-        elif path == "/metrics":
-            status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
-        elif path == "/healthz":
-            status, ctype, body = "200 OK", "application/json", b'{"status":"ok"}\n'
-        elif path == "/readyz":
-            ready, info = self._readiness()
-            status = "200 OK" if ready else "503 Service Unavailable"
-            ctype, body = "application/json", json.dumps(info).encode() + b"\n"
+        elif handler is not None:
+            status, ctype, body = await handler()
         else:
-            status, ctype, body = "404 Not Found", "text/plain", b"try /metrics, /healthz or /readyz\n"
+            status, ctype, body = "404 Not Found", "text/plain", f"try {', '.join(sorted(self._routes))}\n".encode()
         await self._answer(writer, method, status, ctype, body)
 
     @staticmethod

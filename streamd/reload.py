@@ -5,12 +5,11 @@ running is touched; every outcome is logged as ``reload_done`` or ``reload_rejec
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from streamd.config import Config, ConfigError
-from streamd.config_file import load_config
 from streamd.logging import get_logger
 
 if TYPE_CHECKING:
@@ -61,12 +60,19 @@ class Reloadable(Protocol):
     engines: EngineSlot
 
 
-async def apply_reload(target: Reloadable, path: Path | None, started: float) -> None:
-    if path is None:
+async def apply_reload(
+    target: Reloadable,
+    load: Callable[[], Config] | None,
+    started: float,
+    elsewhere: Callable[[str], bool] = lambda source: False,
+) -> None:
+    """``load`` reads the config anew (a worker process: its share of the sources);
+    ``elsewhere(source)``: a source that left this worker for another (after ``load``)."""
+    if load is None:
         log.warning("reload_ignored", reason="no config file to re-read")
         return
     try:
-        new = load_config(path)
+        new = load()
     except ConfigError as exc:
         log.error("reload_rejected", error=str(exc), key=exc.key, problems=exc.lines())
         return
@@ -86,7 +92,9 @@ async def apply_reload(target: Reloadable, path: Path | None, started: float) ->
             target.engines.swap(engine)
         after = {s.name: s for s in new.sources}
         for name in plan.stopped:
-            await target.sources.stop(name, removed=name in plan.removed)
+            removed = name in plan.removed
+            moved = removed and elsewhere(name)
+            await target.sources.stop(name, removed, moved=moved, timeout=new.daemon.shutdown_timeout)
         for name in plan.started:
             target.sources.start(after[name])
     except Exception as exc:
@@ -95,6 +103,7 @@ async def apply_reload(target: Reloadable, path: Path | None, started: float) ->
     target.config = new.model_copy(update={n: getattr(old, n) for n in plan.needs_restart})
     log.info(
         "reload_done",
+        moved_away=[name for name in plan.removed if elsewhere(name)],
         added=plan.added,
         removed=plan.removed,
         restarted=plan.restarted,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sys
 from importlib import resources
@@ -64,7 +65,7 @@ async def _demo(config_path: Path, host: str, port: int) -> int:
     ready = asyncio.Event()
     viewer = asyncio.create_task(_print_messages(host, port, ready))
     await asyncio.wait_for(ready.wait(), 10)
-    code = await Daemon(config, config_path).serve()
+    code = await Daemon(config, functools.partial(load_config, config_path)).serve()
     await asyncio.sleep(0.5)  # let the last messages reach the viewer
     viewer.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -240,6 +240,10 @@ def compile_variant(
     config: dict[str, Any] = {"PERFORMANCE_HINT": cfg.performance_hint}
     if cfg.precision != "auto":
         config["INFERENCE_PRECISION_HINT"] = cfg.precision  # HETERO forwards it to every device
+    if cfg.threads:
+        # The CPU plugin already keeps to the process's affinity mask (a worker's cores); this
+        # bounds its threads (and so its streams) explicitly. HETERO forwards it as well.
+        config["INFERENCE_NUM_THREADS"] = cfg.threads
     if prepared.cache_dir:
         Path(prepared.cache_dir).mkdir(parents=True, exist_ok=True)
         prepared.core.set_property({"CACHE_DIR": prepared.cache_dir})

@@ -24,7 +24,9 @@ _AIOMQTT_LOG = logging.getLogger("streamd.aiomqtt")
 _AIOMQTT_LOG.setLevel(logging.ERROR)
 
 
-def make_client(cfg: MqttConfig, protocol: aiomqtt.ProtocolVersion, status_topic: str) -> aiomqtt.Client:
+def make_client(
+    cfg: MqttConfig, protocol: aiomqtt.ProtocolVersion, status_topic: str, *, retain_status: bool = True
+) -> aiomqtt.Client:
     """A client whose will marks us ``offline``; at QoS >= 1 a persistent session (MQTT 5: clean
     start off *and* an expiry interval; 3.1.1: clean session off)."""
     password = Path(cfg.password_file).read_text().strip() if cfg.password_file else None
@@ -43,11 +45,11 @@ def make_client(cfg: MqttConfig, protocol: aiomqtt.ProtocolVersion, status_topic
     return aiomqtt.Client(
         cfg.host,
         cfg.port,
-        identifier=f"streamd-{cfg.instance}",
+        identifier=cfg.identity,
         username=cfg.username or None,
         password=password,
         protocol=protocol,
-        will=aiomqtt.Will(status_topic, b"offline", qos=1, retain=True),
+        will=aiomqtt.Will(status_topic, b"offline", qos=1, retain=retain_status),
         keepalive=cfg.keepalive,
         tls_context=tls_context,
         timeout=10.0,

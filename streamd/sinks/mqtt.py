@@ -54,11 +54,15 @@ class SinkStatus:
 
 
 class MqttSink:
-    def __init__(self, config: MqttConfig, metrics: Metrics) -> None:
+    def __init__(self, config: MqttConfig, metrics: Metrics, worker: int | None = None) -> None:
+        """``worker``: one of several worker processes. The service's ``{prefix}/status`` is then
+        the parent's; this client's ``online``/``offline`` (not retained) go to
+        ``{prefix}/workers/{worker}/status``."""
         self.config = config
         self._metrics = metrics
         self.prefix = f"{config.topic_prefix}/{config.instance}"
-        self.status_topic = f"{self.prefix}/status"
+        self.status_topic = f"{self.prefix}/status" if worker is None else f"{self.prefix}/workers/{worker}/status"
+        self._retain_status = worker is None
         self._keys = itertools.count(1)
         self.counts: Counter[str] = Counter()  # published / dropped_*: the shutdown log reports them
         self.outbox = Outbox(config, metrics, self.counts)
@@ -169,7 +173,7 @@ class MqttSink:
         self.outbox.close(reason=self.fatal or self.last_error or "timeout")
 
     def _client(self) -> aiomqtt.Client:
-        return make_client(self.config, self.protocol, self.status_topic)
+        return make_client(self.config, self.protocol, self.status_topic, retain_status=self._retain_status)
 
     async def _run(self) -> None:
         """Connect, pump, reconnect with backoff: forever, whatever fails, until close()."""
@@ -180,13 +184,17 @@ class MqttSink:
                 async with self._client() as client:
                     # Connected means the broker acknowledged 'online': a server that accepts the
                     # connection and then drops or ignores what it gets is not a broker to count on.
-                    await client.publish(self.status_topic, b"online", qos=1, retain=True, timeout=ACK_TIMEOUT)
+                    await client.publish(
+                        self.status_topic, b"online", qos=1, retain=self._retain_status, timeout=ACK_TIMEOUT
+                    )
                     for topic in self._subscriptions:
                         await client.subscribe(topic, qos=1, timeout=ACK_TIMEOUT)
                     self._on_connected()
                     connected_at = time.monotonic()
                     await self._pump(client)
-                    await client.publish(self.status_topic, b"offline", qos=1, retain=True, timeout=ACK_TIMEOUT)
+                    await client.publish(
+                        self.status_topic, b"offline", qos=1, retain=self._retain_status, timeout=ACK_TIMEOUT
+                    )
                     log.info("mqtt_closed", host=self.config.host, port=self.config.port)
                     self._set_connected(False)
                     return

@@ -41,7 +41,7 @@ def default_buffer_dir() -> Path:
 
 def buffer_path(config: MqttConfig) -> Path:
     directory = Path(config.buffer_dir).expanduser() if config.buffer_dir else default_buffer_dir()
-    return directory / f"mqtt-{config.instance}.sqlite3"
+    return directory / f"mqtt-{config.identity.removeprefix('streamd-')}.sqlite3"
 
 
 class Outbox:

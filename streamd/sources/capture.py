@@ -29,6 +29,9 @@ from streamd.redact import redact_uri
 from streamd.sources.motion import MotionGate, regions
 from streamd.types import Frame, Region, Transform
 
+# FFmpeg's decoder threads per source (FFmpeg's own default: one per core, per capture).
+DEFAULT_DECODE_THREADS = 2
+
 log = get_logger("streamd.source")
 
 _FFMPEG_OPTIONS = threading.Lock()
@@ -149,7 +152,14 @@ class CaptureSource:
             return cv2.VideoCapture(cfg.uri, cv2.CAP_V4L2)
         timeout_ms = int(cfg.read_timeout * 1000)
         # FFmpeg's own timeouts: a dead camera fails the open or the read instead of blocking.
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            timeout_ms,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            timeout_ms,
+            cv2.CAP_PROP_N_THREADS,
+            cfg.decode_threads or DEFAULT_DECODE_THREADS,
+        ]
         if not cfg.uri.startswith("rtsp"):
             return cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG, params)
         # The transport is an FFmpeg option that OpenCV reads from the environment at open time.

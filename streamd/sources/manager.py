@@ -96,15 +96,25 @@ class SourceSet:
             self._detect_off.add(name)
             self._chain.source_finished(name)
 
-    async def stop(self, name: str, removed: bool) -> None:
+    async def stop(self, name: str, removed: bool, *, moved: bool = False, timeout: float = 10.0) -> None:
+        """Stop the reader, let its queued and in-flight frames through (bounded by ``timeout``),
+        then tell the stages. ``moved``: another worker process takes it over, so its state is
+        that worker's to publish (no ``ended``)."""
         source = self.sources.pop(name)
         source.stop()
         await source.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._through(name), timeout)
         self._chain.source_finished(name)
         self._metrics.source_up.labels(name).set(0)
         if removed:
             self.states.pop(name, None)
-            self._sink.publish(self._sink.topic(name, "state"), "ended", qos=1, retain=True)
+            if not moved:
+                self._sink.publish(self._sink.topic(name, "state"), "ended", qos=1, retain=True)
+
+    async def _through(self, name: str) -> None:
+        await self._queue.drained(name)
+        await self._flushed(name)
 
     async def stop_all(self, timeout: float) -> None:
         """Readers notice the stop within one frame read; their last frames still count."""
@@ -142,6 +152,5 @@ class SourceSet:
 
     async def _finish(self, source: str) -> None:
         """A source ended: once its last frames are through the engine, the stages hear of it."""
-        await self._queue.drained(source)
-        await self._flushed(source)
+        await self._through(source)
         self._chain.source_finished(source)

@@ -45,4 +45,4 @@ if __name__ == "__main__":
     path = Path(sys.argv[sys.argv.index("-c") + 1])
     config = load_config(path)
     configure(config.log.format, config.log.level)
-    sys.exit(run(config, path, engine_class=StallingEngine))
+    sys.exit(run(config, lambda: load_config(path), engine_class=StallingEngine))

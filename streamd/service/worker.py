@@ -1,0 +1,61 @@
+"""A worker process: one whole pipeline (readers, queue, engine, stages, MQTT) for its share of
+the sources, on its own cores. Started by the parent (``service/parent.py``) as
+``streamd worker``; never by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+from pathlib import Path
+
+from streamd.config import ConfigError
+from streamd.logging import configure, get_logger
+from streamd.service.link import WorkerLink
+
+PR_SET_PDEATHSIG = 1
+PARENT_ENV = "STREAMD_PARENT_PID"
+
+
+def die_with_parent() -> None:
+    """SIGTERM (a graceful drain) when the parent dies, even by SIGKILL: no orphan survives it.
+    The parent may have died before this ran: then stop at once."""
+    name = ctypes.util.find_library("c")
+    if name is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    expected = os.environ.get(PARENT_ENV)
+    if expected and expected.isdigit() and os.getppid() != int(expected):
+        sys.exit(0)
+
+
+def run_worker(config_path: Path, run_dir: Path, index: int) -> int:
+    from streamd.cli import config_failure, startup_failure
+
+    die_with_parent()
+    link = WorkerLink(config_path, run_dir, index)
+    # Before OpenVINO or OpenCV start a thread: both size their pools from this mask (checked:
+    # under a one-CPU mask the CPU plugin compiles with INFERENCE_NUM_THREADS 1, NUM_STREAMS 1,
+    # pinned inside the mask), so no two workers' inference threads share a core.
+    os.sched_setaffinity(0, link.assignment.cores)
+    try:
+        config = link.load()
+    except ConfigError as exc:
+        return config_failure(exc)
+    configure(config.log.format, config.log.level, worker=index)
+    import cv2
+
+    cv2.setNumThreads(len(link.assignment.cores))
+    get_logger("streamd.worker").info(
+        "worker_starting", cores=link.assignment.cores, sources=link.assignment.sources, pid=os.getpid()
+    )
+    from streamd.daemon import Daemon
+
+    try:
+        return asyncio.run(Daemon(config, worker=link).serve())
+    except Exception as exc:
+        return startup_failure(exc)
