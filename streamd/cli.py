@@ -169,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--baseline", action="store_true", help="also run the naive loop (cv2.read -> sync infer -> publish)"
     )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the service as `streamd run` starts it: 1 worker against N, in alternating rounds of --seconds",
+    )
+    bench.add_argument("--seconds", type=float, default=20.0, help="--workers: seconds per arm (default %(default)s)")
+    bench.add_argument(
+        "--free-model",
+        action="store_true",
+        help="a detector that costs nothing (TF-OD outputs, one constant box, built in code): streamd's own cost",
+    )
 
     quantize = sub.add_parser(
         "quantize",
@@ -275,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
             snapshots=args.snapshots,
             compare_int8=args.compare_int8,
             motion=args.motion,
+            workers=args.workers,
+            free_model=args.free_model,
+            seconds=args.seconds,
         )
     log.error("unknown_command", command=args.command)
     return EX_SOFTWARE

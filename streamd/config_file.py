@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -111,3 +112,33 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
 def _resolve(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path)
+
+
+def dump_config(config: Config) -> str:
+    """The config as TOML that ``load_config`` reads back to the same Config (the bench writes
+    one for the processes it starts). Nested tables are written inline; None means the default."""
+
+    def value(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, int | float):
+            return repr(item)
+        if isinstance(item, str):
+            return json.dumps(item)
+        if isinstance(item, list | tuple):
+            return "[" + ", ".join(value(v) for v in item) + "]"
+        if isinstance(item, dict):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {value(v)}" for k, v in item.items() if v is not None) + " }"
+        raise TypeError(f"cannot write {item!r} as TOML")
+
+    def table(data: dict[str, Any]) -> list[str]:
+        return [f"{json.dumps(k)} = {value(v)}" for k, v in data.items() if v is not None]
+
+    data = config.model_dump(mode="json")
+    lines: list[str] = []
+    for name, section in data.items():
+        if name != "sources":
+            lines += [f"[{name}]", *table(section), ""]
+    for source in data["sources"]:
+        lines += ["[[sources]]", *table(source), ""]
+    return "\n".join(lines)

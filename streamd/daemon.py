@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from streamd import __version__, systemd
 from streamd.config import Config
 from streamd.control import Switches, switches_path
+from streamd.failures import Failures
 from streamd.filters.objects import ObjectFilterStage
 from streamd.health import HealthServer, Response, readiness, standard_routes
 from streamd.inference.engine import Engine
@@ -82,8 +83,9 @@ class Daemon:
         ]
         if config.mqtt.discovery:
             stages.append(PresenceStage(config.mqtt, self.sink))
-        self.chain = Chain([*stages, self.detections])
-        self.engines = EngineSlot(self.queue, self.metrics, self.chain, engine_class)
+        self.failures = Failures(self.metrics)
+        self.chain = Chain([*stages, self.detections], self.failures)
+        self.engines = EngineSlot(self.queue, self.metrics, self.chain, engine_class, self.failures)
         self.sources = SourceSet(
             self.queue,
             self.metrics,
@@ -236,7 +238,13 @@ class Daemon:
     # -- what the parts tell each other --------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        return readiness(self.engines.status(), self.sink.status(), self.sources.states, self.supervisor.failed)
+        return readiness(
+            self.engines.status(),
+            self.sink.status(),
+            self.sources.states,
+            self.supervisor.failed,
+            self.failures.reasons(),
+        )
 
     def _publish_stats(self, payload: str) -> None:
         self.last_stats = payload.encode()

@@ -63,6 +63,7 @@ MAX_REQUEST_LINE = 8192
 MAX_HEADER_BYTES = 32768
 MAX_HEADERS = 100
 REQUEST_TIMEOUT = 5.0
+MQTT_STALLED_AFTER = 10.0  # seconds connected with messages waiting and none acknowledged
 
 
 class HealthServer:
@@ -148,7 +149,11 @@ class HealthServer:
 
 
 def readiness(
-    engine: EngineStatus | None, sink: SinkStatus, states: dict[str, str], failed: dict[str, str]
+    engine: EngineStatus | None,
+    sink: SinkStatus,
+    states: dict[str, str],
+    failed: dict[str, str],
+    failing: list[str] | None = None,
 ) -> tuple[bool, dict[str, object]]:
     """/readyz: 200 only when the model is compiled, MQTT is connected, the buffer takes writes,
     no background task died and a source streams; otherwise every reason, in words."""
@@ -159,6 +164,10 @@ def readiness(
         reasons.append(
             f"mqtt disconnected ({sink.last_error or 'not connected yet'}); buffering {sink.buffered}/{sink.capacity}"
         )
+    if sink.waiting_for > MQTT_STALLED_AFTER:
+        reasons.append(
+            f"mqtt connected but no message acknowledged for {sink.waiting_for:.0f} s; {sink.buffered} waiting"
+        )
     if sink.disk_error is not None:
         reasons.append(
             f"mqtt buffer unwritable ({sink.disk_error}); messages wait in memory, {sink.buffered}/{sink.capacity}"
@@ -166,6 +175,7 @@ def readiness(
     if not any(state == "streaming" for state in states.values()):
         reasons.append("no source streaming")
     reasons += [f"task {name} failed: {why}" for name, why in failed.items()]
+    reasons += failing or []
     body: dict[str, object] = {
         "ready": not reasons,
         "reasons": reasons,

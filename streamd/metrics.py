@@ -116,6 +116,9 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
             registry=r,
         )
+        self.processing_errors = counter(
+            "processing_errors", "Frames a decoder or a stage failed on (see the log)", ("source", "stage")
+        )
         self.control_messages = counter("control_messages", "Control topic messages by outcome", ("outcome",))
         self.tasks_failed = Counter(
             "streamd_tasks_failed",
@@ -143,6 +146,7 @@ class Metrics:
         for kind in SOURCE_ERROR_KINDS:
             self.source_errors.labels(source, kind)
         self.frames_skipped.labels(source, "detect_off")
+        self.processing_errors.labels(source, "decode")
         self.tracks_stationary.labels(source)
 
     def init_mqtt(self, capacity: int) -> None:

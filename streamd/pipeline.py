@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from streamd.config import SourceConfig
+from streamd.failures import Failures
 from streamd.logging import get_logger
 from streamd.types import Result
 
@@ -42,17 +43,25 @@ class Configurable(Protocol):
 
 
 class Chain:
-    def __init__(self, stages: Sequence[Stage]) -> None:
+    def __init__(self, stages: Sequence[Stage], failures: Failures | None = None) -> None:
         self.stages = list(stages)
+        self._failures = failures
 
     def __call__(self, result: Result) -> None:
+        failures = self._failures
         for stage in self.stages:
             try:
                 stage.on_result(result)
-            except Exception:
-                log.exception(
-                    "stage_failed", stage=type(stage).__name__, source=result.frame.source, frame=result.frame.seq
-                )
+            except Exception as exc:
+                if failures is None:
+                    log.exception(
+                        "stage_failed", stage=type(stage).__name__, source=result.frame.source, frame=result.frame.seq
+                    )
+                else:
+                    failures.failed(result.frame.source, type(stage).__name__, result.frame.seq, exc)
+                continue
+            if failures is not None and failures.active:
+                failures.succeeded(result.frame.source, type(stage).__name__)
 
     def configure(self, config: SourceConfig) -> None:
         for stage in self.stages:

@@ -8,18 +8,20 @@ import time
 
 
 def notify(message: str) -> bool:
-    """Send ``READY=1``, ``STATUS=...``, ``WATCHDOG=1``...; a no-op outside systemd."""
+    """Send ``READY=1``, ``STATUS=...``, ``WATCHDOG=1``...; a no-op outside systemd.
+
+    Never blocks (it is called on the event loop): a receiver whose queue is full (a parent or a
+    test that does not read) costs this one datagram, not the loop."""
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(address)
-            sock.sendall(message.encode())
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
+            sock.sendto(message.encode(), address)
         return True
-    except OSError:
+    except OSError:  # no receiver, or its queue is full (BlockingIOError)
         return False
 
 

@@ -8,6 +8,9 @@
 (d) latency: the pipeline again with sources paced at 80 % of (c)'s throughput;
 (e) with ``--baseline``, the loop a newcomer writes with the libraries' defaults.
 (a), (c) and (e) alternate in rounds; ``ratio`` = (c) / min(max((a), benchmark_app), (b)).
+
+``--workers N`` measures the service as ``streamd run`` starts it, one worker against N;
+``--free-model`` swaps in a detector that costs nothing, so what is left is streamd's own cost.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import os
 import sys
 from pathlib import Path
 
+from streamd.bench.free_model import free_model_path
 from streamd.bench.int8 import run_compare_int8
 from streamd.bench.motion import run_motion
 from streamd.bench.pipeline import bench_config
 from streamd.bench.report import render_soak, render_table, run_rounds, run_soak
 from streamd.bench.sink import measure_sink
 from streamd.bench.snapshots import run_snapshots
+from streamd.bench.workers import render_workers, run_workers
 from streamd.config import Config, is_file_uri
 from streamd.demo.broker import Mosquitto, port_open
 from streamd.logging import configure
@@ -41,9 +46,18 @@ def run_bench(
     snapshots: bool = False,
     compare_int8: Path | None = None,
     motion: float | None = None,
+    workers: int = 0,
+    free_model: bool = False,
+    seconds: float = 20.0,
 ) -> int:
     configure("console", "warning")
     config = bench_config(config, copies, tracking)
+    if free_model:
+        directory = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamd" / "bench"
+        model = config.model.model_copy(
+            update={"path": free_model_path(directory), "decoder": "tf-od", "labels": "coco91", "cache_dir": ""}
+        )
+        config = config.model_copy(update={"model": model})
     files = [s.uri for s in config.sources if is_file_uri(s.uri)]
     if not files:
         print("streamd bench: needs at least one file source to replay", file=sys.stderr)
@@ -55,7 +69,9 @@ def run_bench(
             update={"mqtt": config.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})}
         )
     try:
-        if sink:
+        if workers:
+            report = run_workers(config, workers, rounds, seconds)
+        elif sink:
             report = measure_sink(config, sink)
         elif motion is not None:
             directory = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamd" / "bench"
@@ -73,6 +89,8 @@ def run_bench(
             broker.stop()
     if as_json:
         print(json.dumps(report, indent=2))
+    elif workers:
+        print(render_workers(report))
     else:
         print(
             json.dumps(report, indent=2)

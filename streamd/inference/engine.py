@@ -20,10 +20,12 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import isfinite
 
 import numpy as np
 import openvino as ov
 
+from streamd.failures import Failures
 from streamd.inference.model import CompiledVariant, PreparedModel, compile_variant, frame_preparer
 from streamd.inference.regions import merge, shift
 from streamd.logging import get_logger
@@ -52,7 +54,14 @@ class _Runner:
 
 
 class Engine:
-    def __init__(self, prepared: PreparedModel, metrics: Metrics, on_result: ResultCallback) -> None:
+    def __init__(
+        self,
+        prepared: PreparedModel,
+        metrics: Metrics,
+        on_result: ResultCallback,
+        failures: Failures | None = None,
+    ) -> None:
+        self._failures = failures
         self.prepared = prepared
         self._metrics = metrics
         self._on_result = on_result
@@ -238,11 +247,25 @@ class Engine:
             self._idle.set()
 
     def _decode(self, frame: Frame, outputs: list[np.ndarray], width: int, height: int) -> list[Detection]:
+        """Decoded, with non-finite boxes and scores dropped (a broken model's NaN must never reach
+        a tracker or a payload); a decoder that raises is counted, and the frame has no detections."""
         try:
-            return self.prepared.decoder.decode(outputs, width, height)
-        except Exception:
-            log.exception("decode_failed", source=frame.source, frame=frame.seq)
+            detections = self.prepared.decoder.decode(outputs, width, height)
+        except Exception as exc:
+            if self._failures is not None:
+                self._failures.failed(frame.source, "decode", frame.seq, exc)
+            else:
+                log.exception("decode_failed", source=frame.source, frame=frame.seq)
             return []
+        if self._failures is not None and self._failures.active:
+            self._failures.succeeded(frame.source, "decode")
+        if detections and not all(isfinite(d.score) and all(map(isfinite, d.box)) for d in detections):
+            kept = [d for d in detections if isfinite(d.score) and all(map(isfinite, d.box))]
+            for dropped in detections:
+                if dropped not in kept:
+                    self._metrics.detections_filtered.labels(frame.source, dropped.label, "non_finite").inc()
+            return kept
+        return detections
 
     def _region_done(
         self, frame: Frame, index: int, outputs: list[np.ndarray], seconds: float

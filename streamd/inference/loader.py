@@ -7,6 +7,7 @@ import asyncio
 import openvino as ov
 
 from streamd.config import ModelConfig
+from streamd.failures import Failures
 from streamd.inference.engine import Engine, ResultCallback
 from streamd.inference.model import prepare
 from streamd.logging import get_logger
@@ -21,10 +22,11 @@ async def build_engine(
     metrics: Metrics,
     on_result: ResultCallback,
     engine_class: type[Engine] = Engine,
+    failures: Failures | None = None,
 ) -> Engine:
     """Read, place and compile (in worker threads): the loop keeps serving meanwhile."""
     prepared = await asyncio.to_thread(prepare, cfg, core)
-    engine = engine_class(prepared, metrics, on_result)
+    engine = engine_class(prepared, metrics, on_result, failures)
     variant = await engine.start()
     placed = variant.placement
     if placed.fallback:

@@ -14,6 +14,7 @@ import numpy as np
 import openvino as ov
 
 from streamd.config import ModelConfig
+from streamd.failures import Failures
 from streamd.inference.engine import Engine, EngineStatus, ResultCallback
 from streamd.inference.loader import build_engine
 from streamd.logging import get_logger
@@ -26,9 +27,15 @@ log = get_logger("streamd.daemon")
 
 class EngineSlot:
     def __init__(
-        self, queue: FrameQueue, metrics: Metrics, on_result: ResultCallback, engine_class: type[Engine] = Engine
+        self,
+        queue: FrameQueue,
+        metrics: Metrics,
+        on_result: ResultCallback,
+        engine_class: type[Engine] = Engine,
+        failures: Failures | None = None,
     ) -> None:
         self._queue, self._metrics, self._on_result = queue, metrics, on_result
+        self._failures = failures
         self._engine_class = engine_class
         self._core = ov.Core()  # one for the process: a Core per reload would keep its plugins alive
         self.engine: Engine | None = None
@@ -36,7 +43,7 @@ class EngineSlot:
         self._transform: Transform | None = None
 
     async def build(self, model: ModelConfig) -> Engine:
-        return await build_engine(model, self._core, self._metrics, self._on_result, self._engine_class)
+        return await build_engine(model, self._core, self._metrics, self._on_result, self._engine_class, self._failures)
 
     def swap(self, engine: Engine) -> None:
         """The new engine takes the queue; the old one finishes its in-flight frames, then is

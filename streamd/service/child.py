@@ -230,7 +230,8 @@ class WorkerProcess:
         return self.state is State.READY and now - self.last_ping > STALLED_AFTER
 
     def progressing(self, now: float) -> bool:
-        return self.state is State.DONE or (self.state is State.READY and now - self.last_ping <= STALLED_AFTER)
+        """Two missed pings already stop the service's own (three kill the worker)."""
+        return self.state is State.DONE or (self.state is State.READY and now - self.last_ping <= WORKER_WATCHDOG)
 
     async def reload(self, timeout: float) -> bool:
         """SIGHUP, then wait until its reload is done (its ``READY=1`` after ``RELOADING=1``).

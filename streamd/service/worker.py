@@ -41,12 +41,18 @@ def run_worker(config_path: Path, run_dir: Path, index: int) -> int:
     # Before OpenVINO or OpenCV start a thread: both size their pools from this mask (checked:
     # under a one-CPU mask the CPU plugin compiles with INFERENCE_NUM_THREADS 1, NUM_STREAMS 1,
     # pinned inside the mask), so no two workers' inference threads share a core.
-    os.sched_setaffinity(0, link.assignment.cores)
+    try:
+        os.sched_setaffinity(0, link.assignment.cores)
+        refused = None
+    except OSError as exc:  # a seccomp filter or a cpuset that changed: threads still bounded below
+        refused = exc.strerror
     try:
         config = link.load()
     except ConfigError as exc:
         return config_failure(exc)
     configure(config.log.format, config.log.level, worker=index)
+    if refused:
+        get_logger("streamd.worker").warning("affinity_refused", cores=link.assignment.cores, error=refused)
     import cv2
 
     cv2.setNumThreads(len(link.assignment.cores))

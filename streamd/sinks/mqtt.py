@@ -51,6 +51,9 @@ class SinkStatus:
     capacity: int
     disk_error: str | None  # the disk buffer refuses writes (messages wait in memory)
     counts: dict[str, int]  # published / dropped_<reason>
+    # Connected with messages waiting, seconds since the broker last acknowledged one (else 0):
+    # readiness from progress, not only from flags.
+    waiting_for: float = 0.0
 
 
 class MqttSink:
@@ -79,6 +82,7 @@ class MqttSink:
         # Called with (message, seconds from capture) when a frame's message is acknowledged.
         self.on_acked: Callable[[Message, float], None] | None = None
         self.close_timeout = 10.0  # what ``async with`` allows the final flush
+        self._progress_at = time.monotonic()  # connected, or the broker acknowledged a message
         self._subscriptions: list[str] = []
         self._on_message: Callable[[str, bytes], None] | None = None
 
@@ -99,6 +103,9 @@ class MqttSink:
             capacity=self.config.buffer,
             disk_error=self.outbox.disk_error,
             counts=dict(self.counts),
+            waiting_for=(
+                time.monotonic() - self._progress_at if self.connected.is_set() and self.outbox.buffered else 0.0
+            ),
         )
 
     def topic(self, source: str, kind: str) -> str:
@@ -225,6 +232,7 @@ class MqttSink:
             await asyncio.sleep(backoff.next_delay())
 
     def _on_connected(self) -> None:
+        self._progress_at = time.monotonic()
         self._conn_error = None
         self.last_error = None
         self.ever_connected = True
@@ -314,6 +322,7 @@ class MqttSink:
         if self.outbox.unacked.pop(message.key, None) is None:
             return  # the connection was given up meanwhile; it will be sent again
         self.outbox.forget_row(message)
+        self._progress_at = time.monotonic()
         self._metrics.published_ok.inc()
         self.counts["published"] += 1
         self._metrics.mqtt_buffered.set(self.outbox.buffered)

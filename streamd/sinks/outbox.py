@@ -3,6 +3,7 @@ DiskBuffer) while it is away, in order, and memory again when the disk refuses w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -64,6 +65,9 @@ class Outbox:
         self.retry_at = 0.0
         self._cursor = 0
         self._batch: deque[Message] = deque()
+        # Rows the broker acknowledged that the disk would not let us delete (full disk): they
+        # are never sent again, and deleted once the disk takes writes again.
+        self._acked_rows: set[int] = set()
 
     def add(self, message: Message, connected: bool) -> None:
         """Never blocks, never raises. Over ``mqtt.buffer`` the oldest is dropped (counted)."""
@@ -71,13 +75,18 @@ class Outbox:
             self.retry_disk()
         # Offline, or still flushing older stored messages: to disk, in order. Not while memory
         # holds messages that fell back there (the disk refused them): they are older.
-        to_disk = self.disk is not None and (not connected or self.disk.count) and not self.memory
+        to_disk = self.disk is not None and (not connected or self.stored) and not self.memory
         if not (to_disk and self.store(message)):
             self.remember(message)
 
     @property
+    def stored(self) -> int:
+        """Messages waiting on disk (not counting acknowledged rows left there by a failed delete)."""
+        return self.disk.count - len(self._acked_rows) if self.disk is not None else 0
+
+    @property
     def buffered(self) -> int:
-        return len(self.memory) + len(self.unacked) + (self.disk.count if self.disk else 0)
+        return len(self.memory) + len(self.unacked) + self.stored
 
     def remember(self, message: Message) -> None:
         if len(self.memory) >= self.config.buffer:
@@ -120,9 +129,16 @@ class Outbox:
 
     def _disk_recovered(self) -> None:
         assert self.disk is not None
-        log.info("buffer_writable", path=str(self.disk.path), after=self.disk_error)
+        log.info("buffer_writable", path=str(self.disk.path), after=self.disk_error, acked_rows=len(self._acked_rows))
         self.disk_error = None
         self._metrics.mqtt_buffer_unwritable.set(0)
+        for row in sorted(self._acked_rows):
+            try:
+                self.disk.delete(row)
+            except (sqlite3.Error, OSError) as exc:
+                self._disk_failed(exc)
+                return
+            self._acked_rows.discard(row)
 
     def _disk_failed(self, exc: BaseException) -> None:
         """Once per episode: say so, with the path and errno; retry the disk every DISK_RETRY s."""
@@ -158,38 +174,52 @@ class Outbox:
 
     def next(self) -> Message | None:
         """Stored messages first (they are older), then memory."""
-        if self.disk is not None and self.disk.count:
+        if self.stored > 0:
             if not self._batch:
                 try:
-                    stored_batch = self.disk.after(self._cursor, DISK_BATCH)
+                    stored_batch = self.disk.after(self._cursor, DISK_BATCH) if self.disk is not None else []
                 except (sqlite3.Error, OSError) as exc:
                     self._disk_failed(exc)
                     return self.memory.popleft() if self.memory else None
                 for stored in stored_batch:
+                    self._cursor = stored.row
+                    if stored.row in self._acked_rows:
+                        continue
                     self._batch.append(
                         Message(
                             stored.topic, stored.payload, stored.qos, stored.retain, key=-stored.row, row=stored.row
                         )
                     )
-                    self._cursor = stored.row
+                if not self._batch and len(stored_batch) == DISK_BATCH:
+                    return self.next()  # a whole batch of rows already acknowledged: the next one
             if self._batch:
                 return self._batch.popleft()
-            return None  # every stored row is in flight: newer messages wait for them
+            if any(m.row for m in self.unacked.values()):
+                return None  # every stored row is in flight: newer messages wait for them
         return self.memory.popleft() if self.memory else None
 
     def forget_row(self, message: Message) -> None:
+        """The broker has it: off the disk, or (the disk refuses the delete) remembered as sent."""
         if message.row and self.disk is not None:
             try:
                 self.disk.delete(message.row)
-            except (sqlite3.Error, OSError) as exc:  # it stays and is sent again: a duplicate, not a loss
+            except (sqlite3.Error, OSError) as exc:
+                self._acked_rows.add(message.row)
                 self._disk_failed(exc)
+
+    def _last_delete_attempt(self) -> None:
+        """At close: one last try to delete acknowledged rows, so the next start does not resend them."""
+        with contextlib.suppress(sqlite3.Error, OSError):
+            self.retry_disk()
 
     def close(self, reason: str) -> None:
         """At shutdown: what the broker did not take stays on disk for the next start; what
         only memory held (no disk buffer, or one that refused writes) is lost, and counted."""
         if self.disk is not None:
-            if self.disk.count:
-                log.warning("mqtt_buffer_persisted", messages=self.disk.count, path=str(self.disk.path), reason=reason)
+            if self._acked_rows:
+                self._last_delete_attempt()
+            if self.stored:
+                log.warning("mqtt_buffer_persisted", messages=self.stored, path=str(self.disk.path), reason=reason)
             self.disk.close()
         if self.memory:
             self.dropped("shutdown", len(self.memory))

@@ -55,7 +55,7 @@ class DetectionsStage:
         self.published[frame.source] = self.published.get(frame.source, 0) + 1
         self._sink.publish(
             self._sink.topic(frame.source, "detections"),
-            json.dumps(payload, separators=(",", ":")),
+            json.dumps(payload, separators=(",", ":"), allow_nan=False),
             source=frame.source,
             captured=frame.captured,
         )

@@ -197,7 +197,7 @@ class SourceEvents:
         kind = payload["type"]
         self.counts[kind] += 1
         self._metrics.track_events.labels(self.source, kind).inc()
-        self._publish("events", json.dumps(payload, separators=(",", ":")), False)
+        self._publish("events", json.dumps(payload, separators=(",", ":"), allow_nan=False), False)
 
     def _inside(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         width, height = self._frame_size
