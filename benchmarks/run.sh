@@ -31,6 +31,11 @@ int8="$data/int8/ssdlite_mobilenet_v2_person-int8.xml"
 streamd bench -c "$cfg" --frames 1500 --compare-int8 "$int8" --json > "$out/int8.json"
 # 8. Motion gating: 8 cameras at 15 fps on a mostly empty scene, FP and INT8, gated or not.
 streamd bench -c "$cfg" --motion 30 --compare-int8 "$int8" --json > "$out/motion.json"
+# 9. Worker processes: the service as `streamd run` starts it, 1 worker against 2 on 2 sources, with
+#    the real model and with a detector that costs nothing (streamd's own cost); then 16 sources.
+streamd bench -c "$cfg" --workers 2 --sources 2 --rounds 3 --seconds 20 --json > "$out/workers.json"
+streamd bench -c "$cfg" --workers 2 --sources 2 --rounds 3 --seconds 20 --free-model --json > "$out/workers-free.json"
+streamd bench -c "$cfg" --workers 2 --sources 16 --rounds 1 --seconds 20 --json > "$out/workers-16.json"
 # 5. Ten minutes at full load: RSS must stay flat.
 streamd bench -c "$cfg" --soak 600 --json > "$out/soak.json"
 echo "results in $out" >&2

@@ -6,4 +6,4 @@ import os
 # streamd reports source failures itself. Read when OpenCV first opens a capture.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

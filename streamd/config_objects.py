@@ -3,7 +3,9 @@ overridable per zone), object masks and snapshots. Part of :mod:`config`."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -66,6 +68,20 @@ class SnapshotConfig(_Strict):
     save_dir: str = ""  # also write them here ("" = MQTT only)
     max_bytes: int = Field(default=256 << 20, ge=1 << 20)  # save_dir budget: the oldest go first
     max_age: float = Field(default=7 * 86400.0, gt=0.0)  # seconds a saved snapshot is kept
+
+    @field_validator("save_dir")
+    @classmethod
+    def _usable(cls, value: str) -> str:
+        """Created now if missing: a folder that cannot be one is a config error, not a log line a minute."""
+        if value:
+            folder = Path(value).expanduser()
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ValueError(f"cannot create {folder}: {exc.strerror}") from None
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ValueError(f"{folder} is not writable by this user")
+        return value
 
 
 def topic_name(value: str) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streamd.config import ConfigError
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 
@@ -83,7 +84,12 @@ class HealthServer:
             self._server = await asyncio.start_unix_server(self._handle, self.unix_path, limit=MAX_HEADER_BYTES)
             address = f"unix:{self.unix_path}"
         else:
-            self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES)
+            try:
+                self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES)
+            except OSError as exc:  # the port is taken, or the address is not this host's: exit 78
+                raise ConfigError(
+                    "metrics.listen", f"cannot listen on {self.host}:{self.port}: {exc.strerror}"
+                ) from None
             self.port = self._server.sockets[0].getsockname()[1]
             address = f"{self.host}:{self.port}"
         log.info("http_listening", address=address, paths=sorted(self._routes))

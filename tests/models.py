@@ -182,3 +182,24 @@ def blazeface_tflite(dest: Path) -> Path:
     assert hashlib.sha256(data).hexdigest() == TFLITE_SHA256
     target.write_bytes(data)
     return target
+
+
+def tf_od_ir(path: Path, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, count: float) -> Path:
+    """The default model's interface (u8 NHWC ``image_tensor``, TF Object Detection outputs by
+    name) with constant outputs of any shape and value: a broken export (wrong shapes, NaN)."""
+    image = ops.parameter(ov.PartialShape([-1, -1, -1, 3]), ov.Type.u8, name="image_tensor")
+    as_float = ops.transpose(ops.convert(image, ov.Type.f32), ops.constant(np.array([0, 3, 1, 2], dtype=np.int64)))
+    zero = _zero_from(as_float)
+    outputs = {
+        "detection_boxes": boxes,
+        "detection_scores": scores,
+        "detection_classes": classes,
+        "num_detections": np.array([count], dtype=np.float32),
+    }
+    results = []
+    for name, value in outputs.items():
+        node = ops.add(ops.constant(value.astype(np.float32)), zero)
+        node.output(0).set_names({name})
+        results.append(ops.result(node))
+    ov.save_model(ov.Model(results, [image], "tf_od_like"), str(path), compress_to_fp16=False)  # NaN stays NaN
+    return path

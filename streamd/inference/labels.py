@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+UNSAFE_IN_TOPIC = re.compile(r"[/+#\x00-\x1f\x7f]")
 
 COCO80 = [
     "person",
@@ -112,7 +115,15 @@ def load_labels(spec: str, default: str) -> tuple[str, ...]:
     builtin = BUILTIN.get(spec)
     if builtin is not None:
         return builtin
-    return tuple(line.strip() for line in Path(spec).expanduser().read_text().splitlines() if line.strip())
+    return tuple(topic_safe(line.strip()) for line in Path(spec).expanduser().read_text().splitlines() if line.strip())
+
+
+def topic_safe(label: str) -> str:
+    """A label from a file becomes an MQTT topic level and part of a snapshot's file name: '/',
+    '+', '#' and control characters become '_' (so ``../x`` or ``p+#`` stay inside the source's
+    topics and folder), and at most 64 characters are kept."""
+    safe = UNSAFE_IN_TOPIC.sub("_", label)[:64]
+    return "_" if safe in ("", ".", "..") else safe
 
 
 def label_of(labels: tuple[str, ...], class_id: int) -> str:

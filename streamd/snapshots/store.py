@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from pathlib import Path
 
 from streamd.logging import get_logger
 
 log = get_logger("streamd.snapshots")
+
+# What save() names a snapshot: {YYYYmmdd-HHMMSS}-{track id}-{label}.jpg
+OWN_FILE = re.compile(r"\d{8}-\d{6}-\d+-[A-Za-z0-9_.-]+\.jpg")
 
 
 class SnapshotStore:
@@ -38,18 +42,29 @@ class SnapshotStore:
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
             return None
-        self.prune()
+        self.prune(source)
         return path
 
-    def prune(self) -> int:
-        """Delete what is older than ``max_age``, then the oldest until the rest fits ``max_bytes``."""
+    def prune(self, source: str) -> int:
+        """Delete what is older than ``max_age``, then the oldest until the rest fits ``max_bytes``:
+        only files streamd wrote (its naming, in the source's own folder), never through a link
+        (``save_dir`` may be a folder, or a link to one, that holds other files of the user's)."""
+        folder = self.directory / source
         files: list[tuple[float, int, Path]] = []
-        for path in self.directory.glob("*/*.jpg"):
+        if folder.is_symlink():
+            return 0
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return 0
+        for entry in entries:
+            if not OWN_FILE.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
             try:
-                stat = path.stat()
+                stat = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            files.append((stat.st_mtime, stat.st_size, path))
+            files.append((stat.st_mtime, stat.st_size, Path(entry.path)))
         files.sort()
         total = sum(size for _, size, _ in files)
         cutoff = time.time() - self.max_age

@@ -61,6 +61,10 @@ def test_compose_pieces_agree_with_each_other() -> None:
     mosquitto = (COMPOSE_DIR / "mosquitto.conf").read_text()
     assert "allow_anonymous false" in mosquitto and "password_file /mosquitto/config/passwd" in mosquitto
     assert (COMPOSE_DIR / "passwd").read_text().startswith("streamd:")
+    # The control topics are writable by one user only (any client could switch detection off).
+    assert "acl_file /mosquitto/config/acl" in mosquitto
+    acl = (COMPOSE_DIR / "acl").read_text()
+    assert "user streamd\ntopic readwrite streamd/#" in acl and "topic write streamd/+/+/detect/set" in acl
 
 
 def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -15,7 +16,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from streamd.config import MqttConfig
@@ -560,3 +563,87 @@ async def test_running_out_of_file_descriptors_is_logged_once_not_as_tracebacks(
     errors = [e for e in daemon.events() if e["event"] == "loop_error"]
     assert len(errors) == 1 and "out of system resource" in errors[0]["message"], errors
     assert "Traceback" not in daemon.stderr.decode()
+
+
+# -- a model that fails on every frame ------------------------------------------------------------
+
+
+def _strict(payload: bytes) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(payload, parse_constant=refuse)
+
+
+async def test_a_decoder_that_fails_on_every_frame_is_counted_and_unready(
+    tmp_path: Path, default_model: Path, broker: Mosquitto
+) -> None:
+    from tests.models import tf_od_ir
+
+    # Right names, wrong shapes: boxes [1, 100, 3] cannot be read as (ymin, xmin, ymax, xmax).
+    model = tf_od_ir(
+        tmp_path / "wrong-shape.xml",
+        np.zeros((1, 33, 3)),  # 99 numbers: not boxes of 4
+        np.full((1, 100), 0.9),
+        np.ones((1, 100)),
+        count=5,
+    )
+    launch = Launch(tmp_path, default_model, broker)
+    launch.write(http=True, model={"path": model, "decoder": "tf-od"})
+    daemon = await Streamd("run", "-c", str(launch.config)).start()
+    body = await wait_ready(launch.http_port, 503, 60, saying="decode failed")
+    assert any("source cam: decode failed" in str(r) for r in body["reasons"]), body  # type: ignore[attr-defined]
+    _, text = await http(f"{launch.http}/metrics")
+    assert samples(text)[("streamd_processing_errors_total", (("source", "cam"), ("stage", "decode")))] >= 20
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.wait(30) == 0
+    logged = [e for e in daemon.events() if e.get("event") == "decode_failed"]
+    assert len(logged) == 1 and "Traceback" in daemon.stderr.decode(), "the traceback once, then counted"
+
+
+async def test_a_model_that_returns_nan_never_puts_nan_on_mqtt(
+    tmp_path: Path, default_model: Path, broker: Mosquitto, subscriber: Collected
+) -> None:
+    from tests.models import tf_od_ir
+
+    boxes = np.zeros((1, 100, 4))
+    boxes[0, 0] = [0.2, 0.2, 0.8, 0.6]  # one good box, one NaN box, one NaN score
+    boxes[0, 1] = [np.nan, 0.1, 0.5, np.nan]
+    boxes[0, 2] = [0.1, 0.1, 0.3, 0.3]
+    scores = np.zeros((1, 100))
+    scores[0, :3] = [0.9, 0.9, np.nan]
+    model = tf_od_ir(tmp_path / "nan.xml", boxes, scores, np.ones((1, 100)), count=3)
+    launch = Launch(tmp_path, default_model, broker)
+    source = launch.source(tracking={}, snapshots={})
+    launch.write([source], http=True, model={"path": model, "decoder": "tf-od"}, mqtt={"publish_empty": True})
+    daemon = await Streamd("run", "-c", str(launch.config)).start()
+    await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= 20 and c.on("/cam/events"), 60)
+    await wait_ready(launch.http_port, 200, 30)  # nothing fails: the NaN never gets that far
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.wait(30) == 0
+    for topic, payload in subscriber.messages:
+        if topic.endswith(("/detections", "/events", "/stats")):
+            _strict(payload)  # raises on NaN or Infinity
+    counts = [len(m["detections"]) for m in subscriber.json("/cam/detections")]
+    assert set(counts) == {1}, counts
+    names = {e.get("event") for e in daemon.events()}
+    assert "stage_failed" not in names and "decode_failed" not in names
+
+
+def test_a_metrics_port_in_use_exits_78_with_one_line(tmp_path: Path, default_model: Path) -> None:
+    clip, _ = mixed_clip(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(
+            tmp_path / "streamd.toml",
+            default_model,
+            [{"name": "cam", "uri": clip, "realtime": False}],
+            free_port(),
+            metrics={"listen": f"127.0.0.1:{port}"},
+        )
+        result = _run("run", "-c", str(config))
+    assert result.returncode == 78, result.stderr[-2000:]
+    assert f"streamd: config error: metrics.listen: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -293,10 +293,15 @@ def _daemon_config(tmp_path: Path, model: Path, clip: Path, **model_values: obje
     return parse_config({"model": values, "sources": [{"name": "clip", "uri": str(clip)}]})
 
 
-def test_check_verify_agrees_at_f32_and_catches_a_wrong_colour_order(tmp_path: Path, default_model: Path) -> None:
+@pytest.mark.parametrize("precision", ["f32", "auto"])
+def test_check_verify_agrees_at_its_precision_and_catches_a_wrong_colour_order(
+    tmp_path: Path, default_model: Path, precision: str
+) -> None:
+    """The verdict compares with a reference at the pipeline's own precision: the right config
+    agrees on every CPU (bf16 ones included), a wrong colour order does not."""
     clip, truth = mixed_clip(tmp_path)
     cfg = tmp_path / "streamd.toml"
-    base = f'[model]\npath = "{default_model}"\ndevice = "CPU"\ncache_dir = ""\nprecision = "f32"\n'
+    base = f'[model]\npath = "{default_model}"\ndevice = "CPU"\ncache_dir = ""\nprecision = "{precision}"\n'
     source = f'[[sources]]\nname = "clip"\nuri = "{clip}"\n'
 
     def check(extra: str) -> subprocess.CompletedProcess[str]:
@@ -305,13 +310,16 @@ def test_check_verify_agrees_at_f32_and_catches_a_wrong_colour_order(tmp_path: P
             [sys.executable, "-m", "streamd", "check", "-c", str(cfg), "--verify"],
             capture_output=True,
             text=True,
-            timeout=180,
+            timeout=300,
         )
 
     good = check("")
     assert good.returncode == 0, good.stdout + good.stderr
     assert f"verify    {len(truth)} frames" in good.stdout and "AGREE" in good.stdout
-    assert "precision CPU f32 (model.precision = 'f32')" in good.stdout
+    assert "verify: production path" in good.stderr  # progress while it runs
+    effective = "f32" if precision == "f32" else good.stdout.split("pipeline precision ")[1].split(";")[0]
+    assert f"precision CPU {effective} (model.precision = '{precision}')" in good.stdout
+    assert ("drift " in good.stdout) == (effective != "f32"), good.stdout  # drift vs f32 apart
     # The network wants RGB; feeding it BGR changes what it sees, and --verify says so (exit 1).
     wrong = check('color_order = "BGR"\n')
     assert wrong.returncode == 1, wrong.stdout + wrong.stderr

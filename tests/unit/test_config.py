@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamd.config import ConfigError
-from streamd.config_file import apply_env, load_config
+from streamd.config_file import apply_env, load_config, parse_config
 from streamd.redact import redact_uri
 
 GOOD = """
@@ -179,3 +179,33 @@ def test_credentials_are_redacted_whatever_the_password_holds() -> None:
 def test_credentials_are_redacted() -> None:
     assert redact_uri("rtsp://admin:secret@10.0.0.5:554/s") == "rtsp://***@10.0.0.5:554/s"
     assert redact_uri("/var/clips/a.mp4") == "/var/clips/a.mp4"
+
+
+def test_labels_from_a_file_become_safe_topic_levels(tmp_path: Path) -> None:
+    from streamd.inference.labels import load_labels
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("person\n../../esc/a b\np+#\n..\ntraffic light\n")
+    assert load_labels(str(labels), "coco80") == ("person", ".._.._esc_a b", "p__", "_", "traffic light")
+
+
+def test_a_snapshot_dir_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    model = tmp_path / "m.xml"
+    model.write_text("<net/>")
+    data = {
+        "model": {"path": str(model)},
+        "sources": [
+            {
+                "name": "porch",
+                "uri": "rtsp://cam/1",
+                "tracking": {},
+                "snapshots": {"save_dir": str(blocker / "snaps")},
+            }
+        ],
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert caught.value.key == "sources[0].snapshots.save_dir"
+    assert "cannot create" in caught.value.message
