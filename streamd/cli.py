@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from streamd.check import check
 
+        configure(config.log.format, config.log.level)  # its log lines (e.g. device_fallback) as run's
         return check(config, args.verify, (args.box_tolerance, args.score_tolerance))
     if args.command == "quantize":
         from streamd.quantize import quantize

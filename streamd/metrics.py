@@ -108,7 +108,7 @@ class Metrics:
         self.tracks_stationary = Gauge(
             "streamd_tracks_stationary", "Confirmed tracks that stand still", ["source"], registry=r
         )
-        outcomes = "Snapshots by outcome (published, error, save_error)"
+        outcomes = "Snapshots by outcome (published, error, save_error, rejected)"
         self.snapshots = counter("snapshots", outcomes, ("source", "outcome"))
         self.snapshot_seconds = Histogram(
             "streamd_snapshot_seconds",

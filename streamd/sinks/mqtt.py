@@ -37,6 +37,12 @@ log = get_logger("streamd.mqtt")
 MAX_INFLIGHT = 256  # publishes awaiting their acknowledgement at once
 HEALTHY_CONNECTION = 10.0  # a connection that lived this long resets the reconnect backoff
 ACK_TIMEOUT = 10.0  # seconds a publish may wait for its PUBACK before the connection is given up
+MAX_TOPIC = 65535  # bytes of UTF-8
+MAX_PAYLOAD = 268_435_455  # bytes: MQTT's largest packet
+
+
+def _too_long(topic: str) -> bool:
+    return len(topic.encode()) > MAX_TOPIC
 
 
 class MqttUnavailable(Exception):
@@ -120,14 +126,21 @@ class MqttSink:
         retain: bool = False,
         source: str | None = None,
         captured: float = 0.0,
-    ) -> None:
-        """Queue a message; never blocks, never raises. Over ``mqtt.buffer`` the oldest is dropped."""
+    ) -> bool:
+        """Queue a message; never blocks, never raises. Over ``mqtt.buffer`` the oldest is dropped.
+        False: no broker would take it (a wildcard or an oversized topic or payload); dropped and
+        counted now, so a caller never announces what will not be published."""
         data = payload.encode() if isinstance(payload, str) else payload
+        if "+" in topic or "#" in topic or len(data) > MAX_PAYLOAD or (len(topic) > 16383 and _too_long(topic)):
+            self.outbox.dropped("rejected")
+            log.error("mqtt_rejected", topic=topic[:120], bytes=len(data), error="not a valid MQTT topic or payload")
+            return False
         message = Message(
             topic, data, self.config.qos if qos is None else qos, retain, source, captured, next(self._keys)
         )
         self.outbox.add(message, connected=self.connected.is_set())
         self._wake.set()
+        return True
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mqtt-sink")

@@ -100,7 +100,9 @@ class SnapshotStage:
         self._metrics.snapshot_seconds.observe(seconds)
         label = candidate.label.replace(" ", "_")
         topic = self._sink.topic(source, f"snapshot/{label}")
-        self._sink.publish(topic, crop, retain=True)
+        if not self._sink.publish(topic, crop, retain=True):
+            self._metrics.snapshots.labels(source, "rejected").inc()  # logged by the sink
+            return None  # the end event names no snapshot that was never published
         if full is not None:
             self._sink.publish(f"{topic}/full", full, retain=True)
         store = self._stores.get(source)

@@ -20,7 +20,7 @@ from streamd.tracking.zones import Line, Point, Zone, anchor, to_pixels
 from streamd.types import Detection
 
 # (topic suffix under {prefix}/{instance}/{source}/, payload, retained)
-Publish = Callable[[str, str, bool], None]
+Publish = Callable[[str, str, bool], object]
 # Asked when an announced track ends, with its id: a task whose result the 'end' event carries
 # as "snapshot" (it is published once the task is done), or None to publish the end at once.
 BeforeEnd = Callable[[int], "asyncio.Task[dict[str, Any] | None] | None"]

@@ -65,3 +65,35 @@ async def test_a_failing_disk_falls_back_to_memory_and_says_so(tmp_path: Path) -
     assert list(m.topic for m in sink.outbox.memory) == ["t/1", "t/2"], "in memory, in order"
     assert sink.outbox._metrics.mqtt_buffer_unwritable._value.get() == 1
     sink._task.cancel()  # type: ignore[union-attr]
+
+
+def test_readiness_follows_progress_not_only_the_connection_flag() -> None:
+    """Connected, messages waiting, none acknowledged for a while: not ready (a frozen outbox
+    once looked healthy for 27 s while published_total stood still)."""
+    from streamd.health import MQTT_STALLED_AFTER, readiness
+    from streamd.sinks.mqtt import SinkStatus
+
+    def status(waiting_for: float) -> SinkStatus:
+        return SinkStatus(True, None, 120, 10000, None, {}, waiting_for=waiting_for)
+
+    ready, _ = readiness(None, status(1.0), {"cam": "streaming"}, {})
+    assert not ready  # no engine yet; what matters is the MQTT reason below
+    _, moving = readiness(None, status(1.0), {"cam": "streaming"}, {})
+    _, frozen = readiness(None, status(MQTT_STALLED_AFTER + 5), {"cam": "streaming"}, {})
+    assert not any("no message acknowledged" in r for r in moving["reasons"])  # type: ignore[attr-defined]
+    assert any("no message acknowledged for 15 s; 120 waiting" in r for r in frozen["reasons"])  # type: ignore[attr-defined]
+
+
+async def test_a_sink_that_is_connected_but_gets_no_acks_reports_how_long(tmp_path: Path) -> None:
+    """The sink's own figure: 0 while nothing waits, growing while messages wait unacknowledged."""
+    sink = await started(MqttConfig(port=free_port(), instance="wait", buffer=10, buffer_dir=""))
+    sink.publish("t/0", b"x")
+    assert sink.status().waiting_for == 0.0  # not connected: that is a reason of its own
+    await sink.close(0.5)
+
+
+async def test_a_message_no_broker_would_take_is_refused_at_publish() -> None:
+    sink = MqttSink(MqttConfig(port=free_port(), instance="bad", buffer=10, buffer_dir=""), Metrics())
+    assert not sink.publish("streamd/bad/cam/snapshot/p+#", b"jpeg")
+    assert sink.publish("streamd/bad/cam/snapshot/person", b"jpeg")
+    assert sink.status().counts == {"dropped_rejected": 1} and sink.buffered == 1
