@@ -18,6 +18,7 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
 
     from streamd.config import is_file_uri
     from streamd.inference.model import compile_variant, prepare
+    from streamd.sources.diagnose import describe_failure, diagnose
 
     try:
         prepared = prepare(config.model)
@@ -96,6 +97,11 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
         else:
             cap = cv2.VideoCapture(source.uri, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000])
         ok = cap is not None and cap.isOpened()
+        verdict = "ok "
+        if not ok and not is_file_uri(source.uri):
+            verdict = describe_failure(*diagnose(source.uri, 5.0))
+        elif not ok:
+            verdict = "UNREADABLE" if Path(source.uri).is_file() else "MISSING"
         detail = ""
         if ok and cap is not None:
             detail = (
@@ -105,7 +111,7 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
         if cap is not None:
             cap.release()
         unreachable += not ok
-        out.append(f"  {source.name:<16} {'ok ' if ok else 'UNREACHABLE'}{detail}  {uri}")
+        out.append(f"  {source.name:<16} {verdict}{detail}  {uri}")
     if unreachable:
         out.append(
             f"  {unreachable} source(s) unreachable now: run retries streams and devices with backoff; "

@@ -238,13 +238,15 @@ class Daemon:
     # -- what the parts tell each other --------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        return readiness(
+        ready, body = readiness(
             self.engines.status(),
             self.sink.status(),
             self.sources.states,
             self.supervisor.failed,
             self.failures.reasons(),
         )
+        body["source_errors"] = self.sources.problems()  # e.g. {"porch": "AUTH FAILED (401)"}
+        return ready, body
 
     def _publish_stats(self, payload: str) -> None:
         self.last_stats = payload.encode()

@@ -21,7 +21,10 @@ END_TO_END_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.
 
 
 DROP_REASONS = ("queue_full_oldest", "queue_full_newest", "queue_bytes", "shutdown")
+# Files: missing, unreadable, corrupt, truncated. Streams and devices that do not open, by why
+# (sources/diagnose.py): auth, refused, timeout, not_found, no_video, unreachable.
 SOURCE_ERROR_KINDS = ("missing", "unreadable", "corrupt", "truncated")
+STREAM_ERROR_KINDS = ("auth", "refused", "timeout", "not_found", "no_video", "unreachable")
 
 
 class Metrics:
@@ -135,7 +138,7 @@ class Metrics:
         self.end_to_end_for = functools.cache(self.end_to_end_seconds.labels)
         self.published_ok = self.mqtt_published.labels("ok")
 
-    def init_source(self, source: str) -> None:
+    def init_source(self, source: str, stream: bool = False) -> None:
         """Create every per-source series at 0, so dashboards and alerts see 0, not "no data"."""
         self.frames_captured.labels(source)
         self.frames_inferred.labels(source)
@@ -143,7 +146,7 @@ class Metrics:
         self.source_reconnects.labels(source)
         for reason in DROP_REASONS:
             self.frames_dropped.labels(source, reason)
-        for kind in SOURCE_ERROR_KINDS:
+        for kind in STREAM_ERROR_KINDS if stream else SOURCE_ERROR_KINDS:
             self.source_errors.labels(source, kind)
         self.frames_skipped.labels(source, "detect_off")
         self.processing_errors.labels(source, "decode")

@@ -26,6 +26,7 @@ from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
 from streamd.redact import redact_uri
+from streamd.sources.diagnose import describe_failure, diagnose
 from streamd.sources.motion import MotionGate, regions
 from streamd.types import Frame, Region, Transform
 
@@ -103,6 +104,7 @@ class CaptureSource:
         # presence times its OFF, publish_empty reports them); the owner sets this.
         self.forward_skipped = True
         self._stop = threading.Event()
+        self.failure: str | None = None  # why it does not open, e.g. "AUTH FAILED (401)" (reader thread)
         self._done: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._run, name=f"streamd-src-{self.name}", daemon=True)
         self._seq = 0
@@ -206,7 +208,17 @@ class CaptureSource:
                     self._state("failed")
                     return
                 delay = delays.next_delay()
-                log.warning("source_reconnecting", source=self.name, uri=self.safe_uri, retry_in=round(delay, 1))
+                reason, status = diagnose(self.config.uri, min(self.config.read_timeout, 5.0))
+                self.failure = describe_failure(reason, status)
+                self._metrics.source_errors.labels(self.name, reason).inc()
+                log.warning(
+                    "source_reconnecting",
+                    source=self.name,
+                    uri=self.safe_uri,
+                    reason=reason,
+                    status=status,
+                    retry_in=round(delay, 1),
+                )
                 self._metrics.source_reconnects.labels(self.name).inc()
                 self._state("reconnecting")
                 self._stop.wait(delay)
@@ -281,6 +293,7 @@ class CaptureSource:
                     fps=round(fps, 2),
                 )
                 self._metrics.source_up.labels(self.name).set(1)
+                self.failure = None
                 self._state("streaming")
                 first = False
             self._deliver(image)

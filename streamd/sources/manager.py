@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from streamd.config import SourceConfig
+from streamd.config import SourceConfig, is_file_uri
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain
@@ -55,7 +55,7 @@ class SourceSet:
         return bool(self.sources) and all(s.finite for s in self.sources.values())
 
     def start(self, config: SourceConfig) -> None:
-        self._metrics.init_source(config.name)
+        self._metrics.init_source(config.name, stream=not is_file_uri(config.uri))
         self._chain.configure(config)
         self._detect_off.discard(config.name)
         self._chain.source_started(config.name)
@@ -134,6 +134,10 @@ class SourceSet:
     def gate(self, name: str) -> MotionGate | None:
         source = self.sources.get(name)
         return source.gate if source is not None else None
+
+    def problems(self) -> dict[str, str]:
+        """Sources that do not open, and why (``AUTH FAILED (401)``...), for /readyz."""
+        return {name: source.failure for name, source in self.sources.items() if source.failure}
 
     def captured(self) -> dict[str, int]:
         return {name: source.captured for name, source in self.sources.items()}

@@ -215,7 +215,7 @@ def test_check_prints_placement_and_exits_0(tmp_path: Path, default_model: Path)
     out = result.stdout
     assert "fixed [1, 300, 300, 3]" in out and "exported [?,?,?,3]" in out
     assert "requested HETERO:GPU,CPU -> compiled CPU (absent: GPU; fallback)" in out
-    assert "clip             ok" in out and "UNREACHABLE" in out
+    assert "clip             ok" in out and "cam              REFUSED" in out
     assert "secret" not in out + result.stderr
 
 

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from streamd.demo.broker import free_port
 from tests.clips import MIXED, mixed_clip
 from tests.conftest import Collected, Streamd, write_config
+from tests.integration.test_observability import http, samples, wait_ready
 from tests.servers.cameras import MjpegCamera, RtspCamera, StallingCamera, jpeg_frames, rtsp_available
 
 
@@ -93,6 +95,66 @@ def _get(url: str) -> str:
 
     with urllib.request.urlopen(url, timeout=5) as response:
         return str(response.read().decode())
+
+
+async def test_a_wrong_password_is_told_apart_from_a_dead_camera(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    """check and run say why a camera does not open: a 401 is not a closed port, nor a 404."""
+    reason = rtsp_available()
+    if reason is not None:
+        pytest.skip(reason)
+    jpeg_frames(tmp_path / "frames", MIXED)
+    camera = RtspCamera(tmp_path / "frames", credentials="admin:secret").start()
+    try:
+        base = f"127.0.0.1:{camera.port}"
+        sources = [
+            {"name": "good", "uri": camera.url},
+            {"name": "porch", "uri": f"rtsp://admin:wrong@{base}/stream", "read_timeout": 2.0},
+            {"name": "gone", "uri": f"rtsp://admin:secret@{base}/nothing-here", "read_timeout": 2.0},
+            {"name": "dead", "uri": f"rtsp://admin:secret@127.0.0.1:{free_port()}/stream", "read_timeout": 2.0},
+        ]
+        config = write_config(tmp_path / "streamd.toml", default_model, sources, broker.port)
+        check = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "streamd", "check", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        out = check.stdout
+        assert "  good             ok " in out, out
+        assert "  porch            AUTH FAILED (401)" in out, out
+        assert "  gone             NOT FOUND (404)" in out, out
+        assert "  dead             REFUSED" in out, out
+        assert "WARN" not in check.stderr and "secret" not in out + check.stderr  # OpenCV's own noise too
+
+        port = free_port()
+        write_config(
+            tmp_path / "streamd.toml", default_model, sources, broker.port, metrics={"listen": f"127.0.0.1:{port}"}
+        )
+        daemon = await Streamd("run", "-c", str(config)).start()
+        await subscriber.wait_for(lambda c: len(c.on("/good/detections")) >= 1, 60)
+        deadline = time.monotonic() + 30
+        while True:
+            retries = {e["source"]: e["reason"] for e in daemon.events() if e["event"] == "source_reconnecting"}
+            if len(retries) == 3 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert retries == {"porch": "auth", "gone": "not_found", "dead": "refused"}
+        body = await wait_ready(port, 200, 30)
+        assert body["source_errors"] == {
+            "porch": "AUTH FAILED (401)",
+            "gone": "NOT FOUND (404)",
+            "dead": "REFUSED",
+        }
+        _, text = await http(f"http://127.0.0.1:{port}/metrics")
+        assert samples(text)[("streamd_source_errors_total", (("kind", "auth"), ("source", "porch")))] >= 1
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(30) == 0
+        assert b"secret" not in daemon.stderr and b"wrong" not in daemon.stderr
+    finally:
+        camera.kill()
 
 
 async def test_dead_and_stalling_cameras_do_not_hold_up_the_others(

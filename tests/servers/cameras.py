@@ -48,15 +48,18 @@ def rtsp_available() -> str | None:
 
 
 class RtspCamera:
-    def __init__(self, frames: Path, fps: int = 15, port: int | None = None) -> None:
+    def __init__(self, frames: Path, fps: int = 15, port: int | None = None, credentials: str = "") -> None:
+        """``credentials``: ``user:password`` the camera asks for (Basic auth), "" for none."""
         self.frames, self.fps = frames, fps
         self.port = port or free_port()
-        self.url = f"rtsp://127.0.0.1:{self.port}/stream"
+        self.credentials = credentials
+        self.url = f"rtsp://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}/stream"
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> RtspCamera:
         self.process = subprocess.Popen(
-            [SYSTEM_PYTHON, str(RTSP_SERVER), str(self.port), str(self.frames), str(self.fps)],
+            [SYSTEM_PYTHON, str(RTSP_SERVER), str(self.port), str(self.frames), str(self.fps)]
+            + ([self.credentials] if self.credentials else []),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

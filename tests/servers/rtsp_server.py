@@ -1,8 +1,9 @@
 """A real RTSP server (GStreamer's gst-rtsp-server) looping JPEG frames as H.264, for the tests.
 
 Runs under the system Python (/usr/bin/python3, python3-gi), not the project's venv:
-    /usr/bin/python3 tests/servers/rtsp_server.py PORT FRAMES_DIR FPS
-Serves rtsp://127.0.0.1:PORT/stream and prints "READY" once listening.
+    /usr/bin/python3 tests/servers/rtsp_server.py PORT FRAMES_DIR FPS [USER:PASSWORD]
+Serves rtsp://127.0.0.1:PORT/stream and prints "READY" once listening; with USER:PASSWORD, only
+to that user (HTTP Basic, as most IP cameras do; anything else gets 401).
 """
 
 import sys
@@ -28,6 +29,18 @@ def main() -> None:
         "! rtph264pay name=pay0 pt=96 config-interval=1 )"
     )
     factory.set_shared(True)
+    if len(sys.argv) > 4:
+        user, password = sys.argv[4].split(":", 1)
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "viewer")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        server.set_auth(auth)
+        factory.add_role_from_structure(
+            Gst.Structure.new_from_string(
+                "viewer, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+            )
+        )
     server.get_mount_points().add_factory("/stream", factory)
     if server.attach(None) == 0:
         raise SystemExit(f"cannot listen on {port}")
