@@ -259,6 +259,8 @@ class Daemon:
     def _snapshot(self) -> dict[str, Any]:
         return {
             "states": dict(self.sources.states),
+            "captured": self.sources.captured(),
+            "skipped": self.sources.skipped_by_reason(),
             "queue_depth": len(self.queue),
             "device": self.engines.device,
             "mqtt_buffered": self.sink.buffered,

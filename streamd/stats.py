@@ -23,6 +23,7 @@ class StatsStage:
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.inferred: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
+        self.skipped: dict[str, dict[str, int]] = {}  # queue-side skips (detect_off), by reason
 
     def on_result(self, result: Result) -> None:
         frame = result.frame
@@ -35,6 +36,8 @@ class StatsStage:
 
     def on_skip(self, source: str, reason: str) -> None:
         self._metrics.frames_skipped.labels(source, reason).inc()
+        counts = self.skipped.setdefault(source, {})
+        counts[reason] = counts.get(reason, 0) + 1
 
     def on_drop(self, source: str, reason: str) -> None:
         self._metrics.frames_dropped.labels(source, reason).inc()
@@ -43,21 +46,35 @@ class StatsStage:
     async def report(
         self, interval: float, publish: Callable[[str], None], snapshot: Callable[[], dict[str, Any]]
     ) -> None:
-        """Every ``interval``: fps per source, inference percentiles and ``snapshot()`` (states,
-        queue, device, MQTT buffer) as one JSON message; a STATUS= line for systemctl."""
+        """Every ``interval``: per source the fps inferred and captured and the frames skipped by
+        reason (a motion-gated camera is quiet, not stalled), inference percentiles and
+        ``snapshot()`` (states, captured counts, gate skips, queue, device, MQTT buffer) as one
+        JSON message; a STATUS= line for systemctl."""
         last: dict[str, int] = {}
+        last_captured: dict[str, int] = {}
         while True:
             await asyncio.sleep(interval)
             current = snapshot()
             fps: dict[str, float] = {}
+            captured_fps: dict[str, float] = {}
             for name in current["states"]:
                 now = self.inferred.get(name, 0)
                 fps[name] = round((now - last.get(name, 0)) / interval, 2)
                 last[name] = now
+                seen = current["captured"].get(name, 0)
+                captured_fps[name] = round(max(0, seen - last_captured.get(name, 0)) / interval, 2)
+                last_captured[name] = seen
+            skipped: dict[str, dict[str, int]] = {}
+            for part in (current["skipped"], self.skipped):
+                for name, reasons in part.items():
+                    for reason, count in reasons.items():
+                        skipped.setdefault(name, {})[reason] = skipped.get(name, {}).get(reason, 0) + count
             times = sorted(self.latencies)
             stats = {
                 "ts": rfc3339(time.time()),
                 "fps": fps,
+                "captured_fps": captured_fps,
+                "skipped": skipped,
                 "states": current["states"],
                 "dropped": dict(self.dropped),
                 "queue_depth": current["queue_depth"],

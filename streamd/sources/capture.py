@@ -109,6 +109,8 @@ class CaptureSource:
         self._thread = threading.Thread(target=self._run, name=f"streamd-src-{self.name}", daemon=True)
         self._seq = 0
         self._skipped = 0
+        self.skipped_by: dict[str, int] = {}  # reason -> frames the motion gate kept from inference
+        self._streaming_said = False  # source_streaming: once per connection, not per loop of a file
         self.safe_uri = redact_uri(config.uri)
         # ``block``: free places in this source's share of the queue; the queue gives one back
         # each time it hands one of our frames to the engine.
@@ -246,6 +248,7 @@ class CaptureSource:
                 self._state("ended")
                 return
             self._metrics.source_reconnects.labels(self.name).inc()
+            self._streaming_said = False  # a new connection says so again
             self._state("reconnecting")
             self._stop.wait(delays.next_delay())
         self._state("ended")
@@ -283,7 +286,8 @@ class CaptureSource:
                 ahead = started + count / (fps * cfg.speed) - time.monotonic()
                 if ahead > 0 and self._stop.wait(ahead):
                     break
-            if first:
+            if first and not self._streaming_said:
+                self._streaming_said = True
                 log.info(
                     "source_streaming",
                     source=self.name,
@@ -292,6 +296,7 @@ class CaptureSource:
                     height=image.shape[0],
                     fps=round(fps, 2),
                 )
+            if first:
                 self._metrics.source_up.labels(self.name).set(1)
                 self.failure = None
                 self._state("streaming")
@@ -306,6 +311,7 @@ class CaptureSource:
         if skipped is not None:
             self._metrics.frames_skipped.labels(self.name, skipped).inc()
             self._skipped += 1
+            self.skipped_by[skipped] = self.skipped_by.get(skipped, 0) + 1
             if not self.forward_skipped:
                 self._seq += 1  # nothing downstream needs it: it ends here, counted
                 self._metrics.captured_for(self.name).inc()

@@ -135,6 +135,10 @@ class SourceSet:
         source = self.sources.get(name)
         return source.gate if source is not None else None
 
+    def skipped_by_reason(self) -> dict[str, dict[str, int]]:
+        """Per source, frames the motion gate kept from inference, by reason."""
+        return {name: dict(source.skipped_by) for name, source in self.sources.items() if source.skipped_by}
+
     def problems(self) -> dict[str, str]:
         """Sources that do not open, and why (``AUTH FAILED (401)``...), for /readyz."""
         return {name: source.failure for name, source in self.sources.items() if source.failure}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from streamd.config import SourceConfig
@@ -29,7 +29,12 @@ EVENT_SCHEMA = "streamd/events/1"
 
 class SourceEvents:
     def __init__(
-        self, config: SourceConfig, publish: Publish, metrics: Metrics, before_end: BeforeEnd | None = None
+        self,
+        config: SourceConfig,
+        publish: Publish,
+        metrics: Metrics,
+        before_end: BeforeEnd | None = None,
+        ids: Iterator[int] | None = None,
     ) -> None:
         assert config.tracking is not None
         self.source = config.name
@@ -38,7 +43,8 @@ class SourceEvents:
         self.tracker = Tracker(
             TrackerConfig(
                 t.high, t.iou, t.min_hits, t.max_age, t.stationary_after, t.stationary_iou, t.stationary_max_age
-            )
+            ),
+            ids,
         )
         self._publish = publish
         self._metrics = metrics

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from streamd.config import SourceConfig
@@ -27,6 +28,7 @@ class TrackingStage:
         self.events: dict[str, SourceEvents] = {}
         self._last_frame: dict[str, int] = {}
         self.seconds = 0.0  # time spent tracking, for the bench and the shutdown log
+        self._ids: dict[str, Iterator[int]] = {}  # per source, for the whole run
         self.frames = 0
 
     def configure(self, config: SourceConfig) -> None:
@@ -44,6 +46,7 @@ class TrackingStage:
             ),
             self._metrics,
             functools.partial(self._before_end, source) if self._before_end is not None else None,
+            self._ids.setdefault(source, itertools.count(1)),
         )
 
     def source_finished(self, source: str) -> None:

@@ -11,7 +11,9 @@ the optimal assignment except on near-ties, at a few tracks per camera.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -169,10 +171,12 @@ class Step:
 
 
 class Tracker:
-    def __init__(self, config: TrackerConfig) -> None:
+    def __init__(self, config: TrackerConfig, ids: Iterator[int] | None = None) -> None:
+        """``ids``: where new track ids come from; shared by the trackers a source has in one run
+        (a detect OFF/ON or a reload makes a new tracker), so no id is ever given twice."""
         self.config = config
         self.tracks: list[Track] = []
-        self._next_id = 1
+        self._ids = ids if ids is not None else itertools.count(1)
 
     def step(self, detections: list[Detection], ts: float, frame: int) -> Step:
         cfg = self.config
@@ -188,7 +192,7 @@ class Tracker:
         self._associate(low, unmatched_tracks, ts, frame)
         for detection in leftover_high:
             track = Track(
-                self._next_id,
+                next(self._ids),
                 detection.label,
                 detection.class_id,
                 np.concatenate([_to_state(detection.box), np.zeros(4)]),
@@ -200,7 +204,6 @@ class Tracker:
                 frame,
                 frame,
             )
-            self._next_id += 1
             self.tracks.append(track)
         alive = []
         for track in self.tracks:

@@ -40,7 +40,12 @@ async def test_gating_skips_still_frames_keeps_the_still_person_and_honours_mask
     }
     masked = {"name": "masked", "uri": clip, "realtime": True, "motion": {"masks": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}}
     config = write_config(
-        tmp_path / "streamd.toml", default_model, [gated, masked], broker.port, mqtt={"publish_empty": True}
+        tmp_path / "streamd.toml",
+        default_model,
+        [gated, masked],
+        broker.port,
+        mqtt={"publish_empty": True},
+        daemon={"stats_interval": 1.0},
     )
     daemon = await Streamd("run", "-c", str(config)).start()
     assert await daemon.wait(60) == 0, daemon.stderr.decode()[-2000:]
@@ -71,6 +76,11 @@ async def test_gating_skips_still_frames_keeps_the_still_person_and_honours_mask
     assert all(m.get("skipped") == "no_motion" and not m["detections"] for m in rest), "all motion masked"
     stopped = next(e for e in daemon.events() if e["event"] == "stopped")
     assert stopped["skipped"] == {"gated": len(skipped), "masked": total - 1}, "counted where they are skipped"
+    # The stats message tells a quiet gated camera from a stalled one: captured, not inferred, skipped.
+    stats = subscriber.json("/stats")
+    quiet = [s for s in stats if s["captured_fps"].get("masked", 0) > 5 and s["fps"].get("masked", 0) == 0]
+    assert quiet, stats
+    assert quiet[-1]["skipped"]["masked"]["no_motion"] > 0
     print(f"motion: {len(skipped)}/{total} frames skipped on 'gated', keep-alive frames while still: {in_still}")
 
 

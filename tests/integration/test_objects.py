@@ -190,10 +190,14 @@ async def test_detect_off_stops_inference_on_resumes_and_garbage_is_rejected(
     launch: Launch, subscriber: Collected
 ) -> None:
     ha = {"discovery": True, "discovery_prefix": "streamd/ha"}  # under what the subscriber sees
-    daemon = await launch(http=True, mqtt={"publish_empty": True, **ha})
+    daemon = await launch([launch.source(tracking={})], http=True, mqtt={"publish_empty": True, **ha})
     base = "streamd/test/cam"
+
+    def new_ids(c: Collected) -> list[int]:
+        return [e["id"] for e in c.json("/cam/events") if e["type"] == "new"]
+
     try:
-        await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= 5, 60)
+        await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= 5 and new_ids(c), 60)
         assert subscriber.on("/cam/detect/state")[-1] == b"ON"
         config = json.loads(next(p for t, p in subscriber.messages if t.endswith("streamd_test_cam_detect/config")))
         assert config["command_topic"] == f"{base}/detect/set", "Home Assistant gets a switch"
@@ -220,9 +224,13 @@ async def test_detect_off_stops_inference_on_resumes_and_garbage_is_rejected(
             await daemon.wait_for_event("control_rejected", count=5, timeout=10)
             assert len(subscriber.on("/cam/detections")) - at_off <= 4, "garbage changed nothing"
 
+            tracks_before = len(new_ids(subscriber))
             await client.publish(f"{base}/detect/set", b"on", qos=1)
             await subscriber.wait_for(lambda c: c.on("/cam/detect/state")[-1] == b"ON", 10)
             await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= at_off + 10, 20)
+            await subscriber.wait_for(lambda c: len(new_ids(c)) > tracks_before, 30)
+        ids = new_ids(subscriber)
+        assert len(ids) == len(set(ids)), f"a track id given twice in one run: {ids}"
         _, text = await http(launch.http + "/metrics")
         scrape = samples(text)
         assert scrape[("streamd_control_messages_total", (("outcome", "rejected"),))] == 5
