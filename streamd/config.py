@@ -90,7 +90,10 @@ class ModelConfig(_Strict):
     def _model_exists(cls, value: Path) -> Path:
         value = value.expanduser()
         if not value.is_file():
-            raise ValueError(f"model file not found: {value}")
+            raise ValueError(
+                f"model file not found: {value.resolve()} (the default person detector: `python -m "
+                "streamd.demo.model` fetches and converts it into ~/.cache/streamd/models/)"
+            )
         return value
 
     @field_validator("input_shape")

@@ -3,37 +3,76 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from streamd.config import Config, ConfigError, is_file_uri
 
 ENV_PREFIX = "STREAMD_"
 
 
-def _dotted(loc: tuple[int | str, ...]) -> str:
+def _dotted(loc: tuple[int | str, ...], data: Mapping[str, Any] | None = None) -> str:
+    """``sources["porch"].max_fsp``: list items by their name where they have one (an operator
+    knows the camera's name, not its index), else ``[index]``."""
     key = ""
+    node: Any = data
     for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            valid = isinstance(name, str) and re.fullmatch(r"[a-z0-9_-]{1,64}", name)
+            key += f'["{name}"]' if valid else f"[{part}]"  # an invalid name is itself the error
+            node = item
+        else:
+            key += f".{part}" if key else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
     return key
 
 
-def _describe(error: Mapping[str, Any]) -> ConfigError:
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The pydantic model a key path leads to (for "did you mean")."""
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    """``SourceConfig`` out of ``list[SourceConfig]``, ``TrackingConfig | None``, ``dict[str, X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in reversed(get_args(annotation)):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(error: Mapping[str, Any], data: Mapping[str, Any] | None = None) -> ConfigError:
     loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
-    key = _dotted(loc)
+    key = _dotted(loc, data)
     kind = error["type"]
     if kind == "extra_forbidden" and key == "mqtt.password":
         return ConfigError(
             key, "inline passwords are refused: put it in a file and set mqtt.password_file (systemd: LoadCredential=)"
         )
     if kind == "extra_forbidden":
-        return ConfigError(key, "unknown key")
+        model = _model_at(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1) if model else []
+        return ConfigError(key, "unknown key" + (f"; did you mean {close[0]}?" if close else ""))
     if kind == "missing":
         return ConfigError(key, "required key is missing")
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -51,7 +90,9 @@ def _env_value(raw: str) -> Any:
 
 
 def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """``STREAMD_MQTT__HOST=x`` sets ``mqtt.host``; ``STREAMD_SOURCES__0__URI`` a list item."""
+    """``STREAMD_MQTT__HOST=x`` sets ``mqtt.host``; ``STREAMD_SOURCES__0__URI`` a list item, and
+    ``STREAMD_SOURCES__FRONT_DOOR__URI`` the source named ``front-door`` (``-`` written ``_``): how a
+    camera's password stays out of the config file (systemd ``EnvironmentFile=``, mode 0600)."""
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -60,6 +101,13 @@ def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any
         for i, part in enumerate(path):
             last = i == len(path) - 1
             if isinstance(node, list):
+                if not part.isdigit():
+                    named = [
+                        n
+                        for n, item in enumerate(node)
+                        if isinstance(item, dict) and str(item.get("name", "")).replace("-", "_") == part
+                    ]
+                    part = str(named[0]) if named else part
                 if not part.isdigit() or int(part) >= len(node):
                     raise ConfigError(_dotted(tuple(path[:i])), f"{name}: no list item {part}")
                 if last:
@@ -80,7 +128,7 @@ def parse_config(data: dict[str, Any]) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(error) for error in exc.errors()]
+        problems = [_describe(error, data) for error in exc.errors()]
         raise ConfigError(problems[0].key, problems[0].message, problems[1:]) from None
 
 

@@ -47,7 +47,13 @@ BAD_CASES = [
     ("topic chars", GOOD.replace('name = "door"', 'name = "a/#"'), "sources[0].name:"),
     ("duplicate source", GOOD + '\n[[sources]]\nname = "door"\nuri = "x.mp4"\n', "duplicate source name 'door'"),
     ("no sources", GOOD.split("[[sources]]")[0], "sources: required key is missing"),
-    ("bad drop policy", GOOD + 'drop = "sometimes"\n', "sources[0].drop:"),
+    ("bad drop policy", GOOD + 'drop = "sometimes"\n', 'sources["door"].drop:'),
+    ("typo", GOOD + "max_fsp = 5\n", 'sources["door"].max_fsp: unknown key; did you mean max_fps?'),
+    (
+        "model typo",
+        GOOD.replace("[model]", "[model]\nconfidance = 0.5"),
+        "model.confidance: unknown key; did you mean confidence?",
+    ),
     ("bad listen", GOOD + '\n[metrics]\nlisten = "nowhere"\n', "metrics.listen: must be HOST:PORT"),
     ("unknown table", GOOD + "\n[camera]\nx = 1\n", "camera: unknown key"),
     ("bad toml", GOOD + "\n[model\n", "invalid TOML"),
@@ -207,5 +213,20 @@ def test_a_snapshot_dir_that_cannot_be_made_is_a_config_error(tmp_path: Path) ->
     }
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
-    assert caught.value.key == "sources[0].snapshots.save_dir"
+    assert caught.value.key == 'sources["porch"].snapshots.save_dir'
     assert "cannot create" in caught.value.message
+
+
+def test_a_camera_url_comes_from_the_environment_by_source_name(tmp_path: Path, model_file: Path) -> None:
+    """The password stays out of the 0644 config: systemd's EnvironmentFile= (0600) sets it."""
+    config = tmp_path / "streamd.toml"
+    config.write_text(
+        f'[model]\npath = "{model_file}"\n'
+        '[[sources]]\nname = "front-door"\nuri = "rtsp://10.0.0.5/stream"\n'
+        '[[sources]]\nname = "garage"\nuri = "rtsp://10.0.0.6/stream"\n'
+    )
+    env = {"STREAMD_SOURCES__FRONT_DOOR__URI": "rtsp://admin:s3cret@10.0.0.5/stream"}
+    loaded = load_config(config, env)
+    assert [s.uri for s in loaded.sources] == ["rtsp://admin:s3cret@10.0.0.5/stream", "rtsp://10.0.0.6/stream"]
+    with pytest.raises(ConfigError, match="no list item porch"):
+        load_config(config, {"STREAMD_SOURCES__PORCH__URI": "rtsp://x"})
