@@ -14,6 +14,8 @@ from prometheus_client import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
+from streamd.config import SourceConfig
+
 # Inference on a CPU is ~5-50 ms; a GPU can be faster; a stalled device is much slower.
 INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
 # Capture -> published spans queueing; a healthy pipeline is < 100 ms, a backed-up one seconds.
@@ -138,8 +140,11 @@ class Metrics:
         self.end_to_end_for = functools.cache(self.end_to_end_seconds.labels)
         self.published_ok = self.mqtt_published.labels("ok")
 
-    def init_source(self, source: str, stream: bool = False) -> None:
-        """Create every per-source series at 0, so dashboards and alerts see 0, not "no data"."""
+    def init_source(self, config: SourceConfig) -> None:
+        """Create every per-source series at 0, so dashboards and alerts see 0, not "no data":
+        those of the features this source has, and only those."""
+        source = config.name
+        stream = "://" in config.uri or config.uri.startswith("/dev/video")
         self.frames_captured.labels(source)
         self.frames_inferred.labels(source)
         self.source_up.labels(source).set(0)
@@ -150,7 +155,19 @@ class Metrics:
             self.source_errors.labels(source, kind)
         self.frames_skipped.labels(source, "detect_off")
         self.processing_errors.labels(source, "decode")
-        self.tracks_stationary.labels(source)
+        if config.motion is not None:
+            for reason in ("no_motion", "interval"):
+                self.frames_skipped.labels(source, reason)
+        if config.tracking is not None:
+            self.tracks_active.labels(source)
+            self.tracks_stationary.labels(source)
+        if config.snapshots is not None:
+            for outcome in ("published", "error", "save_error", "rejected"):
+                self.snapshots.labels(source, outcome)
+        for label, rule in config.filters.items():
+            for reason, value in rule.model_dump().items():
+                if value not in (None, [], 0, 0.0):
+                    self.detections_filtered.labels(source, label, reason)
 
     def init_mqtt(self, capacity: int) -> None:
         self.mqtt_buffer_capacity.set(capacity)

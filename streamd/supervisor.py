@@ -39,6 +39,8 @@ class Supervisor:
     ) -> None:
         """``owned``: cancelled by :meth:`cancel_all` at shutdown (others stop on their own);
         ``may_end()``: true when returning is an outcome handled elsewhere, not a death."""
+        if forever:
+            self._metrics.tasks_failed.labels(task.get_name())  # at 0 from the start: a panel shows it
         if owned:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

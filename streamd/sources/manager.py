@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from streamd.config import SourceConfig, is_file_uri
+from streamd.config import SourceConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain
@@ -55,7 +55,7 @@ class SourceSet:
         return bool(self.sources) and all(s.finite for s in self.sources.values())
 
     def start(self, config: SourceConfig) -> None:
-        self._metrics.init_source(config.name, stream=not is_file_uri(config.uri))
+        self._metrics.init_source(config)
         self._chain.configure(config)
         self._detect_off.discard(config.name)
         self._chain.source_started(config.name)

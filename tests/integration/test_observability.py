@@ -37,6 +37,7 @@ CONTRACT = [
     "streamd_queue_wait_seconds_bucket",
     "process_resident_memory_bytes",
 ]
+EVERYWHERE = {"name": "all", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}
 METRIC_NAME = re.compile(r"\b((?:streamd|process)_[a-z_]+)\b")
 
 
@@ -87,7 +88,9 @@ def dashboard_and_rule_metrics() -> set[str]:
 
 async def test_live_metrics_readiness_and_dashboard(launch: Launch, subscriber: Collected) -> None:
     clip = launch.clip
-    daemon = await launch([{"name": "door", "uri": clip, "realtime": True, "loop": True}], http=True)
+    # Every feature a panel shows: tracking, a zone, snapshots, motion gating.
+    featured = {"tracking": {}, "zones": [EVERYWHERE], "snapshots": {}, "motion": {}}
+    daemon = await launch([{"name": "door", "uri": clip, "realtime": True, "loop": True, **featured}], http=True)
     base = launch.http
     try:
         await subscriber.wait_for(lambda c: len(c.on("/door/detections")) >= 10, 60)
@@ -165,8 +168,11 @@ def test_alert_rules_pass_promtool() -> None:
     for args in (
         ["check", "rules", "deploy/prometheus/alerts.yml"],
         ["check", "config", "deploy/prometheus/prometheus.yml"],
+        # A stalled pipeline alerts; a quiet motion-gated camera does not (alerts.test.yml).
+        ["test", "rules", "alerts.test.yml"],
     ):
-        result = subprocess.run([promtool, *args], cwd=REPO, capture_output=True, text=True)
+        cwd = REPO / "deploy/prometheus" if args[0] == "test" else REPO
+        result = subprocess.run([promtool, *args], cwd=cwd, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -177,7 +183,9 @@ def test_dashboard_has_the_promised_panels_and_variables() -> None:
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     assert {"instance", "source"} <= set(variables)
     titles = " | ".join(p["title"] for p in dashboard["panels"])
-    for needed in ("FPS", "latency", "Inference", "Queue", "Drops", "Reconnects", "MQTT", "Model", "RSS"):
+    needed_titles = ("FPS", "latency", "Inference", "Queue", "Drops", "Reconnects", "MQTT", "Model", "RSS")
+    added_in_0_4 = ("Tracks", "Track events", "Zone", "Skipped", "Snapshots", "Control", "failures", "Worker")
+    for needed in needed_titles + added_in_0_4:
         assert needed in titles, needed
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}"

@@ -23,7 +23,7 @@ import pytest
 
 from streamd.demo.broker import free_port
 from tests.conftest import REPO, Collected, Launch, Streamd
-from tests.integration.test_observability import http, samples, wait_ready
+from tests.integration.test_observability import EVERYWHERE, http, samples, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -214,7 +214,8 @@ async def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.skip("prometheus not installed (Debian package 'prometheus'); .ci/run installs it")
-    daemon = await launch([launch.source(n) for n in NAMES], http=True, daemon={"workers": 2})
+    featured = {"tracking": {}, "zones": [EVERYWHERE], "snapshots": {}, "motion": {}}  # what the panels show
+    daemon = await launch([launch.source(n, **featured) for n in NAMES], http=True, daemon={"workers": 2})
     await wait_ready(launch.http_port, 200)
     _status, text = await http(f"{launch.http}/metrics")
     scrape = samples(text)
