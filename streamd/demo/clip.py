@@ -17,9 +17,7 @@ OTHER_PHOTOS = ("chelsea", "coffee")
 
 def photo(name: str, size: int) -> np.ndarray:
     """A scikit-image photo as BGR u8, square, ``size`` pixels a side."""
-    from skimage import data  # imported late: only the demo and tests need scikit-image
-
-    image = getattr(data, name)()
+    image = _scikit_image_photo(name)
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     image = image[..., :3]
@@ -28,6 +26,45 @@ def photo(name: str, size: int) -> np.ndarray:
     resized: np.ndarray = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     bgr: np.ndarray = cv2.cvtColor(resized, cv2.COLOR_RGB2BGR)
     return bgr
+
+
+def _scikit_image_photo(name: str) -> np.ndarray:
+    """RGB (or grey) as ``skimage.data.<name>()`` returns it. Without scikit-image installed (the
+    demo installs only what it runs: scikit-image brings SciPy, ~230 MB), the four PNGs are taken
+    from its wheel, downloaded once with ``pip download --no-deps`` and never installed."""
+    try:
+        from skimage import data
+    except ImportError:
+        path = _photo_file(name)
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise RuntimeError(f"cannot read {path}") from None
+        converted: np.ndarray = image if image.ndim == 2 else cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
+        return converted
+    loaded: np.ndarray = getattr(data, name)()
+    return loaded
+
+
+def _photo_file(name: str) -> Path:
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    from streamd.demo.model import data_dir
+
+    folder = data_dir() / "photos"
+    path = folder / f"{name}.png"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            wanted = ["scikit-image>=0.22", "--only-binary=:all:", "-d", tmp]
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *wanted], check=True)
+            wheel = next(Path(tmp).glob("scikit_image-*.whl"))
+            with zipfile.ZipFile(wheel) as zf:
+                for photo_name in (*PERSON_PHOTOS, *OTHER_PHOTOS):
+                    (folder / f"{photo_name}.png").write_bytes(zf.read(f"skimage/data/{photo_name}.png"))
+    return path
 
 
 @dataclass(frozen=True)
