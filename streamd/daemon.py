@@ -9,8 +9,6 @@ changes only what changed, all or nothing.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -23,6 +21,7 @@ from streamd.filters.objects import ObjectFilterStage
 from streamd.health import HealthServer, Response, readiness, standard_routes
 from streamd.inference.engine import Engine
 from streamd.inference.slot import EngineSlot
+from streamd.lifecycle import Lifecycle
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain, Stage
@@ -45,11 +44,10 @@ if TYPE_CHECKING:
 
 log = get_logger("streamd.daemon")
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 EX_NOINPUT = 66  # every source was a file that could not be read
 
 
-class Daemon:
+class Daemon(Lifecycle):
     def __init__(
         self,
         config: Config,
@@ -117,27 +115,8 @@ class Daemon:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def serve(self) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
-            loop.add_signal_handler(sig, self.handle_exit, sig)
-        loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
+    def on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.set_exception_handler(self.supervisor.loop_exception)
-        try:
-            await self.startup()
-            await self.main_loop()
-        finally:
-            await self.shutdown()
-            for sig in (*STOP_SIGNALS, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
-        return self.exit_code
-
-    def handle_exit(self, sig: int) -> None:
-        if self.should_exit.is_set():
-            log.warning("forced_exit", signal=signal.Signals(sig).name)
-            os._exit(1)
-        log.info("shutdown_requested", signal=signal.Signals(sig).name)
-        self.should_exit.set()
 
     def handle_reload(self) -> None:
         if not self._started:

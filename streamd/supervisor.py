@@ -74,3 +74,15 @@ class Supervisor:
             return
         self._loop_errors[message] = now
         log.error("loop_error", message=message, error=repr(error) if error is not None else None)
+
+
+async def end_within(task: asyncio.Task[Any], timeout: float) -> bool:
+    """Let ``task`` finish on its own for ``timeout`` seconds, else cancel it and wait until it has
+    ended (not merely been told to); False when it had to be cancelled."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+    except TimeoutError:
+        task.cancel()
+        await asyncio.wait([task])
+        return False
+    return True

@@ -31,32 +31,29 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 class Progress:
-    """A progress bar on a TTY, a line every few seconds otherwise."""
+    """A bar redrawn in place on a TTY; elsewhere (a log, CI) one line when a measurement ends."""
 
     def __init__(self, label: str, total: int, unit: str = "frames") -> None:
         self.label, self.total, self.unit = label, total, unit
         self.tty = sys.stderr.isatty()
         self.started = time.monotonic()
         self.last = 0.0
+        self._finished = False
 
     def update(self, done: int) -> None:
+        done = min(done, self.total)  # the last round's in-flight frames do not make 502/500
+        finished = done >= self.total
         now = time.monotonic()
-        if now - self.last < (0.2 if self.tty else 5.0) and done < self.total:
+        if self._finished or (not finished and (not self.tty or now - self.last < 0.2)):
             return
-        self.last = now
+        self.last, self._finished = now, finished
         fps = done / max(1e-6, now - self.started)
-        share = min(1.0, done / self.total)
         if self.tty:
-            bar = "#" * int(share * 30)
-            print(
-                f"\r{self.label:<22} [{bar:<30}] {done:>6}/{self.total} {self.unit} {fps:7.1f}/s",
-                end="",
-                file=sys.stderr,
-            )
-            if done >= self.total:
-                print(file=sys.stderr)
+            bar = "#" * int(done / self.total * 30)
+            line = f"\r{self.label:<22} [{bar:<30}] {done:>6}/{self.total} {self.unit} {fps:7.1f}/s"
+            print(line, end="\n" if finished else "", file=sys.stderr)
         else:
-            print(f"{self.label}: {done}/{self.total} {self.unit}, {fps:.1f}/s", file=sys.stderr)
+            print(f"{self.label}: {done} {self.unit}, {fps:.1f}/s", file=sys.stderr)
 
 
 def read_frames(uri: str, count: int) -> list[np.ndarray]:

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
@@ -30,6 +29,7 @@ from prometheus_client.process_collector import ProcessCollector
 from streamd import __version__, systemd
 from streamd.config import Config, ConfigError, is_file_uri
 from streamd.health import HealthServer, Response, healthz, readiness_response
+from streamd.lifecycle import Lifecycle
 from streamd.logging import get_logger
 from streamd.service.child import State, WorkerProcess
 from streamd.service.merge import merge_expositions
@@ -39,11 +39,10 @@ from streamd.timestamps import rfc3339
 
 log = get_logger("streamd.service")
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RELOAD_TIMEOUT = 120.0  # a worker's reload compiles a changed model: allow for a slow GPU compile
 
 
-class Service:
+class Service(Lifecycle):
     def __init__(
         self, config: Config, load: Callable[[], Config], config_path: Path, count: int, cores: list[int]
     ) -> None:
@@ -86,28 +85,9 @@ class Service:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def serve(self) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
-            loop.add_signal_handler(sig, self.handle_exit, sig)
-        loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
-        try:
-            await self.startup()
-            await self.main_loop()
-        finally:
-            await self.shutdown()
-            for sig in (*STOP_SIGNALS, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
-        return self.exit_code
-
-    def handle_exit(self, sig: int) -> None:
-        if self.should_exit.is_set():
-            log.warning("forced_exit", signal=signal.Signals(sig).name)
-            for worker in self.workers:
-                worker.kill()
-            os._exit(1)
-        log.info("shutdown_requested", signal=signal.Signals(sig).name)
-        self.should_exit.set()
+    def before_forced_exit(self) -> None:
+        for worker in self.workers:
+            worker.kill()
 
     def handle_reload(self) -> None:
         if not self._started:

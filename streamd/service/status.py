@@ -17,6 +17,7 @@ from streamd.config import MqttConfig
 from streamd.logging import get_logger
 from streamd.sinks.connect import make_client
 from streamd.sinks.refusal import describe_refusal, refused_protocol
+from streamd.supervisor import end_within
 
 log = get_logger("streamd.service")
 
@@ -50,13 +51,8 @@ class ServiceStatus:
     async def close(self, timeout: float) -> None:
         """``offline`` (retained), then disconnect; bounded by ``timeout``."""
         self._closing.set()
-        if self._task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except TimeoutError:
-            self._task.cancel()
-            await asyncio.wait([self._task])
+        if self._task is not None:
+            await end_within(self._task, timeout)
 
     async def _run(self) -> None:
         backoff = Backoff(0.5, 30.0)

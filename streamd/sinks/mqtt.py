@@ -29,6 +29,7 @@ from streamd.metrics import Metrics
 from streamd.sinks.connect import make_client, watch_acks, watch_messages
 from streamd.sinks.outbox import Message, Outbox, buffer_path
 from streamd.sinks.refusal import describe_refusal, refused_protocol
+from streamd.supervisor import end_within
 
 __all__ = ["Message", "MqttSink", "MqttUnavailable", "SinkStatus", "buffer_path"]
 
@@ -181,12 +182,9 @@ class MqttSink:
         if self._task is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except TimeoutError:
-            self._task.cancel()
-            await asyncio.wait([self._task])  # ended, not merely told to end
-            self.outbox.retry_at = 0.0  # one last try to keep them on disk
-            self.outbox.spill()
+            if not await end_within(self._task, timeout):
+                self.outbox.retry_at = 0.0  # one last try to keep them on disk
+                self.outbox.spill()
         except Exception as exc:  # the pump cannot die (see _run), but a shutdown must not either
             log.error("mqtt_sink_failed", error=repr(exc))
             self.outbox.spill()

@@ -20,14 +20,19 @@ from tests.integration.test_observability import http, samples, wait_ready
 from tests.servers.cameras import MjpegCamera, RtspCamera, StallingCamera, jpeg_frames, rtsp_available
 
 
-async def test_rtsp_camera_restart_is_survived(
-    tmp_path: Path, default_model: Path, broker, subscriber: Collected
-) -> None:
+def rtsp_camera(tmp_path: Path, credentials: str = "") -> RtspCamera:
+    """GStreamer's RTSP server looping the mixed clip (the test is skipped where it cannot run)."""
     reason = rtsp_available()
     if reason is not None:
         pytest.skip(reason)
     jpeg_frames(tmp_path / "frames", MIXED)
-    camera = RtspCamera(tmp_path / "frames").start()
+    return RtspCamera(tmp_path / "frames", credentials=credentials).start()
+
+
+async def test_rtsp_camera_restart_is_survived(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    camera = rtsp_camera(tmp_path)
     config = write_config(
         tmp_path / "streamd.toml",
         default_model,
@@ -101,11 +106,7 @@ async def test_a_wrong_password_is_told_apart_from_a_dead_camera(
     tmp_path: Path, default_model: Path, broker, subscriber: Collected
 ) -> None:
     """check and run say why a camera does not open: a 401 is not a closed port, nor a 404."""
-    reason = rtsp_available()
-    if reason is not None:
-        pytest.skip(reason)
-    jpeg_frames(tmp_path / "frames", MIXED)
-    camera = RtspCamera(tmp_path / "frames", credentials="admin:secret").start()
+    camera = rtsp_camera(tmp_path, credentials="admin:secret")
     try:
         base = f"127.0.0.1:{camera.port}"
         sources = [

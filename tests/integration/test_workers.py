@@ -109,6 +109,7 @@ async def test_sigkill_of_one_worker_restarts_it_while_the_other_goes_on(launch:
 
     # The victim's sources publish again...
     await subscriber.wait_for(lambda c: all(published_after(n, killed_at + 0.5) for n in victim["sources"]), 60)
+    await daemon.wait_for_event("worker_ready", count=3)  # both at start, then the restarted one
     readies = [e for e in daemon.events() if e.get("event") == "worker_ready" and e.get("worker") == 0]
     assert [e["pid"] for e in readies] == [victim["pid"], back["0"]["pid"]]
     # ...and the other worker's kept publishing frames captured while the victim was down.

@@ -1,0 +1,64 @@
+"""What the daemon and the worker service's parent share, shaped like uvicorn's Server:
+``serve()`` = startup -> main loop -> shutdown under the process's signals. The first
+SIGTERM/SIGINT asks for a graceful stop, a second one exits at once; SIGHUP asks for a reload."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from abc import ABC, abstractmethod
+
+from streamd.logging import get_logger
+
+log = get_logger("streamd.lifecycle")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Lifecycle(ABC):
+    should_exit: asyncio.Event
+    exit_code: int
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self.handle_exit, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
+        self.on_loop(loop)
+        try:
+            await self.startup()
+            await self.main_loop()
+        finally:
+            await self.shutdown()
+            for sig in (*STOP_SIGNALS, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        return self.exit_code
+
+    def handle_exit(self, sig: int) -> None:
+        if self.should_exit.is_set():
+            log.warning("forced_exit", signal=signal.Signals(sig).name)
+            self.before_forced_exit()
+            os._exit(1)
+        log.info("shutdown_requested", signal=signal.Signals(sig).name)
+        self.should_exit.set()
+
+    def on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Before startup, with the running loop (e.g. its exception handler)."""
+        return None
+
+    def before_forced_exit(self) -> None:
+        """The second signal: what must not outlive the process goes first."""
+        return None
+
+    @abstractmethod
+    def handle_reload(self) -> None: ...
+
+    @abstractmethod
+    async def startup(self) -> None: ...
+
+    @abstractmethod
+    async def main_loop(self) -> None: ...
+
+    @abstractmethod
+    async def shutdown(self) -> None: ...
