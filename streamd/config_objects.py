@@ -73,15 +73,21 @@ class SnapshotConfig(_Strict):
     @classmethod
     def _usable(cls, value: str) -> str:
         """Created now if missing: a folder that cannot be one is a config error, not a log line a minute."""
-        if value:
-            folder = Path(value).expanduser()
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ValueError(f"cannot create {folder}: {exc.strerror}") from None
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise ValueError(f"{folder} is not writable by this user")
+        problem = directory_problem(Path(value).expanduser()) if value else None
+        if problem:
+            raise ValueError(problem)
         return value
+
+
+def directory_problem(directory: Path) -> str | None:
+    """Created if missing; None when this user can write there, else what is wrong with it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create {directory}: {exc.strerror}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{directory} is not writable"
+    return None
 
 
 def topic_name(value: str) -> str:

@@ -16,12 +16,12 @@ disk) raise ``sqlite3.Error``/``OSError`` to the sink, which falls back to memor
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamd.config_objects import directory_problem
 from streamd.logging import get_logger
 
 log = get_logger("streamd.mqtt")
@@ -51,12 +51,9 @@ class StoredMessage:
 
 
 def _usable_directory(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BufferUnavailable(f"cannot create {directory}: {exc.strerror}") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise BufferUnavailable(f"{directory} is not writable")
+    problem = directory_problem(directory)
+    if problem:
+        raise BufferUnavailable(problem)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
