@@ -68,13 +68,13 @@ class Service(Lifecycle):
             for a in self.plan.workers
         ]
         for worker in self.workers:
-            self.restarts.labels(str(worker.index))
             worker.finite = self._finite(worker.assignment)
         self.status = ServiceStatus(config.mqtt)
         self.health: HealthServer | None = None
         self.should_exit = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._failed: dict[str, str] = {}  # a task of the parent's that died: not ready, no watchdog ping
         self._started = False
         self.exit_code = 0
 
@@ -93,7 +93,7 @@ class Service(Lifecycle):
         if not self._started:
             log.warning("reload_ignored", reason="still starting: send SIGHUP again once ready")
             return
-        self._tasks.append(asyncio.create_task(self.reload(), name="reload"))
+        self._spawn(self.reload(), "reload")
 
     async def startup(self) -> None:
         log.info(
@@ -116,14 +116,27 @@ class Service(Lifecycle):
             await self.health.start()
         self.status.start()
         for worker in self.workers:
-            self._tasks.append(asyncio.create_task(worker.run(), name=f"worker-{worker.index}"))
+            self._spawn(worker.run(), f"worker-{worker.index}")
         # Ready once every worker is (or ended: a short file may be done before the last compiles).
         await self._first(self._all_ready(), self.should_exit.wait())
-        self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
-        self._tasks.append(asyncio.create_task(self._watch(), name="watch"))
+        self._spawn(self._stats_loop(), "stats")
+        self._spawn(self._watch(), "watch")
         self._started = True
         sources = sum(len(w.assignment.sources) for w in self.workers)
         systemd.notify(f"READY=1\nSTATUS=streaming {sources} source(s) in {self.count} worker(s)")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """No task dies silently: one that raises is logged, makes /readyz 503 and stops the pings."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        self._failed[task.get_name()] = repr(error)
+        log.error("task_failed", task=task.get_name(), error=repr(error), exc_info=error)
 
     async def _all_ready(self) -> None:
         async def one(worker: WorkerProcess) -> None:
@@ -268,6 +281,7 @@ class Service(Lifecycle):
                     reasons.append(f"worker {worker.index}: {reason}")
         if not any(state == "streaming" for state in sources.values()):
             reasons.append("no source streaming")
+        reasons += [f"task {name} failed: {why}" for name, why in self._failed.items()]
         if not self.status.connected:
             reasons.append(f"mqtt status connection down ({self.status.last_error or 'not connected yet'})")
         body: dict[str, object] = {"ready": not reasons, "reasons": reasons, "sources": sources, "workers": workers}
@@ -295,7 +309,7 @@ class Service(Lifecycle):
                 if worker.stalled(now):
                     log.error("worker_stalled", worker=worker.index, pid=worker.pid, sources=worker.assignment.sources)
                     worker.kill()
-            if interval is not None and all(w.progressing(now) for w in self.workers):
+            if interval is not None and not self._failed and all(w.progressing(now) for w in self.workers):
                 systemd.notify("WATCHDOG=1")
             await asyncio.sleep(min(interval or 2.0, 2.0))
 

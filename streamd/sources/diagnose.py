@@ -17,8 +17,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import unquote, urlsplit
 
-# streamd_source_errors_total{kind}: what check, the log and /readyz say.
-REASONS = ("auth", "refused", "timeout", "not_found", "no_video", "unreachable")
+# The reasons (metrics.STREAM_ERROR_KINDS, streamd_source_errors_total{kind}) as check prints them.
 LABELS = {
     "auth": "AUTH FAILED",
     "refused": "REFUSED",
