@@ -265,7 +265,7 @@ async def test_twenty_model_swaps_leave_rss_and_threads_flat(
     daemon = await Streamd("run", "-c", str(path)).start()
     assert daemon.process is not None
     pid = daemon.process.pid
-    await asyncio.sleep(0.3)
+    await daemon.wait_for_event("mqtt_connected")  # started, the model still compiling (or just done)
     daemon.signal(signal.SIGHUP)
     await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= 3, 60)
     assert daemon.process.returncode is None

@@ -157,7 +157,10 @@ async def test_stats_topic(launch: Launch) -> None:
             assert await daemon.wait(20) == 0
     last = stats[-1]
     assert last["device"] == "CPU" and last["states"] == {"door": "streaming"}
-    assert 5 < last["fps"]["door"] < 30  # a 15 fps clip played in real time
+    # A 15 fps clip played in real time: captured at its pace; inferred at most that (a loaded
+    # machine may drop some, counted).
+    assert 5 < last["captured_fps"]["door"] < 30
+    assert 0 < last["fps"]["door"] <= last["captured_fps"]["door"] + 1
     assert last["inference_ms_p50"] > 0 and last["inference_ms_p95"] >= last["inference_ms_p50"]
 
 

@@ -51,12 +51,21 @@ async def run_instances(tmp_path: Path, config: Path, count: int, subscriber: Co
             daemon.signal(signal.SIGTERM)
     codes = await asyncio.gather(*waits)
     assert codes == [0] * count, [d.stderr.decode()[-1500:] for d in daemons]
-    await asyncio.sleep(0.5)
-    seen: dict[str, set[int]] = {}
-    for topic, _ in subscriber.messages:
-        match = re.fullmatch(r"streamd/test-(\d+)/(door-\d+)/detections", topic)
-        if match and int(match.group(1)) < count:
-            seen.setdefault(match.group(2), set()).add(int(match.group(1)))
+
+    def owners(c: Collected) -> dict[str, set[int]]:
+        seen: dict[str, set[int]] = {}
+        for topic, _ in c.messages:
+            match = re.fullmatch(r"streamd/test-(\d+)/(door-\d+)/detections", topic)
+            if match and int(match.group(1)) < count:
+                seen.setdefault(match.group(2), set()).add(int(match.group(1)))
+        return seen
+
+    # Every source's messages, then every instance's offline: all that was published is here.
+    await subscriber.wait_for(lambda c: len(owners(c)) == len(NAMES), 30)
+    await subscriber.wait_for(
+        lambda c: all(c.on(f"streamd/test-{i}/status")[-1:] == [b"offline"] for i in range(count)), 30
+    )
+    seen = owners(subscriber)
     subscriber.messages.clear()
     assert all(len(owners) == 1 for owners in seen.values()), f"a source ran twice: {seen}"
     return {name: owners.pop() for name, owners in seen.items()}

@@ -180,7 +180,10 @@ async def test_dead_and_stalling_cameras_do_not_hold_up_the_others(
         await subscriber.wait_for(
             lambda c: b"reconnecting" in c.on("/dead/state") and b"reconnecting" in c.on("/stalls/state"), 30
         )
-        await asyncio.sleep(3)
+        deadline = time.monotonic() + 30  # two retries of the dead camera: its backoff can be seen
+        while len([e for e in daemon.events() if e["event"] == "source_reconnecting" and e["source"] == "dead"]) < 2:
+            assert time.monotonic() < deadline, "the dead camera was not retried twice in 30 s"
+            await asyncio.sleep(0.1)
         stopping = time.monotonic()
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait(20) == 0

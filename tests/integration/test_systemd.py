@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -76,10 +77,10 @@ async def test_ready_watchdog_stopping_in_order(tmp_path: Path, launch: Launch, 
     config = launch.write()
     notify = NotifySocket(str(tmp_path / "notify"))
     daemon = await Streamd(
-        "run", "-c", str(config), env={"NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "600000"}
+        "run", "-c", str(config), env={"NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "2000000"}
     ).start()
     await notify.wait_for(lambda m: "READY=1" in lines(m))
-    await notify.watch(2)
+    await notify.watch(3)
     daemon.signal(signal.SIGTERM)
     assert await daemon.wait(20) == 0
     sent = lines(notify.drain())
@@ -88,7 +89,8 @@ async def test_ready_watchdog_stopping_in_order(tmp_path: Path, launch: Launch, 
     assert any(line.startswith("STATUS=") for line in sent)
     pings = [t for t, m in notify.messages if m == "WATCHDOG=1"]
     gaps = [b - a for a, b in itertools.pairwise(pings)]
-    assert max(gaps) < 0.6, f"pings every WATCHDOG_USEC/2 = 0.3 s, got gaps {gaps}"
+    # Pings every WATCHDOG_USEC/2 = 1 s; what systemd requires is one within WATCHDOG_USEC.
+    assert len(pings) >= 2 and max(gaps) < 2.0, f"a gap past WATCHDOG_USEC: {gaps}"
 
 
 async def test_watchdog_stops_when_the_engine_is_wedged(tmp_path: Path, launch: Launch) -> None:
@@ -105,9 +107,15 @@ async def test_watchdog_stops_when_the_engine_is_wedged(tmp_path: Path, launch: 
         module="tests.servers.stalling_daemon",
     ).start()
     await notify.wait_for(lambda m: "READY=1" in lines(m))
-    await notify.watch(4)  # 15 frames at 15 fps, then frames pile up with no progress
-    last_ping = max(t for t, m in notify.messages if m == "WATCHDOG=1")
-    assert time.monotonic() - last_ping > 2.0, "no WATCHDOG=1 while the engine is wedged"
+    receiving = asyncio.create_task(notify.watch(120))  # as systemd does: read as they come
+    # 15 frames at 15 fps, then frames pile up with no progress: the daemon says so and stops pinging.
+    stalled = await daemon.wait_for_event("engine_stalled", timeout=60)
+    stalled_at = datetime.fromisoformat(stalled["timestamp"].replace("Z", "+00:00")).timestamp()
+    await asyncio.sleep(1.0)  # an observation window (2.5 ping intervals): no ping may arrive in it
+    wall = time.time() - time.monotonic()
+    late = [t + wall - stalled_at for t, m in notify.messages if m == "WATCHDOG=1" and t + wall > stalled_at + 0.1]
+    assert not late, f"WATCHDOG=1 while the engine is wedged, {late} s after engine_stalled"
+    receiving.cancel()
     # The wedged engine would hold a graceful stop for shutdown_timeout (30 s): a second
     # SIGTERM exits at once.
     daemon.signal(signal.SIGTERM)
@@ -115,7 +123,7 @@ async def test_watchdog_stops_when_the_engine_is_wedged(tmp_path: Path, launch: 
     stopping = time.monotonic()
     daemon.signal(signal.SIGTERM)
     assert await daemon.wait(30) == 1
-    assert time.monotonic() - stopping < 3
+    assert time.monotonic() - stopping < 10, "not the 30 s a graceful stop would wait"
     notify.close()
     events = [e["event"] for e in daemon.events()]
     assert "engine_stall_injected" in events and "engine_stalled" in events and "forced_exit" in events
