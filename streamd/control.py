@@ -16,7 +16,7 @@ from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.sinks.mqtt import MqttSink, buffer_path
 
-log = get_logger("streamd.control")
+log = get_logger(__name__)
 
 SWITCHES = ("detect", "snapshots")
 MAX_PAYLOAD = 16  # bytes: ON / OFF, with room for spaces

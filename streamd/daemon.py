@@ -42,7 +42,7 @@ from streamd.watchdog import ping_while_healthy
 if TYPE_CHECKING:
     from streamd.service.link import WorkerLink
 
-log = get_logger("streamd.daemon")
+log = get_logger(__name__)
 
 EX_NOINPUT = 66  # every source was a file that could not be read
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 
-log = get_logger("streamd.failures")
+log = get_logger(__name__)
 
 FAILING_AFTER = 20  # consecutive failed frames of one source in one stage: not ready
 LOG_EVERY = 60.0  # seconds between tracebacks of the same source and stage

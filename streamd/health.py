@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from streamd.inference.engine import EngineStatus
     from streamd.sinks.mqtt import SinkStatus
 
-log = get_logger("streamd.health")
+log = get_logger(__name__)
 
 Readiness = Callable[[], tuple[bool, dict[str, object]]]
 Response = tuple[str, str, bytes]  # status line, content type, body

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 
 from streamd.logging import get_logger
 
-log = get_logger("streamd.lifecycle")
+log = get_logger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -17,7 +17,7 @@ from streamd.failures import Failures
 from streamd.logging import get_logger
 from streamd.types import Result
 
-log = get_logger("streamd.pipeline")
+log = get_logger(__name__)
 
 
 class Stage(Protocol):

@@ -35,7 +35,7 @@ from streamd.tracking.tracker import greedy_match, iou_matrix
 from streamd.types import Detection
 from streamd.verify import reference_input
 
-log = get_logger("streamd.quantize")
+log = get_logger(__name__)
 
 HELD_OUT_EVERY = 4  # every 4th sampled frame is kept out of calibration, for the agreement check
 MARGIN = 0.1  # score band around model.confidence where a detection counts for neither side

@@ -144,15 +144,6 @@ class FrameQueue:
             self._on_drop(victim, "queue_bytes")
         return True
 
-    async def put(self, frame: Frame) -> None:
-        """Wait for room in this source's deque: the lossless policy for files."""
-        q = self._queue(frame.source)
-        while len(q) >= self.size and not self._closed:
-            space = self._space[frame.source]
-            space.clear()
-            await space.wait()
-        self.put_nowait(frame)
-
     async def get(self) -> Frame:
         """Next frame, round-robin across sources; raises QueueClosed once closed and empty."""
         while True:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from streamd.inference.slot import EngineSlot
     from streamd.sources.manager import SourceSet
 
-log = get_logger("streamd.daemon")
+log = get_logger(__name__)
 
 # Sections a running daemon cannot change in place (connections, listeners, queue sizes).
 RESTART_SECTIONS = ("mqtt", "metrics", "queue", "log")

@@ -11,7 +11,7 @@ from streamd import systemd
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 
-log = get_logger("streamd.daemon")
+log = get_logger(__name__)
 
 
 class Supervisor:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from streamd import systemd
 from streamd.logging import get_logger
 
-log = get_logger("streamd.daemon")
+log = get_logger(__name__)
 
 
 async def ping_while_healthy(

@@ -19,7 +19,7 @@ from streamd.demo.clip import demo_script, make_clip
 from streamd.demo.model import data_dir, ensure_default_model
 from streamd.logging import configure, get_logger
 
-log = get_logger("streamd.demo")
+log = get_logger(__name__)
 
 
 def prepare_demo(realtime: bool, mqtt_host: str, mqtt_port: int) -> Path:

@@ -33,7 +33,7 @@ from streamd.metrics import Metrics
 from streamd.queue import FrameQueue, QueueClosed
 from streamd.types import Detection, Frame, Region, Result, Transform
 
-log = get_logger("streamd.engine")
+log = get_logger(__name__)
 
 ResultCallback = Callable[[Result], None]
 

@@ -13,7 +13,7 @@ from streamd.inference.model import prepare
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 
-log = get_logger("streamd.model")
+log = get_logger(__name__)
 
 
 async def build_engine(

@@ -27,7 +27,7 @@ from streamd.inference.labels import load_labels
 from streamd.inference.shapes import ImageInput, fix_shapes
 from streamd.logging import get_logger
 
-log = get_logger("streamd.model")
+log = get_logger(__name__)
 
 FORMATS = {
     ".xml": "OpenVINO IR",

@@ -22,7 +22,7 @@ from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
 from streamd.types import Transform
 
-log = get_logger("streamd.daemon")
+log = get_logger(__name__)
 
 
 class EngineSlot:

@@ -26,7 +26,7 @@ from streamd.service.link import assignment_path, http_socket, notify_socket
 from streamd.service.plan import Assignment
 from streamd.service.worker import PARENT_ENV
 
-log = get_logger("streamd.service")
+log = get_logger(__name__)
 
 WORKER_WATCHDOG = 10.0  # seconds: a ready worker pings every half of it while it makes progress
 STALLED_AFTER = 3 * WORKER_WATCHDOG / 2  # three missed pings: killed and restarted

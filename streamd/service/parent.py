@@ -37,7 +37,7 @@ from streamd.service.plan import Assignment, Plan, format_cores, make_plan, move
 from streamd.service.status import ServiceStatus
 from streamd.timestamps import rfc3339
 
-log = get_logger("streamd.service")
+log = get_logger(__name__)
 
 RELOAD_TIMEOUT = 120.0  # a worker's reload compiles a changed model: allow for a slow GPU compile
 

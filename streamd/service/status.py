@@ -19,7 +19,7 @@ from streamd.sinks.connect import make_client
 from streamd.sinks.refusal import describe_refusal, refused_protocol
 from streamd.supervisor import end_within
 
-log = get_logger("streamd.service")
+log = get_logger(__name__)
 
 ACK_TIMEOUT = 10.0
 

@@ -52,11 +52,11 @@ def run_worker(config_path: Path, run_dir: Path, index: int) -> int:
         return config_failure(exc)
     configure(config.log.format, config.log.level, worker=index)
     if refused:
-        get_logger("streamd.worker").warning("affinity_refused", cores=link.assignment.cores, error=refused)
+        get_logger(__name__).warning("affinity_refused", cores=link.assignment.cores, error=refused)
     import cv2
 
     cv2.setNumThreads(len(link.assignment.cores))
-    get_logger("streamd.worker").info(
+    get_logger(__name__).info(
         "worker_starting", cores=link.assignment.cores, sources=link.assignment.sources, pid=os.getpid()
     )
     from streamd.daemon import Daemon

@@ -24,7 +24,7 @@ from pathlib import Path
 from streamd.config_objects import directory_problem
 from streamd.logging import get_logger
 
-log = get_logger("streamd.mqtt")
+log = get_logger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

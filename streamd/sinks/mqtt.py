@@ -33,7 +33,7 @@ from streamd.supervisor import end_within
 
 __all__ = ["Message", "MqttSink", "MqttUnavailable", "SinkStatus", "buffer_path"]
 
-log = get_logger("streamd.mqtt")
+log = get_logger(__name__)
 
 MAX_INFLIGHT = 256  # publishes awaiting their acknowledgement at once
 HEALTHY_CONNECTION = 10.0  # a connection that lived this long resets the reconnect backoff

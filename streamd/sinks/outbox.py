@@ -16,7 +16,7 @@ from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.sinks.buffer import BufferUnavailable, DiskBuffer
 
-log = get_logger("streamd.mqtt")
+log = get_logger(__name__)
 
 DISK_BATCH = 128
 DISK_RETRY = 5.0  # seconds between attempts to write to a buffer that refused a write

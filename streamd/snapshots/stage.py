@@ -21,7 +21,7 @@ from streamd.snapshots.store import SnapshotStore
 from streamd.timestamps import rfc3339
 from streamd.types import Result
 
-log = get_logger("streamd.snapshots")
+log = get_logger(__name__)
 
 
 class SnapshotStage:

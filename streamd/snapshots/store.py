@@ -12,7 +12,7 @@ from pathlib import Path
 
 from streamd.logging import get_logger
 
-log = get_logger("streamd.snapshots")
+log = get_logger(__name__)
 
 # What save() names a snapshot: {YYYYmmdd-HHMMSS}-{track id}-{label}.jpg
 OWN_FILE = re.compile(r"\d{8}-\d{6}-\d+-[A-Za-z0-9_.-]+\.jpg")

@@ -33,7 +33,7 @@ from streamd.types import Frame, Region, Transform
 # FFmpeg's decoder threads per source (FFmpeg's own default: one per core, per capture).
 DEFAULT_DECODE_THREADS = 2
 
-log = get_logger("streamd.source")
+log = get_logger(__name__)
 
 _FFMPEG_OPTIONS = threading.Lock()
 # OpenCV and FFmpeg print their own errors to stderr, some with the URL they failed on

@@ -20,7 +20,7 @@ from streamd.sources.capture import CaptureSource, RegionInput
 from streamd.sources.motion import MotionGate
 from streamd.supervisor import Supervisor
 
-log = get_logger("streamd.daemon")
+log = get_logger(__name__)
 
 Flushed = Callable[[str], Any]  # awaitable: the engine has reported every frame of the source
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -48,24 +49,32 @@ async def test_newest_policy_keeps_the_first_frames() -> None:
 
 
 async def test_block_policy_waits_for_room_and_loses_nothing() -> None:
+    """The reader's own path: a thread takes a place (a semaphore the queue gives back each time
+    one of its frames leaves) before each frame, so it waits instead of dropping."""
     queue = FrameQueue(2)
+    loop = asyncio.get_running_loop()
+    room = threading.Semaphore(queue.size)
+    queue.on_taken("file", room.release)
+    deepest = 0
 
-    async def producer() -> None:
+    def reader() -> None:
         for i in range(10):
-            await queue.put(frame("file", i))
-        queue.close()
+            room.acquire()
+            loop.call_soon_threadsafe(queue.put_nowait, frame("file", i), "block")
+        loop.call_soon_threadsafe(queue.close)
 
-    task = asyncio.create_task(producer())
-    await asyncio.sleep(0.01)
-    assert len(queue) == 2  # the producer is blocked, not dropping
+    thread = threading.Thread(target=reader)
+    thread.start()
     got = []
     while True:
+        deepest = max(deepest, len(queue))
         try:
             got.append((await queue.get()).seq)
         except QueueClosed:
             break
-    await task
+    thread.join()
     assert got == list(range(10))
+    assert deepest <= 2  # the reader waited for room; nothing was dropped
 
 
 async def test_round_robin_a_flooding_source_cannot_starve_a_quiet_one() -> None:
