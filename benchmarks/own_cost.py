@@ -15,12 +15,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from streamd.bench.free_model import free_model_path
+from streamd.bench.workers import cpu_seconds, published_ok, ready
 from streamd.demo.broker import free_port
 from streamd.demo.model import data_dir
 
@@ -36,23 +34,6 @@ def config(model: Path, clip: str, port: int) -> str:
     )
 
 
-def published(port: int) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        s.value
-        for f in text_string_to_metric_families(text)
-        if f.name == "streamd_mqtt_published"
-        for s in f.samples
-        if s.name.endswith("_total") and s.labels.get("outcome") == "ok"
-    )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(root: Path, model: Path, clip: str, seconds: float, work: Path) -> tuple[float, float]:
     port = free_port()
     path = work / f"owncost-{port}.toml"
@@ -61,20 +42,14 @@ def measure(root: Path, model: Path, clip: str, seconds: float, work: Path) -> t
     process = subprocess.Popen([sys.executable, "-m", "streamd", "run", "-c", str(path)], env=env, cwd=work)
     try:
         deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
+        while not ready(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{root}: the daemon did not become ready")
             time.sleep(0.2)
         time.sleep(5)  # warm-up
-        t0, c0, n0 = time.perf_counter(), cpu_seconds(process.pid), published(port)
+        t0, c0, n0 = time.perf_counter(), cpu_seconds([process.pid]), published_ok(port)
         time.sleep(seconds)
-        t1, c1, n1 = time.perf_counter(), cpu_seconds(process.pid), published(port)
+        t1, c1, n1 = time.perf_counter(), cpu_seconds([process.pid]), published_ok(port)
     finally:
         process.terminate()
         process.wait(30)

@@ -14,7 +14,7 @@ from prometheus_client import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
-from streamd.config import SourceConfig
+from streamd.config import SourceConfig, is_file_uri
 
 # Inference on a CPU is ~5-50 ms; a GPU can be faster; a stalled device is much slower.
 INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
@@ -144,7 +144,7 @@ class Metrics:
         """Create every per-source series at 0, so dashboards and alerts see 0, not "no data":
         those of the features this source has, and only those."""
         source = config.name
-        stream = "://" in config.uri or config.uri.startswith("/dev/video")
+        stream = not is_file_uri(config.uri)
         self.frames_captured.labels(source)
         self.frames_inferred.labels(source)
         self.source_up.labels(source).set(0)

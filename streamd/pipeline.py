@@ -77,3 +77,5 @@ class Chain:
         for stage in self.stages:
             if isinstance(stage, SourceAware):
                 stage.source_finished(source)
+        if self._failures is not None:  # a source that is gone (or paused) is not failing
+            self._failures.forget(source)

@@ -53,7 +53,7 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def _cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int]) -> float:
     total = 0
     for pid in pids:
         try:
@@ -68,7 +68,7 @@ def _threads(pids: list[int]) -> int:
     return sum(len(list(Path(f"/proc/{pid}/task").glob("*"))) for pid in pids if Path(f"/proc/{pid}").exists())
 
 
-def _published(port: int) -> float:
+def published_ok(port: int) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     return sum(
@@ -80,7 +80,7 @@ def _published(port: int) -> float:
     )
 
 
-def _ready(port: int) -> bool:
+def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
             return bool(response.status == 200)
@@ -107,17 +107,17 @@ def measure_service(config: Config, workers: int, seconds: float, directory: Pat
     progress = Progress(label, int(seconds), "s")
     try:
         deadline = time.monotonic() + 180
-        while not _ready(port):
+        while not ready(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"streamd bench: the service did not become ready; see {log.name}")
             time.sleep(0.2)
         time.sleep(WARMUP_SECONDS)
         pids = _tree(process.pid)
-        start, cpu_start, published_start = time.perf_counter(), _cpu_seconds(pids), _published(port)
+        start, cpu_start, published_start = time.perf_counter(), cpu_seconds(pids), published_ok(port)
         while (elapsed := time.perf_counter() - start) < seconds:
             progress.update(int(elapsed))
             time.sleep(min(1.0, seconds - elapsed))
-        published, cpu = _published(port), _cpu_seconds(pids)
+        published, cpu = published_ok(port), cpu_seconds(pids)
         elapsed = time.perf_counter() - start
         threads = _threads(_tree(process.pid))
         progress.update(int(seconds))

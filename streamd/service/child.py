@@ -253,11 +253,10 @@ class WorkerProcess:
             self._reloaded.clear()
         return self._reloads_done >= target
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         """SIGTERM: the worker drains (its own ``daemon.shutdown_timeout``) and exits."""
         self._stopping = True
-        if not self.signal(signal.SIGTERM):
-            return
+        self.signal(signal.SIGTERM)
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)

@@ -169,7 +169,7 @@ class Service(Lifecycle):
     async def shutdown(self) -> None:
         systemd.notify("STOPPING=1")
         for worker in self.workers:
-            await worker.stop()
+            worker.stop()
         grace = self.config.daemon.shutdown_timeout + 5.0
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._all_ended(), grace)

@@ -15,7 +15,7 @@ import re
 import socket
 import urllib.error
 import urllib.request
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 # The reasons (metrics.STREAM_ERROR_KINDS, streamd_source_errors_total{kind}) as check prints them.
 LABELS = {
@@ -44,6 +44,13 @@ def diagnose(uri: str, timeout: float = 5.0) -> tuple[str, int | None]:
     if scheme in ("http", "https"):
         return _http(uri, timeout)
     return _connect_only(parts.hostname or "", parts.port or 322, timeout)  # rtsps: is anything there
+
+
+def _without_credentials(parts: SplitResult) -> str:
+    """The URL to ask for: credentials go in an Authorization header, not in the request line."""
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # IPv6
+    return parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
 
 
 def _status_reason(status: int) -> str:
@@ -78,8 +85,7 @@ def _connect_only(host: str, port: int, timeout: float) -> tuple[str, int | None
 def _rtsp(uri: str, timeout: float) -> tuple[str, int | None]:
     parts = urlsplit(uri)
     user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    bare = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else "")
-    target = bare.geturl()
+    target = _without_credentials(parts)
     status, challenge = _describe(parts.hostname or "", parts.port or 554, target, None, timeout)
     if isinstance(status, str):
         return status, None
@@ -139,8 +145,7 @@ def _authorization(challenge: str, user: str, password: str, target: str) -> str
 
 def _http(uri: str, timeout: float) -> tuple[str, int | None]:
     parts = urlsplit(uri)
-    bare = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else "")
-    request = urllib.request.Request(bare.geturl(), headers={"User-Agent": "streamd"})
+    request = urllib.request.Request(_without_credentials(parts), headers={"User-Agent": "streamd"})
     if parts.username:
         token = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
