@@ -2,8 +2,8 @@
 
 The loop never blocks on the device: it awaits a free request (a semaphore sized by
 ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``), starts it, and moves on. The OpenVINO callback does the
-least it can on the device thread (copy the small outputs) and hands them over with
-``call_soon_threadsafe``; decoding and publishing happen on the loop.
+least it can on the device thread (copy the small outputs) and hands them over in batches
+(``Handoff``); decoding and publishing happen on the loop.
 
 Inputs are shared, not copied (``share_inputs=True``): the frame that owns the buffer rides in
 the request's userdata until its callback has run, so the memory outlives the inference (the
@@ -14,8 +14,6 @@ buffers freed before that).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -26,6 +24,7 @@ import numpy as np
 import openvino as ov
 
 from streamd.failures import Failures
+from streamd.handoff import Handoff
 from streamd.inference.model import CompiledVariant, PreparedModel, compile_variant, frame_preparer
 from streamd.inference.regions import merge, shift
 from streamd.logging import get_logger
@@ -67,14 +66,11 @@ class Engine:
         self._on_result = on_result
         self._runners: dict[tuple[int, int] | None, _Runner] = {}
         self._slots: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         # Results cross from OpenVINO threads in batches: one loop wake-up per batch, not per frame.
-        self._done: list[tuple[Frame | tuple[Frame, int], list[np.ndarray], float]] = []
-        self._done_lock = threading.Lock()
-        self._wakeup_pending = False
+        self._done: Handoff[tuple[Frame | tuple[Frame, int], list[np.ndarray], float]] | None = None
         self.base: CompiledVariant | None = None
         self.completed = 0  # frames fully through the engine; the watchdog reads progress here
         self.last_progress = time.monotonic()
@@ -107,7 +103,7 @@ class Engine:
 
     async def start(self) -> CompiledVariant:
         """Compile for frames of the network's size (host mode's only variant) in a thread."""
-        self._loop = asyncio.get_running_loop()
+        self._done = Handoff(asyncio.get_running_loop(), self._complete)
         runner = await self._runner(None)
         self.base = runner.variant
         self._slots = asyncio.Semaphore(runner.variant.requests)
@@ -207,21 +203,10 @@ class Engine:
 
     def _on_done(self, request: ov.InferRequest, userdata: Frame | tuple[Frame, int]) -> None:
         # OpenVINO thread: copy the (small) outputs before the request is reused, nothing else.
-        done = (userdata, [tensor.data.copy() for tensor in request.output_tensors], request.latency / 1000.0)
-        with self._done_lock:
-            self._done.append(done)
-            if self._wakeup_pending:
-                return  # the loop has not drained the last batch yet: no second wake-up
-            self._wakeup_pending = True
-        assert self._loop is not None
-        # RuntimeError: the loop is already closed (a forced exit), nothing left to report to.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._complete)
+        assert self._done is not None
+        self._done.put((userdata, [tensor.data.copy() for tensor in request.output_tensors], request.latency / 1000.0))
 
-    def _complete(self) -> None:
-        with self._done_lock:
-            batch, self._done = self._done, []
-            self._wakeup_pending = False
+    def _complete(self, batch: list[tuple[Frame | tuple[Frame, int], list[np.ndarray], float]]) -> None:
         assert self._slots is not None
         for _ in batch:
             self._slots.release()  # first, so the feeder refills the device before we decode

@@ -25,7 +25,12 @@ _AIOMQTT_LOG.setLevel(logging.ERROR)
 
 
 def make_client(
-    cfg: MqttConfig, protocol: aiomqtt.ProtocolVersion, status_topic: str, *, retain_status: bool = True
+    cfg: MqttConfig,
+    protocol: aiomqtt.ProtocolVersion,
+    status_topic: str,
+    *,
+    retain_status: bool = True,
+    inflight: int | None = None,
 ) -> aiomqtt.Client:
     """A client whose will marks us ``offline``; at QoS >= 1 a persistent session (MQTT 5: clean
     start off *and* an expiry interval; 3.1.1: clean session off)."""
@@ -42,6 +47,8 @@ def make_client(
         session = {"clean_start": cfg.qos == 0, "properties": properties}
     else:
         session = {"clean_session": cfg.qos == 0}
+    if inflight is not None:  # PUBLISH packets paho lets out before their PUBACK (its default: 20)
+        session["max_inflight_messages"] = inflight
     return aiomqtt.Client(
         cfg.host,
         cfg.port,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import math
 import ssl
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from streamd.metrics import Metrics
 from streamd.sinks.connect import make_client, watch_acks, watch_messages
 from streamd.sinks.outbox import Message, Outbox, buffer_path
 from streamd.sinks.refusal import describe_refusal, refused_protocol
+from streamd.sinks.wire import Wire
 from streamd.supervisor import end_within
 
 __all__ = ["Message", "MqttSink", "MqttUnavailable", "SinkStatus", "buffer_path"]
@@ -191,7 +191,9 @@ class MqttSink:
         self.outbox.close(reason=self.fatal or self.last_error or "timeout")
 
     def _client(self) -> aiomqtt.Client:
-        return make_client(self.config, self.protocol, self.status_topic, retain_status=self._retain_status)
+        return make_client(
+            self.config, self.protocol, self.status_topic, retain_status=self._retain_status, inflight=MAX_INFLIGHT
+        )
 
     async def _run(self) -> None:
         """Connect, pump, reconnect with backoff: forever, whatever fails, until close()."""
@@ -279,66 +281,58 @@ class MqttSink:
         self._metrics.mqtt_connected.set(1 if up else 0)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
-        sends: set[asyncio.Task[None]] = set()
+        wire = Wire(client, self._acked)
         watcher = asyncio.create_task(watch_messages(client, self._on_message, self._connection_lost))
         acks = asyncio.create_task(watch_acks(self.outbox.unacked, ACK_TIMEOUT, self._connection_lost))
+        unacked = self.outbox.unacked
         try:
             while True:
                 if self._conn_error is not None:
                     raise aiomqtt.MqttError(str(self._conn_error))
-                if len(self.outbox.unacked) < MAX_INFLIGHT:
-                    message = self.outbox.next()
-                    if message is not None:
-                        self.outbox.unacked[message.key] = message
-                        task = asyncio.create_task(self._send(client, message))
-                        sends.add(task)
-                        task.add_done_callback(sends.discard)
-                        continue
+                now = time.monotonic()
+                while len(unacked) < MAX_INFLIGHT and (message := self.outbox.next()) is not None:
+                    unacked[message.key] = message
+                    message.sent = now
+                    try:
+                        wire.send(message)
+                    except aiomqtt.MqttError:
+                        self._metrics.mqtt_published.labels("error").inc()
+                        raise
+                    except (ValueError, TypeError) as exc:
+                        self._rejected(message, exc)
                 if self._closing and not self.buffered:
                     return
                 self._wake.clear()
                 await self._wake.wait()
         finally:
+            wire.close()
             watcher.cancel()
             acks.cancel()
-            for task in list(sends):
-                task.cancel()
 
     def _connection_lost(self, error: Exception) -> None:
         self._conn_error = error
         self._wake.set()
 
-    async def _send(self, client: aiomqtt.Client, message: Message) -> None:
-        message.sent = time.monotonic()
-        try:
-            # No per-publish timeout: asyncio.wait_for costs a task and a timer per message;
-            # watch_acks checks the oldest unacknowledged message once a second instead.
-            await client.publish(
-                message.topic, message.payload, qos=message.qos, retain=message.retain, timeout=math.inf
-            )
-        except aiomqtt.MqttError as exc:
-            self._metrics.mqtt_published.labels("error").inc()
-            self._conn_error = exc
-            self._wake.set()
-            return
-        except (ValueError, TypeError) as exc:
-            # The client refuses this message itself (topic too long, payload too large): it
-            # will refuse it every time, so it is dropped and counted, never retried.
-            self.outbox.unacked.pop(message.key, None)
-            self.outbox.forget_row(message)
-            self.outbox.dropped("rejected")
-            log.error("mqtt_rejected", topic=message.topic[:120], bytes=len(message.payload), error=str(exc))
-            self._wake.set()
-            return
+    def _rejected(self, message: Message, exc: Exception) -> None:
+        """The client refuses this message itself (topic too long, payload too large): it will
+        refuse it every time, so it is dropped and counted, never retried."""
+        self.outbox.unacked.pop(message.key, None)
+        self.outbox.forget_row(message)
+        self.outbox.dropped("rejected")
+        log.error("mqtt_rejected", topic=message.topic[:120], bytes=len(message.payload), error=str(exc))
+
+    def _acked(self, message: Message) -> None:
+        """The broker has it (paho's callback, on the loop's thread)."""
         if self.outbox.unacked.pop(message.key, None) is None:
             return  # the connection was given up meanwhile; it will be sent again
         self.outbox.forget_row(message)
-        self._progress_at = time.monotonic()
+        now = time.monotonic()
+        self._progress_at = now
         self._metrics.published_ok.inc()
         self.counts["published"] += 1
         self._metrics.mqtt_buffered.set(self.outbox.buffered)
         if message.source is not None:
-            seconds = time.monotonic() - message.captured
+            seconds = now - message.captured
             self._metrics.end_to_end_for(message.source).observe(seconds)
             if self.on_acked is not None:
                 self.on_acked(message, seconds)

@@ -1,8 +1,9 @@
 """One OpenCV reader thread per source, handing frames to the loop's FrameQueue.
 
-OpenCV's ``read`` blocks (and releases the GIL), so it lives in a thread; everything it tells
-the loop goes through ``call_soon_threadsafe``. Host-side resizing also happens here, where it
-runs in parallel with inference instead of on the event loop.
+OpenCV's ``read`` blocks (and releases the GIL), so it lives in a thread; frames reach the loop
+in batches (``Handoff``), everything else it tells the loop through ``call_soon_threadsafe``.
+Host-side resizing also happens here, where it runs in parallel with inference instead of on
+the event loop.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from streamd.backoff import Backoff
 from streamd.config import SourceConfig, is_file_uri
+from streamd.handoff import Handoff
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
@@ -107,6 +109,7 @@ class CaptureSource:
         self.failure: str | None = None  # why it does not open, e.g. "AUTH FAILED (401)" (reader thread)
         self._done: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._run, name=f"streamd-src-{self.name}", daemon=True)
+        self._frames = Handoff(loop, self._enqueue)
         self._seq = 0
         self._skipped = 0
         self.skipped_by: dict[str, int] = {}  # reason -> frames the motion gate kept from inference
@@ -269,18 +272,22 @@ class CaptureSource:
             with _decode_slot(self.is_file, self._stop) as granted:
                 if not granted:
                     break
-                grabbed = cap.grab()
+                # One call (one trip out of the GIL and back) unless sampling may skip the decode.
+                grabbed, image = (cap.grab(), None) if every else cap.read()
             if not grabbed:
                 break
             count += 1
-            # Files run on media time, live streams on wall time; sampling skips the decode.
-            now_media = count / fps if self.is_file else time.monotonic() - started
-            if every and now_media < next_due:
-                continue
-            next_due = max(next_due + every, now_media) if every else 0.0
-            with _decode_slot(self.is_file, self._stop) as granted:
-                ok, image = cap.retrieve() if granted else (False, None)
-            if not ok or image is None:
+            if every:
+                # Files run on media time, live streams on wall time; sampling skips the decode.
+                now_media = count / fps if self.is_file else time.monotonic() - started
+                if now_media < next_due:
+                    continue
+                next_due = max(next_due + every, now_media)
+                with _decode_slot(self.is_file, self._stop) as granted:
+                    ok, image = cap.retrieve() if granted else (False, None)
+                if not ok:
+                    break
+            if image is None:
                 break
             if pace:
                 ahead = started + count / (fps * cfg.speed) - time.monotonic()
@@ -345,4 +352,9 @@ class CaptureSource:
                     self._room.release()
                     self._loop.call_soon_threadsafe(self._queue.drop, frame, "shutdown")
                     return
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, frame, self.config.drop)
+        self._frames.put(frame)
+
+    def _enqueue(self, frames: list[Frame]) -> None:
+        put, drop = self._queue.put_nowait, self.config.drop
+        for frame in frames:
+            put(frame, drop)

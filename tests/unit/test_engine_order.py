@@ -24,7 +24,6 @@ def engine(results: list[Result]) -> Engine:
     prepared = SimpleNamespace(name="m", decoder=CountingDecoder(), config=SimpleNamespace(device="CPU"))
     found = Engine(prepared, Metrics(), results.append)  # type: ignore[arg-type]
     found._slots = asyncio.Semaphore(8)
-    found._loop = asyncio.get_running_loop()
     return found
 
 
@@ -33,9 +32,8 @@ def frame(source: str, seq: int) -> Frame:
 
 
 def finish(e: Engine, f: Frame) -> None:
-    """What the OpenVINO callback does, then the loop's hand-off."""
-    e._done.append((f, [np.array([f.seq / 10])], 0.01))
-    e._complete()
+    """What the OpenVINO callback hands over, as the loop receives it."""
+    e._complete([(f, [np.array([f.seq / 10])], 0.01)])
 
 
 async def test_results_leave_in_capture_order_per_source_and_flushed_waits_for_its_source() -> None:
