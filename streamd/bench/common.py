@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +22,21 @@ def proc_status(field: str) -> int:
             if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     return 0
+
+
+def thread_cpu_seconds(prefix: str) -> float:
+    """CPU time (user + system) of this process's threads whose name starts with ``prefix``
+    ("MainThread" is the event loop's), from /proc: what each part of streamd costs per frame."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for thread in threading.enumerate():
+        if thread.name.startswith(prefix) and thread.native_id is not None:
+            try:
+                fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def rss_mb() -> float:

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from streamd.bench.common import WARMUP_FRAMES, Progress, percentile, proc_status, rss_mb
+from streamd.bench.common import WARMUP_FRAMES, Progress, percentile, proc_status, rss_mb, thread_cpu_seconds
 from streamd.config import Config, is_file_uri
 from streamd.config_objects import TrackingConfig
 from streamd.daemon import Daemon
@@ -32,6 +32,10 @@ class PipelineRun:
     tracking_ms_per_frame: float = 0.0
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
     snapshot_seconds: list[float] = field(default_factory=list)  # encode time of each snapshot
+    # CPU milliseconds per frame of the event loop's thread (the interpreter's work per frame) and
+    # of the reader threads (decode, resize, motion gate).
+    loop_ms_per_frame: float = 0.0
+    readers_ms_per_frame: float = 0.0
     # Per source, the frame numbers captured when the window opened and when it closed.
     captured: dict[str, tuple[int, int]] = field(default_factory=dict)
 
@@ -97,6 +101,8 @@ async def measure_pipeline(
         now = daemon.sources.captured()
         result.captured = {name: (captured_at_open.get(name, 0), seq) for name, seq in now.items()}
         window["cpu_end"] = time.process_time()
+        window["loop_cpu_end"] = thread_cpu_seconds("MainThread")
+        window["readers_cpu_end"] = thread_cpu_seconds("streamd-src-")
         result.rss_end_mb = rss_mb()
         result.threads = proc_status("Threads")
         daemon.should_exit.set()
@@ -105,6 +111,8 @@ async def measure_pipeline(
         captured_at_open.update(daemon.sources.captured())
         window["start"] = time.perf_counter()
         window["cpu"] = time.process_time()
+        window["loop_cpu"] = thread_cpu_seconds("MainThread")
+        window["readers_cpu"] = thread_cpu_seconds("streamd-src-")
         result.rss_start_mb = rss_mb()
 
     def on_acked(message: Message, latency: float) -> None:
@@ -159,5 +167,9 @@ async def measure_pipeline(
     result.fps = result.frames / elapsed if elapsed > 0 else 0.0
     cores = os.cpu_count() or 1
     result.cpu_percent = 100.0 * (window.get("cpu_end", 0.0) - window.get("cpu", 0.0)) / max(elapsed, 1e-6) / cores
+    if result.frames:
+        for part in ("loop", "readers"):
+            spent = window.get(f"{part}_cpu_end", 0.0) - window.get(f"{part}_cpu", 0.0)
+            setattr(result, f"{part}_ms_per_frame", 1000.0 * spent / result.frames)
     result.device = daemon.engines.device or ""
     return result

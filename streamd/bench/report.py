@@ -128,6 +128,8 @@ def run_rounds(config: Config, files: list[str], frames: int, baseline: bool, ro
             if pipeline.cpu_percent
             else None,
             "tracking_ms_per_frame": round(pipeline.tracking_ms_per_frame, 3) or None,
+            "loop_thread_ms_per_frame": round(pipeline.loop_ms_per_frame, 3),
+            "reader_threads_ms_per_frame": round(pipeline.readers_ms_per_frame, 3),
         },
         "latency_at_80_percent": {
             "offered_fps": round(rate, 1),
@@ -179,6 +181,8 @@ def render_table(r: dict[str, Any]) -> str:
         f"(queue full: files are not paced), CPU {p['cpu_percent']} %, RSS {p['rss_mb']} MB, "
         f"{p['threads']} threads, {p['fps_per_core']} FPS per busy core"
         + (f", tracking {p['tracking_ms_per_frame']} ms/frame" if p["tracking_ms_per_frame"] else ""),
+        f"    CPU per frame: event loop's thread {p['loop_thread_ms_per_frame']} ms (the interpreter's own work), "
+        f"reader threads {p['reader_threads_ms_per_frame']} ms (decode, resize)",
         row(f"(d) paced at 80 % of (c): {d['offered_fps']} FPS offered", d["fps"]),
         f"    latency p50/p95/p99 {d['latency_ms']['p50']}/{d['latency_ms']['p95']}/{d['latency_ms']['p99']} ms"
         + (

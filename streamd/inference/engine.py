@@ -195,11 +195,14 @@ class Engine:
 
     def close(self) -> None:
         """Release the compiled models and their request pools (after a reload retired this
-        engine and its last frames are out): OpenVINO frees its threads and memory with them."""
+        engine and its last frames are out): OpenVINO frees its threads and memory with them.
+        Dropping the hand-off breaks the engine's only reference cycle, so the engine (and the
+        compiled model it holds) goes now, not at some later garbage collection."""
         for runner in self._runners.values():
             runner.queue.wait_all()
         self._runners.clear()
         self.base = None
+        self._done = None
 
     def _on_done(self, request: ov.InferRequest, userdata: Frame | tuple[Frame, int]) -> None:
         # OpenVINO thread: copy the (small) outputs before the request is reused, nothing else.
