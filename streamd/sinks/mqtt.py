@@ -281,7 +281,7 @@ class MqttSink:
         self._metrics.mqtt_connected.set(1 if up else 0)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
-        wire = Wire(client, self._acked)
+        wire = Wire(client, self._acked, self._connection_lost)
         watcher = asyncio.create_task(watch_messages(client, self._on_message, self._connection_lost))
         acks = asyncio.create_task(watch_acks(self.outbox.unacked, ACK_TIMEOUT, self._connection_lost))
         unacked = self.outbox.unacked
@@ -300,6 +300,7 @@ class MqttSink:
                         raise
                     except (ValueError, TypeError) as exc:
                         self._rejected(message, exc)
+                wire.flush()
                 if self._closing and not self.buffered:
                     return
                 self._wake.clear()
