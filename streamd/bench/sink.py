@@ -19,7 +19,7 @@ async def _sink_run(config: Config, messages: int, buffer_dir: str, outage: Mosq
     mqtt = config.mqtt.model_copy(update={"buffer_dir": buffer_dir, "buffer": messages + 10})
     sink = MqttSink(mqtt, Metrics())
     sink.start()
-    await sink.connected.wait()
+    await sink.until_connected()
     payload = json.dumps(
         {
             "schema": "streamd/detections/1",
@@ -37,7 +37,7 @@ async def _sink_run(config: Config, messages: int, buffer_dir: str, outage: Mosq
     result: dict[str, float] = {}
     if outage is not None:
         outage.stop()
-        while sink.connected.is_set():  # noqa: ASYNC110 - a bench loop, polled on purpose
+        while sink.connected:  # noqa: ASYNC110 - a bench loop, polled on purpose
             await asyncio.sleep(0.01)
     started, cpu = time.perf_counter(), time.process_time()
     for i in range(messages):

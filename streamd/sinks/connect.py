@@ -7,7 +7,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -84,11 +84,13 @@ async def watch_messages(
         lost(exc)
 
 
-async def watch_acks(unacked: Mapping[int, _Sent], timeout: float, lost: Callable[[Exception], None]) -> None:
-    """A broker that takes publishes and never acknowledges them is a broken connection."""
+async def watch_acks(
+    overdue: Callable[[float, float], bool], timeout: float, lost: Callable[[Exception], None]
+) -> None:
+    """A broker that takes publishes and never acknowledges them is a broken connection
+    (``overdue(now, timeout)``: a message in flight has waited longer)."""
     while True:
         await asyncio.sleep(1.0)
-        now = time.monotonic()
-        if any(m.sent and now - m.sent > timeout for m in unacked.values()):
+        if overdue(time.monotonic(), timeout):
             lost(TimeoutError(f"no acknowledgement from the broker in {timeout:g} s"))
             return

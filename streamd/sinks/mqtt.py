@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 import ssl
 import time
@@ -46,6 +47,17 @@ def _too_long(topic: str) -> bool:
     return len(topic.encode()) > MAX_TOPIC
 
 
+class Connection(enum.Enum):
+    """The sink's one connection state."""
+
+    STARTING = "starting"  # the first attempt has not ended
+    UNREACHABLE = "unreachable"  # never connected yet; retrying with backoff
+    UP = "up"  # the broker acknowledged 'online' on this connection
+    DOWN = "down"  # was up, lost; retrying with backoff
+    REFUSED = "refused"  # credentials or TLS refused before any success: it will not fix itself
+    CLOSED = "closed"  # close(): flushed, 'offline' published, disconnected
+
+
 class MqttUnavailable(Exception):
     """The broker refused us at start (credentials, TLS): exit 69, it will not fix itself."""
 
@@ -74,18 +86,18 @@ class MqttSink:
         self.status_topic = f"{self.prefix}/status" if worker is None else f"{self.prefix}/workers/{worker}/status"
         self._retain_status = worker is None
         self._keys = itertools.count(1)
-        self.counts: Counter[str] = Counter()  # published / dropped_*: the shutdown log reports them
-        self.outbox = Outbox(config, metrics, self.counts)
+        self.outbox = Outbox(config, metrics)
         self._wake = asyncio.Event()
         self._closing = False
-        self._conn_error: Exception | None = None
         self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
-        self.first_attempt_done = asyncio.Event()
-        self.ever_connected = False
-        self.fatal: str | None = None
+        self._state = Connection.STARTING
+        self.last_error: str | None = None  # why it is not UP (the refusal, when REFUSED)
+        # Waiters on the state (the state itself is _state): UP now; the first attempt ended.
+        self._up = asyncio.Event()
+        self._attempted = asyncio.Event()
+        # Set by the connection's watchers (a dropped connection, a missing PUBACK); the pump raises it.
+        self._lost: Exception | None = None
         self.protocol = aiomqtt.ProtocolVersion.V5  # MQTT 5 first, 3.1.1 if the broker refuses it
-        self.last_error: str | None = None
         # Called with (message, seconds from capture) when a frame's message is acknowledged.
         self.on_acked: Callable[[Message, float], None] | None = None
         self.close_timeout = 10.0  # what ``async with`` allows the final flush
@@ -102,17 +114,31 @@ class MqttSink:
     def buffered(self) -> int:
         return self.outbox.buffered
 
+    @property
+    def state(self) -> Connection:
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        return self._state is Connection.UP
+
+    async def until_connected(self) -> None:
+        await self._up.wait()
+
+    @property
+    def counts(self) -> Counter[str]:
+        """published / dropped_<reason>, since start."""
+        return self.outbox.counts
+
     def status(self) -> SinkStatus:
         return SinkStatus(
-            connected=self.connected.is_set(),
+            connected=self.connected,
             last_error=self.last_error,
             buffered=self.outbox.buffered,
             capacity=self.config.buffer,
             disk_error=self.outbox.disk_error,
             counts=dict(self.counts),
-            waiting_for=(
-                time.monotonic() - self._progress_at if self.connected.is_set() and self.outbox.buffered else 0.0
-            ),
+            waiting_for=(time.monotonic() - self._progress_at if self.connected and self.outbox.buffered else 0.0),
         )
 
     def topic(self, source: str, kind: str) -> str:
@@ -139,7 +165,7 @@ class MqttSink:
         message = Message(
             topic, data, self.config.qos if qos is None else qos, retain, source, captured, next(self._keys)
         )
-        self.outbox.add(message, connected=self.connected.is_set())
+        self.outbox.add(message, connected=self.connected)
         self._wake.set()
         return True
 
@@ -151,13 +177,13 @@ class MqttSink:
         bad certificate will not fix themselves: :class:`MqttUnavailable`. A broker that is merely
         down is retried with backoff while messages wait in the buffer."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.first_attempt_done.wait(), timeout)
-        if self.fatal:
-            raise MqttUnavailable(self.fatal)
+            await asyncio.wait_for(self._attempted.wait(), timeout)
+        if self.refused:
+            raise MqttUnavailable(self.last_error or "refused")
 
     @property
     def refused(self) -> bool:
-        return self.fatal is not None
+        return self._state is Connection.REFUSED
 
     async def __aenter__(self) -> MqttSink:
         self.start()
@@ -181,14 +207,12 @@ class MqttSink:
         self._wake.set()
         if self._task is None:
             return
+        flushed = False
         try:
-            if not await end_within(self._task, timeout):
-                self.outbox.retry_at = 0.0  # one last try to keep them on disk
-                self.outbox.spill()
+            flushed = await end_within(self._task, timeout)
         except Exception as exc:  # the pump cannot die (see _run), but a shutdown must not either
             log.error("mqtt_sink_failed", error=repr(exc))
-            self.outbox.spill()
-        self.outbox.close(reason=self.fatal or self.last_error or "timeout")
+        self.outbox.close(reason=self.last_error or "timeout", requeue=not flushed)
 
     def _client(self) -> aiomqtt.Client:
         return make_client(
@@ -216,7 +240,7 @@ class MqttSink:
                         self.status_topic, b"offline", qos=1, retain=self._retain_status, timeout=ACK_TIMEOUT
                     )
                     log.info("mqtt_closed", host=self.config.host, port=self.config.port)
-                    self._set_connected(False)
+                    self._set_state(Connection.CLOSED)
                     return
             except (aiomqtt.MqttError, OSError, ssl.SSLError, TimeoutError) as exc:
                 if self.protocol == aiomqtt.ProtocolVersion.V5 and refused_protocol(exc):
@@ -225,17 +249,16 @@ class MqttSink:
                     self.protocol = aiomqtt.ProtocolVersion.V311
                     continue
                 refusal = describe_refusal(exc)
-                if refusal is not None and not self.ever_connected:
-                    self.fatal = refusal
+                if refusal is not None and self._state in (Connection.STARTING, Connection.UNREACHABLE):
+                    self.last_error = refusal
                     log.error("mqtt_refused", host=self.config.host, port=self.config.port, error=refusal)
-                    self.outbox.spill()
+                    self.outbox.requeue()
+                    self._set_state(Connection.REFUSED)
                     return
                 self._on_lost(exc)
             except Exception as exc:  # a bug or an unforeseen error: say so, keep the sink alive
                 log.exception("mqtt_sink_error", error=repr(exc))
                 self._on_lost(exc)
-            finally:
-                self.first_attempt_done.set()
             # Only a connection that stayed up a while proves the broker is back; one that is
             # accepted and dropped at once must not reset the backoff (it would hammer it).
             if connected_at is not None and time.monotonic() - connected_at >= HEALTHY_CONNECTION:
@@ -246,11 +269,9 @@ class MqttSink:
 
     def _on_connected(self) -> None:
         self._progress_at = time.monotonic()
-        self._conn_error = None
+        self._lost = None
         self.last_error = None
-        self.ever_connected = True
-        self._set_connected(True)
-        self.first_attempt_done.set()
+        self._set_state(Connection.UP)
         log.info(
             "mqtt_connected",
             host=self.config.host,
@@ -260,11 +281,11 @@ class MqttSink:
         )
 
     def _on_lost(self, exc: Exception) -> None:
-        self.outbox.spill()
-        was_connected = self.connected.is_set()
-        self._set_connected(False)
+        self.outbox.requeue()
+        before = self._state
         self.last_error = describe_refusal(exc) or str(exc)
-        if was_connected or not self.first_attempt_done.is_set():
+        self._set_state(Connection.DOWN if before in (Connection.UP, Connection.DOWN) else Connection.UNREACHABLE)
+        if before in (Connection.UP, Connection.STARTING):  # once per outage, not per retry
             log.warning(
                 "mqtt_disconnected",
                 host=self.config.host,
@@ -273,26 +294,27 @@ class MqttSink:
                 buffered=self.outbox.buffered,
             )
 
-    def _set_connected(self, up: bool) -> None:
-        if up:
-            self.connected.set()
+    def _set_state(self, state: Connection) -> None:
+        self._state = state
+        if state is Connection.UP:
+            self._up.set()
         else:
-            self.connected.clear()
-        self._metrics.mqtt_connected.set(1 if up else 0)
+            self._up.clear()
+        if state is not Connection.STARTING:
+            self._attempted.set()
+        self._metrics.mqtt_connected.set(1 if state is Connection.UP else 0)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         wire = Wire(client, self._acked, self._connection_lost)
         watcher = asyncio.create_task(watch_messages(client, self._on_message, self._connection_lost))
-        acks = asyncio.create_task(watch_acks(self.outbox.unacked, ACK_TIMEOUT, self._connection_lost))
-        unacked = self.outbox.unacked
+        acks = asyncio.create_task(watch_acks(self.outbox.overdue, ACK_TIMEOUT, self._connection_lost))
+        outbox = self.outbox
         try:
             while True:
-                if self._conn_error is not None:
-                    raise aiomqtt.MqttError(str(self._conn_error))
+                if self._lost is not None:
+                    raise aiomqtt.MqttError(str(self._lost))
                 now = time.monotonic()
-                while len(unacked) < MAX_INFLIGHT and (message := self.outbox.next()) is not None:
-                    unacked[message.key] = message
-                    message.sent = now
+                while outbox.inflight < MAX_INFLIGHT and (message := outbox.take(now)) is not None:
                     try:
                         wire.send(message)
                     except aiomqtt.MqttError:
@@ -311,26 +333,22 @@ class MqttSink:
             acks.cancel()
 
     def _connection_lost(self, error: Exception) -> None:
-        self._conn_error = error
+        self._lost = error
         self._wake.set()
 
     def _rejected(self, message: Message, exc: Exception) -> None:
         """The client refuses this message itself (topic too long, payload too large): it will
         refuse it every time, so it is dropped and counted, never retried."""
-        self.outbox.unacked.pop(message.key, None)
-        self.outbox.forget_row(message)
-        self.outbox.dropped("rejected")
+        self.outbox.rejected(message)
         log.error("mqtt_rejected", topic=message.topic[:120], bytes=len(message.payload), error=str(exc))
 
     def _acked(self, message: Message) -> None:
         """The broker has it (paho's callback, on the loop's thread)."""
-        if self.outbox.unacked.pop(message.key, None) is None:
+        if not self.outbox.acked(message):
             return  # the connection was given up meanwhile; it will be sent again
-        self.outbox.forget_row(message)
         now = time.monotonic()
         self._progress_at = now
         self._metrics.published_ok.inc()
-        self.counts["published"] += 1
         self._metrics.mqtt_buffered.set(self.outbox.buffered)
         if message.source is not None:
             seconds = now - message.captured

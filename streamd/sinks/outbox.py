@@ -1,5 +1,9 @@
 """Where messages wait for the broker: bounded memory while connected, a SQLite file (disk.py's
-DiskBuffer) while it is away, in order, and memory again when the disk refuses writes."""
+DiskBuffer) while it is away, in order, and memory again when the disk refuses writes.
+
+The sink speaks to it in verbs: ``add`` a message, ``take`` the next one to send (it is then in
+flight), and for each taken one ``acked`` or ``rejected``; ``requeue`` when the connection is
+lost (what was in flight is sent again, first), ``close`` at exit. Its state is its own."""
 
 from __future__ import annotations
 
@@ -46,12 +50,12 @@ def buffer_path(config: MqttConfig) -> Path:
 
 
 class Outbox:
-    def __init__(self, config: MqttConfig, metrics: Metrics, counts: Counter[str]) -> None:
+    def __init__(self, config: MqttConfig, metrics: Metrics) -> None:
         self.config = config
         self._metrics = metrics
-        self.counts = counts
+        self.counts: Counter[str] = Counter()  # published / dropped_<reason>: the shutdown log reports them
         self.memory: deque[Message] = deque()
-        self.unacked: dict[int, Message] = {}  # in flight, by key
+        self._unacked: dict[int, Message] = {}  # in flight, by key
         self.disk: DiskBuffer | None = None
         if config.buffer_dir != "":
             try:
@@ -62,7 +66,7 @@ class Outbox:
                 log.info("mqtt_buffer_recovered", messages=self.disk.count, path=str(self.disk.path))
         # Set while the disk buffer refuses writes (full disk, I/O error): messages wait in memory.
         self.disk_error: str | None = None
-        self.retry_at = 0.0
+        self._retry_at = 0.0
         self._cursor = 0
         self._batch: deque[Message] = deque()
         # Rows the broker acknowledged that the disk would not let us delete (full disk): they
@@ -71,13 +75,13 @@ class Outbox:
 
     def add(self, message: Message, connected: bool) -> None:
         """Never blocks, never raises. Over ``mqtt.buffer`` the oldest is dropped (counted)."""
-        if self.disk_error is not None and time.monotonic() >= self.retry_at:
-            self.retry_disk()
+        if self.disk_error is not None and time.monotonic() >= self._retry_at:
+            self._retry_disk()
         # Offline, or still flushing older stored messages: to disk, in order. Not while memory
         # holds messages that fell back there (the disk refused them): they are older.
         to_disk = self.disk is not None and (not connected or self.stored) and not self.memory
-        if not (to_disk and self.store(message)):
-            self.remember(message)
+        if not (to_disk and self._store(message)):
+            self._remember(message)
 
     @property
     def stored(self) -> int:
@@ -86,9 +90,9 @@ class Outbox:
 
     @property
     def buffered(self) -> int:
-        return len(self.memory) + len(self.unacked) + self.stored
+        return len(self.memory) + len(self._unacked) + self.stored
 
-    def remember(self, message: Message) -> None:
+    def _remember(self, message: Message) -> None:
         if len(self.memory) >= self.config.buffer:
             self.memory.popleft()
             self.dropped("buffer_full")
@@ -99,10 +103,10 @@ class Outbox:
         self._metrics.mqtt_dropped.labels(reason).inc(count)
         self.counts[f"dropped_{reason}"] += count
 
-    def store(self, message: Message) -> bool:
+    def _store(self, message: Message) -> bool:
         """To the disk buffer; False (and the message stays with the caller) if it refused."""
         assert self.disk is not None
-        if self.disk_error is not None and time.monotonic() < self.retry_at:
+        if self.disk_error is not None and time.monotonic() < self._retry_at:
             return False
         try:
             dropped = self.disk.append(message.topic, message.payload, message.qos, message.retain)
@@ -116,7 +120,7 @@ class Outbox:
         self._metrics.mqtt_buffered.set(self.buffered)
         return True
 
-    def retry_disk(self) -> None:
+    def _retry_disk(self) -> None:
         """While connected nothing may need the disk for a long time: probe it, so /readyz
         says it is healthy again as soon as it is."""
         assert self.disk is not None
@@ -142,7 +146,7 @@ class Outbox:
 
     def _disk_failed(self, exc: BaseException) -> None:
         """Once per episode: say so, with the path and errno; retry the disk every DISK_RETRY s."""
-        self.retry_at = time.monotonic() + DISK_RETRY
+        self._retry_at = time.monotonic() + DISK_RETRY
         if self.disk_error is not None:
             return
         errno = getattr(exc, "errno", None) or getattr(exc, "sqlite_errorname", None)
@@ -157,22 +161,54 @@ class Outbox:
             capacity=self.config.buffer,
         )
 
-    def spill(self) -> None:
+    @property
+    def inflight(self) -> int:
+        return len(self._unacked)
+
+    def take(self, now: float) -> Message | None:
+        """The next message to send (stored ones first: they are older); it is in flight until
+        :meth:`acked`, :meth:`rejected` or :meth:`requeue`."""
+        message = self._next()
+        if message is not None:
+            message.sent = now
+            self._unacked[message.key] = message
+        return message
+
+    def acked(self, message: Message) -> bool:
+        """The broker has it: off the disk, counted. False if it was no longer in flight (the
+        connection was given up meanwhile: it is queued again and will be sent again)."""
+        if self._unacked.pop(message.key, None) is None:
+            return False
+        self._forget_row(message)
+        self.counts["published"] += 1
+        return True
+
+    def rejected(self, message: Message) -> None:
+        """No broker would take it (the client refused it): dropped and counted, never retried."""
+        self._unacked.pop(message.key, None)
+        self._forget_row(message)
+        self.dropped("rejected")
+
+    def overdue(self, now: float, timeout: float) -> bool:
+        """A message in flight has waited longer than ``timeout`` for its acknowledgement."""
+        return any(m.sent and now - m.sent > timeout for m in self._unacked.values())
+
+    def requeue(self) -> None:
         """Connection gone: unacknowledged and pending memory messages go to disk, in order
         (or stay in memory, in order, where the disk refuses them)."""
-        pending = [m for m in self.unacked.values() if m.row == 0] + list(self.memory)
+        pending = [m for m in self._unacked.values() if m.row == 0] + list(self.memory)
         self.memory.clear()
-        self.unacked.clear()
+        self._unacked.clear()
         self._batch.clear()
         self._cursor = 0  # unacknowledged stored rows are still on disk: send them again
         for index, message in enumerate(pending):
-            if self.disk is None or not self.store(message):
+            if self.disk is None or not self._store(message):
                 for rest in pending[index:]:
-                    self.remember(rest)
+                    self._remember(rest)
                 break
         self._metrics.mqtt_buffered.set(self.buffered)
 
-    def next(self) -> Message | None:
+    def _next(self) -> Message | None:
         """Stored messages first (they are older), then memory."""
         if self.stored > 0:
             if not self._batch:
@@ -191,14 +227,14 @@ class Outbox:
                         )
                     )
                 if not self._batch and len(stored_batch) == DISK_BATCH:
-                    return self.next()  # a whole batch of rows already acknowledged: the next one
+                    return self._next()  # a whole batch of rows already acknowledged: the next one
             if self._batch:
                 return self._batch.popleft()
-            if any(m.row for m in self.unacked.values()):
+            if any(m.row for m in self._unacked.values()):
                 return None  # every stored row is in flight: newer messages wait for them
         return self.memory.popleft() if self.memory else None
 
-    def forget_row(self, message: Message) -> None:
+    def _forget_row(self, message: Message) -> None:
         """The broker has it: off the disk, or (the disk refuses the delete) remembered as sent."""
         if message.row and self.disk is not None:
             try:
@@ -210,11 +246,16 @@ class Outbox:
     def _last_delete_attempt(self) -> None:
         """At close: one last try to delete acknowledged rows, so the next start does not resend them."""
         with contextlib.suppress(sqlite3.Error, OSError):
-            self.retry_disk()
+            self._retry_disk()
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, *, requeue: bool = False) -> None:
         """At shutdown: what the broker did not take stays on disk for the next start; what
-        only memory held (no disk buffer, or one that refused writes) is lost, and counted."""
+        only memory held (no disk buffer, or one that refused writes) is lost, and counted.
+        ``requeue``: the last flush did not finish: what is in flight and in memory first goes
+        to disk (one more try, even if the disk refused writes a moment ago)."""
+        if requeue:
+            self._retry_at = 0.0
+            self.requeue()
         if self.disk is not None:
             if self._acked_rows:
                 self._last_delete_attempt()

@@ -397,7 +397,7 @@ async def test_a_message_the_client_refuses_is_dropped_and_counted_not_retried(b
     metrics = Metrics()
     sink = MqttSink(MqttConfig(port=broker.port, instance="refuse", buffer_dir=""), metrics)
     sink.start()
-    await asyncio.wait_for(sink.connected.wait(), 10)
+    await asyncio.wait_for(sink.until_connected(), 10)
     sink.publish("streamd/refuse/" + "x" * 70_000, b"never")  # over MQTT's 65,535-byte topic limit
     sink.publish("streamd/refuse/ok", b"fine")
     started = time.monotonic()

@@ -8,7 +8,7 @@ from pathlib import Path
 from streamd.config import MqttConfig
 from streamd.demo.broker import free_port
 from streamd.metrics import Metrics
-from streamd.sinks.mqtt import MqttSink
+from streamd.sinks.mqtt import Connection, MqttSink
 
 
 async def started(config: MqttConfig) -> MqttSink:
@@ -22,7 +22,7 @@ async def test_async_with_waits_for_the_first_attempt_and_flushes_or_keeps_at_ex
     """A broker that is down is no error at entry (messages wait); at exit they stay on disk."""
     config = MqttConfig(port=free_port(), instance="ctx", buffer=10, buffer_dir=str(tmp_path))
     async with MqttSink(config, Metrics()) as sink:
-        assert sink.first_attempt_done.is_set() and not sink.refused
+        assert sink.state is not Connection.STARTING and not sink.refused
         sink.close_timeout = 0.5
         sink.publish("t/1", b"x")
     assert sink.task is not None and sink.task.done()
