@@ -22,7 +22,7 @@ from streamd.shard import Shard
 from streamd.shard import apply as apply_shard
 
 if TYPE_CHECKING:
-    from streamd.inference.engine import Engine
+    pass
 
 EX_OK = 0
 EX_SOFTWARE = 1
@@ -330,14 +330,12 @@ def startup_failure(exc: Exception) -> int:
 def run(
     config: Config,
     load: Callable[[], Config] | None = None,
-    engine_class: type[Engine] | None = None,
     workers: Literal["auto"] | int | None = None,
     config_path: Path | None = None,
 ) -> int:
     """One process, or (``workers`` > 1) a parent and its worker processes (``service/``), which
     read ``config_path`` themselves."""
     from streamd.daemon import Daemon
-    from streamd.inference.engine import Engine as DefaultEngine
     from streamd.service.plan import usable_cores, worker_count
 
     cores = usable_cores()
@@ -347,6 +345,6 @@ def run(
             from streamd.service.parent import Service
 
             return asyncio.run(Service(config, load, config_path, count, cores).serve())
-        return asyncio.run(Daemon(config, load, engine_class=engine_class or DefaultEngine).serve())
+        return asyncio.run(Daemon(config, load).serve())
     except Exception as exc:
         return startup_failure(exc)

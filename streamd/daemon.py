@@ -19,7 +19,6 @@ from streamd.control import Switches, switches_path
 from streamd.failures import Failures
 from streamd.filters.objects import ObjectFilterStage
 from streamd.health import HealthServer, Response, readiness, standard_routes
-from streamd.inference.engine import Engine
 from streamd.inference.slot import EngineSlot
 from streamd.lifecycle import Lifecycle
 from streamd.logging import get_logger
@@ -53,7 +52,6 @@ class Daemon(Lifecycle):
         config: Config,
         load: Callable[[], Config] | None = None,
         metrics: Metrics | None = None,
-        engine_class: type[Engine] = Engine,
         worker: WorkerLink | None = None,
     ) -> None:
         """``load``: reads the config again (SIGHUP). ``worker``: one of the service's worker
@@ -83,7 +81,7 @@ class Daemon(Lifecycle):
             stages.append(PresenceStage(config.mqtt, self.sink))
         self.failures = Failures(self.metrics)
         self.chain = Chain([*stages, self.detections], self.failures)
-        self.engines = EngineSlot(self.queue, self.metrics, self.chain, engine_class, self.failures)
+        self.engines = EngineSlot(self.queue, self.metrics, self.chain, self.failures)
         self.sources = SourceSet(
             self.queue,
             self.metrics,

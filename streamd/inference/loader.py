@@ -21,12 +21,11 @@ async def build_engine(
     core: ov.Core,
     metrics: Metrics,
     on_result: ResultCallback,
-    engine_class: type[Engine] = Engine,
     failures: Failures | None = None,
 ) -> Engine:
     """Read, place and compile (in worker threads): the loop keeps serving meanwhile."""
     prepared = await asyncio.to_thread(prepare, cfg, core)
-    engine = engine_class(prepared, metrics, on_result, failures)
+    engine = Engine(prepared, metrics, on_result, failures)
     variant = await engine.start()
     placed = variant.placement
     if placed.fallback:

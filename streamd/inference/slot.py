@@ -31,19 +31,17 @@ class EngineSlot:
         queue: FrameQueue,
         metrics: Metrics,
         on_result: ResultCallback,
-        engine_class: type[Engine] = Engine,
         failures: Failures | None = None,
     ) -> None:
         self._queue, self._metrics, self._on_result = queue, metrics, on_result
         self._failures = failures
-        self._engine_class = engine_class
         self._core = ov.Core()  # one for the process: a Core per reload would keep its plugins alive
         self.engine: Engine | None = None
         self._task: asyncio.Task[None] | None = None
         self._transform: Transform | None = None
 
     async def build(self, model: ModelConfig) -> Engine:
-        return await build_engine(model, self._core, self._metrics, self._on_result, self._engine_class, self._failures)
+        return await build_engine(model, self._core, self._metrics, self._on_result, self._failures)
 
     def swap(self, engine: Engine) -> None:
         """The new engine takes the queue; the old one finishes its in-flight frames, then is

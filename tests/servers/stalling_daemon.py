@@ -1,6 +1,6 @@
 """``python -m tests.servers.stalling_daemon -c FILE``: the real daemon, with an engine that stops
-taking frames after 15 of them, like a wedged device (for the watchdog test). A test double passed
-in, instead of a hook in production code."""
+taking frames after 15 of them, like a wedged device (for the watchdog test). The engine's ``run``
+is replaced in this process only: production code carries no hook for it."""
 
 from __future__ import annotations
 
@@ -36,13 +36,16 @@ class StallAfter:
         return await self._queue.get()
 
 
-class StallingEngine(Engine):
-    async def run(self, queue: FrameQueue) -> None:
-        await super().run(StallAfter(queue, STALL_AFTER))  # type: ignore[arg-type]
+_engine_run = Engine.run
+
+
+async def stalling_run(self: Engine, queue: FrameQueue) -> None:
+    await _engine_run(self, StallAfter(queue, STALL_AFTER))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
     path = Path(sys.argv[sys.argv.index("-c") + 1])
     config = load_config(path)
     configure(config.log.format, config.log.level)
-    sys.exit(run(config, lambda: load_config(path), engine_class=StallingEngine))
+    Engine.run = stalling_run  # type: ignore[method-assign]
+    sys.exit(run(config, lambda: load_config(path)))
