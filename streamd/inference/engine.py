@@ -30,7 +30,7 @@ from streamd.inference.regions import merge, shift
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue, QueueClosed
-from streamd.types import Detection, Frame, Region, Result, Transform
+from streamd.types import Detection, Frame, Result, Transform
 
 log = get_logger(__name__)
 
@@ -44,6 +44,19 @@ class EngineStatus:
     inflight: int
     completed: int  # frames fully through the engine
     last_progress: float  # monotonic time of the last completion
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A frame taken from the queue, in its source's order: its parts on the device (the whole
+    frame is one part; with motion regions, one per crop) and, once all are back, its detections."""
+
+    frame: Frame
+    parts: list[list[Detection] | None]
+    detections: list[Detection] | None = None
+
+
+Request = tuple[_Pending, int]  # what rides in a request's userdata: the frame and the part
 
 
 @dataclass
@@ -70,16 +83,14 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         # Results cross from OpenVINO threads in batches: one loop wake-up per batch, not per frame.
-        self._done: Handoff[tuple[Frame | tuple[Frame, int], list[np.ndarray], float]] | None = None
+        self._done: Handoff[tuple[Request, list[np.ndarray], float]] | None = None
         self.base: CompiledVariant | None = None
         self.completed = 0  # frames fully through the engine; the watchdog reads progress here
         self.last_progress = time.monotonic()
         self._retired = False
-        # Per source, the frames on the device in start (= capture) order, and finished results
-        # waiting for an earlier frame of their source.
-        self._order: defaultdict[str, deque[Frame]] = defaultdict(deque)
-        self._finished: dict[int, list[Detection]] = {}
-        self._parts: dict[int, list[list[Detection] | None]] = {}  # per frame with regions
+        # Per source, the frames taken from the queue in capture order; finished ones wait here
+        # for the earlier frames of their source.
+        self._order: defaultdict[str, deque[_Pending]] = defaultdict(deque)
         self._waiting_for_frame = False
         self._flushed: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
 
@@ -142,40 +153,42 @@ class Engine:
             finally:
                 self._waiting_for_frame = False
             # Counted as the source's from the moment it leaves the queue (flushed() relies on it).
-            self._order[frame.source].append(frame)
+            pending = _Pending(frame, [])
+            self._order[frame.source].append(pending)
             self._metrics.queue_depth.set(len(queue))
             if frame.skipped is not None:  # motion gating: no inference, but its place in the order
-                self._finished[id(frame)] = []
+                pending.detections = []
                 self._release(frame.source)
                 continue
-            if frame.regions:  # motion regions: one request per crop, merged when all are back
-                await self._start_regions(frame, frame.regions)
-                continue
-            await self._slots.acquire()
+            await self._start_frame(pending, net_size)
+        await self.drain()
+
+    async def _start_frame(self, pending: _Pending, net_size: tuple[int, int]) -> None:
+        """One request per part: the whole frame, or each motion region (merged when all are back)."""
+        assert self._slots is not None
+        frame = pending.frame
+        if frame.regions:
+            inputs = [region.tensor for region in frame.regions]
+            runner = await self._runner(None)
+        else:
+            inputs = [frame.tensor]
             shape = frame.tensor.shape
             size = (shape[2], shape[1])
             runner = await self._runner(None if size == net_size or net_size[0] < 0 else size)
-            frame.started = time.monotonic()
-            self._start(runner, frame.tensor, frame)
-            self._metrics.queue_wait_for(frame.source).observe(frame.started - frame.captured)
-        await self.drain()
-
-    async def _start_regions(self, frame: Frame, regions: list[Region]) -> None:
-        assert self._slots is not None
-        self._parts[id(frame)] = [None] * len(regions)
-        frame.started = time.monotonic()
-        self._metrics.queue_wait_for(frame.source).observe(frame.started - frame.captured)
-        runner = await self._runner(None)
-        for index, region in enumerate(regions):
+        pending.parts = [None] * len(inputs)
+        for index, tensor in enumerate(inputs):
             await self._slots.acquire()
-            self._start(runner, region.tensor, (frame, index))
+            if index == 0:
+                frame.started = time.monotonic()
+                self._metrics.queue_wait_for(frame.source).observe(frame.started - frame.captured)
+            self._start(runner, tensor, (pending, index))
 
-    def _start(self, runner: _Runner, tensor: ov.Tensor, userdata: Frame | tuple[Frame, int]) -> None:
-        """One request on the device (a slot is held); ``userdata`` keeps the input alive."""
+    def _start(self, runner: _Runner, tensor: ov.Tensor, request: Request) -> None:
+        """One request on the device (a slot is held); its userdata keeps the input alive."""
         self._inflight += 1
         self._idle.clear()
         self._metrics.inflight_requests.set(self._inflight)
-        runner.queue.start_async(tensor, userdata, share_inputs=True)
+        runner.queue.start_async(tensor, request, share_inputs=True)
 
     async def flushed(self, source: str) -> None:
         """Until every frame of ``source`` taken from the queue has been reported."""
@@ -204,12 +217,12 @@ class Engine:
         self.base = None
         self._done = None
 
-    def _on_done(self, request: ov.InferRequest, userdata: Frame | tuple[Frame, int]) -> None:
+    def _on_done(self, request: ov.InferRequest, userdata: Request) -> None:
         # OpenVINO thread: copy the (small) outputs before the request is reused, nothing else.
         assert self._done is not None
         self._done.put((userdata, [tensor.data.copy() for tensor in request.output_tensors], request.latency / 1000.0))
 
-    def _complete(self, batch: list[tuple[Frame | tuple[Frame, int], list[np.ndarray], float]]) -> None:
+    def _complete(self, batch: list[tuple[Request, list[np.ndarray], float]]) -> None:
         assert self._slots is not None
         for _ in batch:
             self._slots.release()  # first, so the feeder refills the device before we decode
@@ -217,18 +230,19 @@ class Engine:
         self._metrics.inflight_requests.set(self._inflight)
         self.completed += len(batch)
         self.last_progress = time.monotonic()
-        for userdata, outputs, seconds in batch:
+        for (pending, index), outputs, seconds in batch:
             self._metrics.inference_seconds.observe(seconds)
-            if isinstance(userdata, tuple):
-                frame, index = userdata
-                merged = self._region_done(frame, index, outputs, seconds)
-                if merged is None:
-                    continue  # other regions of the frame still on the device
-                self._finished[id(frame)] = merged
+            frame = pending.frame
+            frame.inference += seconds
+            if frame.regions:  # a crop's detections, in frame pixels
+                region = frame.regions[index]
+                pending.parts[index] = shift(self._decode(frame, outputs, region.width, region.height), region)
             else:
-                frame = userdata
-                frame.inference = seconds
-                self._finished[id(frame)] = self._decode(frame, outputs, frame.width, frame.height)
+                pending.parts[index] = self._decode(frame, outputs, frame.width, frame.height)
+            if any(part is None for part in pending.parts):
+                continue  # other regions of the frame still on the device
+            parts = [part for part in pending.parts if part is not None]
+            pending.detections = merge(parts) if frame.regions else parts[0]
             self._metrics.inferred_for(frame.source).inc()
             self._release(frame.source)
         if self._inflight == 0:
@@ -255,29 +269,16 @@ class Engine:
             return kept
         return detections
 
-    def _region_done(
-        self, frame: Frame, index: int, outputs: list[np.ndarray], seconds: float
-    ) -> list[Detection] | None:
-        """One region's detections, in frame pixels; all of the frame's, merged, once the last is in."""
-        assert frame.regions is not None
-        region = frame.regions[index]
-        parts = self._parts[id(frame)]
-        parts[index] = shift(self._decode(frame, outputs, region.width, region.height), region)
-        frame.inference += seconds
-        if any(part is None for part in parts):
-            return None
-        del self._parts[id(frame)]
-        return merge([part for part in parts if part is not None])
-
     def _release(self, source: str) -> None:
         """Requests finish out of order; results leave in each source's capture order."""
         order = self._order[source]
-        while order and id(order[0]) in self._finished:
+        while order and order[0].detections is not None:
             ready = order.popleft()
+            assert ready.detections is not None
             try:
-                self._on_result(Result(ready, self._finished.pop(id(ready)), self.prepared.name, self.device))
+                self._on_result(Result(ready.frame, ready.detections, self.prepared.name, self.device))
             except Exception:
-                log.exception("result_failed", source=ready.source, frame=ready.seq)
+                log.exception("result_failed", source=ready.frame.source, frame=ready.frame.seq)
         if not order and self._flushed.get(source):
             for waiter in self._flushed.pop(source):
                 if not waiter.done():

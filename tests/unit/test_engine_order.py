@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from streamd.inference.engine import Engine
+from streamd.inference.engine import Engine, _Pending
 from streamd.metrics import Metrics
 from streamd.types import Detection, Frame, Result
 
@@ -31,17 +31,17 @@ def frame(source: str, seq: int) -> Frame:
     return Frame(source, seq, 0.0, 0.0, 1, 1, None)
 
 
-def finish(e: Engine, f: Frame) -> None:
-    """What the OpenVINO callback hands over, as the loop receives it."""
-    e._complete([(f, [np.array([f.seq / 10])], 0.01)])
+def finish(e: Engine, p: _Pending) -> None:
+    """What the OpenVINO callback hands over for the frame's one part, as the loop receives it."""
+    e._complete([((p, 0), [np.array([p.frame.seq / 10])], 0.01)])
 
 
 async def test_results_leave_in_capture_order_per_source_and_flushed_waits_for_its_source() -> None:
     results: list[Result] = []
     e = engine(results)
-    frames = {(s, i): frame(s, i) for s in ("a", "b") for i in range(3)}
-    for f in frames.values():
-        e._order[f.source].append(f)
+    frames = {(s, i): _Pending(frame(s, i), [None]) for s in ("a", "b") for i in range(3)}
+    for p in frames.values():
+        e._order[p.frame.source].append(p)
         e._inflight += 1
     a_flushed = asyncio.create_task(e.flushed("a"))
     finish(e, frames[("a", 2)])
