@@ -139,6 +139,12 @@ class SourceConfig(_Strict):
             data = {**data, "drop": "block" if unpaced_file else "oldest"}
         return data
 
+    @property
+    def takes_snapshots(self) -> bool:
+        """Snapshots are taken per tracked object: the one place that rule is written (the
+        validator below refuses ``snapshots`` without ``tracking``)."""
+        return self.snapshots is not None and self.tracking is not None
+
     @model_validator(mode="after")
     def _zones_need_tracking(self) -> SourceConfig:
         if (self.zones or self.lines) and self.tracking is None:
@@ -146,7 +152,7 @@ class SourceConfig(_Strict):
         names = [z.name for z in self.zones] + [line.name for line in self.lines]
         if len(names) != len(set(names)):
             raise ValueError("zone and line names must be unique within a source")
-        if self.snapshots is not None and self.tracking is None:
+        if self.snapshots is not None and not self.takes_snapshots:
             raise ValueError("snapshots are taken per tracked object: add [sources.tracking] to this source")
         zones = {z.name for z in self.zones}
         for label, rule in self.filters.items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from streamd import __version__, systemd
 from streamd.config import Config
@@ -36,14 +36,26 @@ from streamd.sources.motion import MotionFeedback
 from streamd.stats import StatsStage
 from streamd.supervisor import Supervisor
 from streamd.tracking.stage import TrackingStage
+from streamd.types import Result
 from streamd.watchdog import ping_while_healthy
 
 if TYPE_CHECKING:
     from streamd.service.link import WorkerLink
+    from streamd.sinks.outbox import Message
 
 log = get_logger(__name__)
 
 EX_NOINPUT = 66  # every source was a file that could not be read
+
+
+class Observer(Protocol):
+    """What a bench or an embedding application attaches to the daemon (``Daemon(observer=)``):
+    every Result after the chain's own stages, and every frame's message once the broker has
+    acknowledged it, with the seconds since its frame was captured."""
+
+    def on_result(self, result: Result) -> None: ...
+
+    def on_acked(self, message: Message, seconds: float) -> None: ...
 
 
 class Daemon(Lifecycle):
@@ -53,20 +65,25 @@ class Daemon(Lifecycle):
         load: Callable[[], Config] | None = None,
         metrics: Metrics | None = None,
         worker: WorkerLink | None = None,
+        observer: Observer | None = None,
     ) -> None:
         """``load``: reads the config again (SIGHUP). ``worker``: one of the service's worker
         processes (``service/``); the parent then owns the service-wide parts (the status topic,
-        the stats message, systemd, the public port)."""
+        the stats message, systemd, the public port). ``observer``: see :class:`Observer`."""
         self.config = config
         self.load = worker.load if worker else load  # what SIGHUP re-reads
         self.worker = worker
         self.metrics = metrics or Metrics()
         self.should_exit = asyncio.Event()
         self.supervisor = Supervisor(self.metrics)
-        self.sink = MqttSink(config.mqtt, self.metrics, worker.index if worker else None)
+        self.sink = MqttSink(
+            config.mqtt,
+            self.metrics,
+            worker.index if worker else None,
+            on_acked=observer.on_acked if observer else None,
+        )
         self.stats = StatsStage(self.metrics)
-        self.queue = FrameQueue(config.queue.size, self.stats.on_drop, config.queue.max_bytes)
-        self.queue.on_skip = self.stats.on_skip
+        self.queue = FrameQueue(config.queue.size, self.stats.on_drop, config.queue.max_bytes, self.stats.on_skip)
         self.snapshots = SnapshotStage(self.sink, self.metrics)
         self.tracking = TrackingStage(self.sink, self.metrics, before_end=self.snapshots.finish)
         self.detections = DetectionsStage(config.mqtt, self.sink)
@@ -80,7 +97,7 @@ class Daemon(Lifecycle):
         if config.mqtt.discovery:
             stages.append(PresenceStage(config.mqtt, self.sink))
         self.failures = Failures(self.metrics)
-        self.chain = Chain([*stages, self.detections], self.failures)
+        self.chain = Chain([*stages, self.detections, *([observer] if observer else [])], self.failures)
         self.engines = EngineSlot(self.queue, self.metrics, self.chain, self.failures)
         self.sources = SourceSet(
             self.queue,

@@ -25,7 +25,15 @@ class QueueClosed(Exception):
 
 
 class FrameQueue:
-    def __init__(self, size: int, on_drop: DropCallback | None = None, max_bytes: int = 1 << 30) -> None:
+    def __init__(
+        self,
+        size: int,
+        on_drop: DropCallback | None = None,
+        max_bytes: int = 1 << 30,
+        on_skip: SkipCallback | None = None,
+    ) -> None:
+        """``on_drop``: a frame lost (queue full, memory bound, shutdown); ``on_skip``: a frame
+        of a paused source (detect switched off), not inferred on purpose."""
         self.size = size
         self.max_bytes = max_bytes
         self.bytes = 0  # frame data queued now (read by block readers, from their threads)
@@ -40,7 +48,7 @@ class FrameQueue:
         self._depth = 0
         self._taken: dict[str, Callable[[], None]] = {}
         self._paused: dict[str, str] = {}  # source -> why its frames are skipped
-        self.on_skip: SkipCallback = lambda source, reason: None
+        self._on_skip = on_skip or (lambda source, reason: None)
 
     def __len__(self) -> int:
         return self._depth
@@ -87,7 +95,7 @@ class FrameQueue:
         return skipped
 
     def _skip(self, source: str, reason: str) -> None:
-        self.on_skip(source, reason)
+        self._on_skip(source, reason)
         taken = self._taken.get(source)
         if taken is not None:
             taken()  # a 'block' reader counted it as queued

@@ -1,6 +1,9 @@
 """What a SIGHUP changes: a pure diff of two configs (:func:`plan_reload`), applied all or
-nothing (:func:`apply_reload`): the new config is read and its model compiled before anything
-running is touched; every outcome is logged as ``reload_done`` or ``reload_rejected``."""
+nothing (:func:`apply_reload`): the new config is read, its model compiled and its new sources'
+readers built before anything running is touched; if starting one of them still fails, the
+sources this reload stopped run again with their old settings, and the running model and config
+stay. The model is swapped last. Every outcome is logged as ``reload_done`` or
+``reload_rejected``."""
 
 from __future__ import annotations
 
@@ -52,6 +55,13 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     )
 
 
+def _reject(engine: Engine | None, exc: Exception, key: str, **fields: object) -> None:
+    """Nothing of the new config stays: the model it compiled is released unused."""
+    if engine is not None:
+        engine.close()
+    log.error("reload_rejected", error=repr(exc), key=key, **fields)
+
+
 class Reloadable(Protocol):
     """What a reload changes in the running daemon."""
 
@@ -87,19 +97,33 @@ async def apply_reload(
         except Exception as exc:  # config, model, placement or anything else: keep running as is
             log.error("reload_rejected", error=str(exc), key="model")
             return
+    after = {s.name: s for s in new.sources}
+    before = {s.name: s for s in old.sources}
     try:
-        if engine is not None:
-            target.engines.swap(engine)
-        after = {s.name: s for s in new.sources}
-        for name in plan.stopped:
-            removed = name in plan.removed
-            moved = removed and elsewhere(name)
-            await target.sources.stop(name, removed, moved=moved, timeout=new.daemon.shutdown_timeout)
-        for name in plan.started:
-            target.sources.start(after[name])
+        readers = [target.sources.prepare(after[name]) for name in plan.started]
     except Exception as exc:
-        log.exception("reload_rejected", error=repr(exc), key="sources")
+        _reject(engine, exc, "sources")
         return
+    for name in plan.stopped:
+        removed = name in plan.removed
+        moved = removed and elsewhere(name)
+        await target.sources.stop(name, removed, moved=moved, timeout=new.daemon.shutdown_timeout)
+    launched: list[str] = []
+    try:
+        for reader in readers:
+            target.sources.launch(reader)
+            launched.append(reader.name)
+    except Exception as exc:
+        # Back to the running state: this reload's sources go, the ones it stopped come back.
+        for name in launched:
+            await target.sources.stop(name, name in plan.added, timeout=new.daemon.shutdown_timeout)
+        restored = [name for name in plan.stopped if name in before and not (name in plan.removed and elsewhere(name))]
+        for name in restored:
+            target.sources.start(before[name])
+        _reject(engine, exc, "sources", restored=restored)
+        return
+    if engine is not None:
+        target.engines.swap(engine)
     target.config = new.model_copy(update={n: getattr(old, n) for n in plan.needs_restart})
     log.info(
         "reload_done",

@@ -89,7 +89,6 @@ async def measure_pipeline(
             "metrics": config.metrics.model_copy(update={"listen": ""}),
         }
     )
-    daemon = Daemon(run_config)
     result = PipelineRun()
     window: dict[str, float] = {}
     acked = 0
@@ -126,13 +125,16 @@ async def measure_pipeline(
                 close_window()
 
     class Observer:
+        """The bench, attached through the daemon's public hook."""
+
         def on_result(self, result: Result) -> None:
             if observe is not None and "start" in window and "end" not in window:
                 observe(result)
 
-    daemon.chain.stages.append(Observer())
+        def on_acked(self, message: Message, latency: float) -> None:
+            on_acked(message, latency)
 
-    daemon.sink.on_acked = on_acked
+    daemon = Daemon(run_config, observer=Observer())
     progress = Progress(label, int(seconds) if seconds else frames, "s" if seconds else "frames")
 
     async def report() -> None:

@@ -76,10 +76,17 @@ class SinkStatus:
 
 
 class MqttSink:
-    def __init__(self, config: MqttConfig, metrics: Metrics, worker: int | None = None) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        metrics: Metrics,
+        worker: int | None = None,
+        on_acked: Callable[[Message, float], None] | None = None,
+    ) -> None:
         """``worker``: one of several worker processes. The service's ``{prefix}/status`` is then
         the parent's; this client's ``online``/``offline`` (not retained) go to
-        ``{prefix}/workers/{worker}/status``."""
+        ``{prefix}/workers/{worker}/status``. ``on_acked(message, seconds from capture)``: a
+        frame's message was acknowledged."""
         self.config = config
         self._metrics = metrics
         self.prefix = f"{config.topic_prefix}/{config.instance}"
@@ -98,8 +105,7 @@ class MqttSink:
         # Set by the connection's watchers (a dropped connection, a missing PUBACK); the pump raises it.
         self._lost: Exception | None = None
         self.protocol = aiomqtt.ProtocolVersion.V5  # MQTT 5 first, 3.1.1 if the broker refuses it
-        # Called with (message, seconds from capture) when a frame's message is acknowledged.
-        self.on_acked: Callable[[Message, float], None] | None = None
+        self._on_acked = on_acked
         self.close_timeout = 10.0  # what ``async with`` allows the final flush
         self._progress_at = time.monotonic()  # connected, or the broker acknowledged a message
         self._subscriptions: list[str] = []
@@ -353,6 +359,6 @@ class MqttSink:
         if message.source is not None:
             seconds = now - message.captured
             self._metrics.end_to_end_for(message.source).observe(seconds)
-            if self.on_acked is not None:
-                self.on_acked(message, seconds)
+            if self._on_acked is not None:
+                self._on_acked(message, seconds)
         self._wake.set()

@@ -25,7 +25,7 @@ class PresenceStage:
         return self._sink.topic(source, f"presence/{label.replace(' ', '_')}")
 
     def configure(self, config: SourceConfig) -> None:
-        self._snapshots[config.name] = config.snapshots is not None and config.tracking is not None
+        self._snapshots[config.name] = config.takes_snapshots
 
     def _entity(self, component: str, slug: str, name: str, **fields: object) -> None:
         cfg = self._config

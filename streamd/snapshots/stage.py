@@ -36,10 +36,10 @@ class SnapshotStage:
         self.seconds: list[float] = []  # encode time of each snapshot (bench and tests)
 
     def configure(self, config: SourceConfig) -> None:
-        if config.snapshots is None or config.tracking is None:
-            self._configs.pop(config.name, None)
-        else:
+        if config.snapshots is not None and config.takes_snapshots:
             self._configs[config.name] = config.snapshots
+        else:
+            self._configs.pop(config.name, None)
 
     def wants_images(self, source: str) -> bool:
         """Reader threads keep the decoded frame on the Frame only for these sources."""

@@ -99,7 +99,7 @@ class CaptureSource:
         self._metrics = metrics
         self._on_state = on_state
         self._transform = transform
-        self._keep_image = config.snapshots is not None and config.tracking is not None
+        self._keep_image = config.takes_snapshots
         self.gate = MotionGate(config.motion) if config.motion is not None else None
         self._regions = regions if config.motion is not None and config.motion.regions else None
         # Skipped frames travel to the stages only where one needs them (tracking ages its tracks,

@@ -55,10 +55,11 @@ class SourceSet:
         return bool(self.sources) and all(s.finite for s in self.sources.values())
 
     def start(self, config: SourceConfig) -> None:
-        self._metrics.init_source(config)
-        self._chain.configure(config)
-        self._detect_off.discard(config.name)
-        self._chain.source_started(config.name)
+        self.launch(self.prepare(config))
+
+    def prepare(self, config: SourceConfig) -> CaptureSource:
+        """The source's reader, built but not started: nothing running is touched yet (a reload
+        prepares every new source before it changes anything)."""
         source = CaptureSource(
             config,
             asyncio.get_running_loop(),
@@ -70,8 +71,23 @@ class SourceSet:
         )
         mqtt = self._sink.config
         source.forward_skipped = config.tracking is not None or mqtt.publish_empty or mqtt.discovery
+        return source
+
+    def launch(self, source: CaptureSource) -> None:
+        """Start a prepared reader and tell the stages. If either fails, the source is left
+        stopped and unknown to the stages, and the error raised."""
+        config = source.config
+        source.start()  # first: a thread that cannot start leaves nothing behind
+        try:
+            self._metrics.init_source(config)
+            self._chain.configure(config)
+            self._detect_off.discard(config.name)
+            self._chain.source_started(config.name)
+        except Exception:
+            source.stop()
+            self._chain.source_finished(config.name)
+            raise
         self.sources[source.name] = source
-        source.start()
         for hook in self.on_started:
             hook(config.name)
 

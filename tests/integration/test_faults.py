@@ -326,6 +326,55 @@ async def test_a_reload_that_fails_to_compile_is_rejected_and_changes_nothing(
     assert not subscriber.on("/new/state"), "all or nothing: the new source did not start"
 
 
+async def test_a_reload_that_fails_half_way_leaves_the_running_service_as_it_was(
+    tmp_path: Path, default_model: Path, broker: Mosquitto, subscriber: Collected, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new model compiles and the changed source stops, then the new source's reader thread
+    cannot start (as under a thread limit): the old model, config and source settings run on."""
+    from streamd.config_file import load_config
+    from streamd.daemon import Daemon
+    from streamd.sources.capture import CaptureSource
+
+    clip, _ = mixed_clip(tmp_path)
+    path = tmp_path / "streamd.toml"
+    cam = {"name": "cam", "uri": clip, "realtime": True, "loop": True}
+    write_config(path, default_model, [cam], broker.port, model={"device": "CPU"}, metrics={"listen": ""})
+    daemon = Daemon(load_config(path), load=lambda: load_config(path))
+    serving = asyncio.create_task(daemon.serve())
+    await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= 3, 60)
+    old_config, old_engine = daemon.config, daemon.engines.engine
+    old_cam = daemon.sources.sources["cam"].config
+
+    real_start = CaptureSource.start
+
+    def start(self: CaptureSource) -> None:
+        if self.name == "new":
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(CaptureSource, "start", start)
+    write_config(
+        path,
+        default_model,
+        [{**cam, "max_fps": 5}, {"name": "new", "uri": clip}],
+        broker.port,
+        model={"device": "CPU", "confidence": 0.6},
+        metrics={"listen": ""},
+    )
+    events: list[dict[str, Any]] = []
+    monkeypatch.setattr("streamd.reload.log.error", lambda event, **kw: events.append({"event": event, **kw}))
+    await daemon.reload()
+    assert [e["event"] for e in events] == ["reload_rejected"] and events[0]["restored"] == ["cam"], events
+    assert daemon.engines.engine is old_engine, "the model compiled for the new config was never swapped in"
+    assert daemon.config is old_config
+    assert set(daemon.sources.sources) == {"cam"} and daemon.sources.sources["cam"].config == old_cam
+    before = len(subscriber.on("/cam/detections"))
+    await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= before + 3, 30)
+    assert not [t for t, _ in subscriber.messages if "/new/" in t], "the new source never published"
+    daemon.should_exit.set()
+    await asyncio.wait_for(serving, 60)
+
+
 # -- 5. a broker that lies, a message the client refuses ------------------------------------------
 
 
