@@ -65,9 +65,6 @@ class Switches:
                 self._apply[switch](source, False)
             self._publish_state(source, switch, on)
 
-    def source_finished(self, source: str) -> None:
-        pass
-
     def on_message(self, topic: str, payload: bytes) -> None:
         """Called by the sink for every message on the subscribed topics; never raises."""
         try:

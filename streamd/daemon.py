@@ -202,8 +202,7 @@ class Daemon(Lifecycle):
         self.queue.close()
         await self.engines.drain(deadline - time.monotonic())
         self.supervisor.cancel_all()
-        for name in list(self.tracking.events):
-            self.tracking.source_finished(name)
+        self.tracking.finish_all()
         await self.snapshots.drain(deadline - time.monotonic())  # they and their end events first
         await self.sink.close(max(1.0, deadline - time.monotonic()))
         if self.health is not None:

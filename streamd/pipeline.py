@@ -25,21 +25,19 @@ class Stage(Protocol):
 
 
 @runtime_checkable
-class SourceAware(Protocol):
-    """A stage that keeps per-source state: told when a source starts and when its last frame
-    has gone through (after its reader ended, or when a reload stopped it)."""
+class SourceStarts(Protocol):
+    """A stage with per-source settings or state: given the source's config when it starts (again
+    after a reload changed it, or when its detect switch is turned back on)."""
 
-    def source_started(self, source: str) -> None: ...
-
-    def source_finished(self, source: str) -> None: ...
+    def source_started(self, config: SourceConfig) -> None: ...
 
 
 @runtime_checkable
-class Configurable(Protocol):
-    """A stage with per-source settings: given the source's config before it starts (and again
-    when a reload changes it)."""
+class SourceFinishes(Protocol):
+    """A stage told when a source's last frame has gone through (its reader ended, a reload
+    stopped it, or its detect switch was turned off)."""
 
-    def configure(self, config: SourceConfig) -> None: ...
+    def source_finished(self, source: str) -> None: ...
 
 
 class Chain:
@@ -63,19 +61,14 @@ class Chain:
             if failures is not None and failures.active:
                 failures.succeeded(result.frame.source, type(stage).__name__)
 
-    def configure(self, config: SourceConfig) -> None:
+    def source_started(self, config: SourceConfig) -> None:
         for stage in self.stages:
-            if isinstance(stage, Configurable):
-                stage.configure(config)
-
-    def source_started(self, source: str) -> None:
-        for stage in self.stages:
-            if isinstance(stage, SourceAware):
-                stage.source_started(source)
+            if isinstance(stage, SourceStarts):
+                stage.source_started(config)
 
     def source_finished(self, source: str) -> None:
         for stage in self.stages:
-            if isinstance(stage, SourceAware):
+            if isinstance(stage, SourceFinishes):
                 stage.source_finished(source)
         if self._failures is not None:  # a source that is gone (or paused) is not failing
             self._failures.forget(source)

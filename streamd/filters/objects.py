@@ -91,21 +91,13 @@ class SourceFilter:
 class ObjectFilterStage:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._configs: dict[str, SourceConfig] = {}
-        self._filters: dict[str, SourceFilter] = {}
+        self._filters: dict[str, SourceFilter] = {}  # sources with rules (they stay until it starts again)
 
-    def configure(self, config: SourceConfig) -> None:
-        self._configs[config.name] = config
-
-    def source_started(self, source: str) -> None:
-        config = self._configs.get(source)
-        if config is not None and (config.filters or config.object_masks or any(z.filters for z in config.zones)):
-            self._filters[source] = SourceFilter(config)
+    def source_started(self, config: SourceConfig) -> None:
+        if config.filters or config.object_masks or any(z.filters for z in config.zones):
+            self._filters[config.name] = SourceFilter(config)
         else:
-            self._filters.pop(source, None)
-
-    def source_finished(self, source: str) -> None:
-        pass  # the rules stay until the source is configured again
+            self._filters.pop(config.name, None)
 
     def on_result(self, result: Result) -> None:
         frame = result.frame

@@ -24,9 +24,6 @@ class PresenceStage:
     def _topic(self, source: str, label: str) -> str:
         return self._sink.topic(source, f"presence/{label.replace(' ', '_')}")
 
-    def configure(self, config: SourceConfig) -> None:
-        self._snapshots[config.name] = config.takes_snapshots
-
     def _entity(self, component: str, slug: str, name: str, **fields: object) -> None:
         cfg = self._config
         config = {
@@ -47,8 +44,10 @@ class PresenceStage:
         topic = f"{cfg.discovery_prefix}/{component}/{slug}/config"
         self._sink.publish(topic, json.dumps(config), qos=1, retain=True)
 
-    def source_started(self, source: str) -> None:
+    def source_started(self, config: SourceConfig) -> None:
         """Retained discovery configs, and every sensor OFF until something is seen."""
+        source = config.name
+        self._snapshots[source] = config.takes_snapshots
         cfg = self._config
         base = f"streamd_{cfg.instance}_{source}"
         for label in cfg.discovery_labels:

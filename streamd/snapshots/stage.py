@@ -35,29 +35,22 @@ class SnapshotStage:
         self._pending: set[asyncio.Task[dict[str, Any] | None]] = set()
         self.seconds: list[float] = []  # encode time of each snapshot (bench and tests)
 
-    def configure(self, config: SourceConfig) -> None:
-        if config.snapshots is not None and config.takes_snapshots:
-            self._configs[config.name] = config.snapshots
-        else:
-            self._configs.pop(config.name, None)
-
     def wants_images(self, source: str) -> bool:
         """Reader threads keep the decoded frame on the Frame only for these sources."""
         return source in self._configs
 
-    def source_started(self, source: str) -> None:
-        config = self._configs.get(source)
-        if config is None:
+    def source_started(self, source_config: SourceConfig) -> None:
+        source, config = source_config.name, source_config.snapshots
+        if config is None or not source_config.takes_snapshots:
+            self._configs.pop(source, None)
             self._keepers.pop(source, None)
             return
+        self._configs[source] = config
         self._keepers[source] = SnapshotKeeper(config)
         self.enabled.setdefault(source, True)
         self._stores.pop(source, None)  # a reload may have removed save_dir
         if config.save_dir:
             self._stores[source] = SnapshotStore(Path(config.save_dir).expanduser(), config.max_bytes, config.max_age)
-
-    def source_finished(self, source: str) -> None:
-        pass  # the events end every track first, and each take()s its candidate
 
     def set_enabled(self, source: str, on: bool) -> None:
         self.enabled[source] = on

@@ -80,9 +80,8 @@ class SourceSet:
         source.start()  # first: a thread that cannot start leaves nothing behind
         try:
             self._metrics.init_source(config)
-            self._chain.configure(config)
             self._detect_off.discard(config.name)
-            self._chain.source_started(config.name)
+            self._chain.source_started(config)
         except Exception:
             source.stop()
             self._chain.source_finished(config.name)
@@ -102,9 +101,9 @@ class SourceSet:
             return
         self._queue.resume(name)
         log.info("detect_resumed", source=name)
-        if name in self._detect_off:
+        if name in self._detect_off and name in self.sources:
             self._detect_off.discard(name)
-            self._chain.source_started(name)
+            self._chain.source_started(self.sources[name].config)
 
     async def _finish_paused(self, name: str) -> None:
         await self._flushed(name)

@@ -24,21 +24,16 @@ class TrackingStage:
         self._sink = sink
         self._metrics = metrics
         self._before_end = before_end
-        self._configs: dict[str, SourceConfig] = {}
         self.events: dict[str, SourceEvents] = {}
         self._last_frame: dict[str, int] = {}
         self.seconds = 0.0  # time spent tracking, for the bench and the shutdown log
         self._ids: dict[str, Iterator[int]] = {}  # per source, for the whole run
         self.frames = 0
 
-    def configure(self, config: SourceConfig) -> None:
-        """The source's settings, before it starts (a reload may change them)."""
-        self._configs[config.name] = config
-
-    def source_started(self, source: str) -> None:
-        config = self._configs.get(source)
-        if config is None or config.tracking is None:
+    def source_started(self, config: SourceConfig) -> None:
+        if config.tracking is None:
             return
+        source = config.name
         self.events[source] = SourceEvents(
             config,
             lambda suffix, payload, retain: self._sink.publish(
@@ -54,6 +49,11 @@ class TrackingStage:
         events = self.events.pop(source, None)
         if events is not None:
             events.finish(self._last_frame.get(source, 0))
+
+    def finish_all(self) -> None:
+        """Shutdown: every track of every source ends (their end events go out before MQTT closes)."""
+        for source in list(self.events):
+            self.source_finished(source)
 
     def on_result(self, result: Result) -> None:
         frame = result.frame
