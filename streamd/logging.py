@@ -34,7 +34,9 @@ def configure(fmt: str = "json", level: str = "info", **fields: Any) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write per line (message and newline together): worker processes share the
+        # parent's stderr, and print()'s two writes let two workers' lines run into one.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
 

@@ -8,16 +8,20 @@ aiomqtt keeps the connection, its socket callbacks, the session, subscriptions a
 ``send`` queues the packet (aiomqtt's socket callbacks write it), ``on_acked`` is called from
 paho's ``on_publish`` (the PUBACK at QoS 1, the write at QoS 0), on the event loop's thread.
 
-Writes, too, skip a round trip: aiomqtt registers paho's socket for writing with
-``call_soon_threadsafe`` (paho may call it from the thread that connects), which costs a wake-up
-through the loop's self-pipe and one more loop iteration per burst. Once connected, paho only
-calls from the loop's thread, so the wire registers the socket directly, and ``flush`` writes
-what a burst of publishes queued at once, in the same iteration.
+The socket, too, is the wire's once connected (:class:`_BatchedSocket` around paho's): paho
+writes each packet with its own ``send`` and reads each incoming one with three or more
+``recv`` calls (type, length, body), every one a system call that also gives up the GIL. The
+wire's ``flush`` lets paho write a burst of publishes into one buffer, sent with one ``send``
+in the same loop iteration (what the kernel does not take waits for the socket to be writable,
+in order); reads fill a buffer with one ``recv`` and paho takes its small reads from it
+(``pending()`` tells aiomqtt's reader to read on, as it does for TLS sockets).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +49,10 @@ class Wire:
         self._sent: dict[int, Message] = {}  # by paho's message id
         self._chained = self._paho.on_publish  # aiomqtt's own (status, ...) publishes
         self._paho.on_publish = self._on_publish
+        # paho has no socket factory; 2.x reads and writes through this attribute only.
+        self._socket = _BatchedSocket(self._paho._sock, self._loop, on_lost)
+        self._paho._sock = self._socket
+        self._flush_soon = False
         self._paho.on_socket_register_write = self._register_write
         self._paho.on_socket_unregister_write = self._unregister_write
 
@@ -60,10 +68,19 @@ class Wire:
             self._sent[info.mid] = message
 
     def flush(self) -> None:
-        """Write what the last publishes queued, now (what the socket does not take waits for
-        it to be writable)."""
-        if self._paho.want_write():
-            self._write()
+        """Write what the last publishes queued, now, in one ``send`` (what the socket does not
+        take waits for it to be writable)."""
+        self._flush_soon = False
+        if not self._paho.want_write():
+            return
+        self._socket.collecting = True
+        try:
+            self._paho.loop_write()
+        except Exception as exc:  # the connection is over
+            self._on_lost(exc)
+        finally:
+            self._socket.collecting = False
+        self._socket.push()
 
     def close(self) -> None:
         """The connection is over: messages in flight are the sink's to send again."""
@@ -72,16 +89,15 @@ class Wire:
             self._paho.on_publish = self._chained
 
     def _register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._loop.add_writer(sock.fileno(), self._write)
+        # paho queued a packet (a publish, a ping, aiomqtt's own): written at the end of this
+        # loop iteration, with whatever else is queued by then. The socket never refuses paho a
+        # write (the batch buffer takes it), so paho never needs to wait for writability.
+        if not self._flush_soon:
+            self._flush_soon = True
+            self._loop.call_soon(self.flush)
 
     def _unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._loop.remove_writer(sock.fileno())
-
-    def _write(self) -> None:
-        try:
-            self._paho.loop_write()
-        except Exception as exc:  # a broken pipe, say: the connection is over
-            self._on_lost(exc)
+        pass  # the batched socket watches writability itself, while it holds unsent bytes
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, *rest: Any) -> None:
         # Inside paho's read loop: an exception here would end the connection.
@@ -94,3 +110,71 @@ class Wire:
                 self._on_acked(message)
         except Exception:
             log.exception("mqtt_ack_failed", mid=mid)
+
+
+class _BatchedSocket:
+    """paho's socket as the wire lends it: sends gathered while ``collecting`` go out in one
+    system call; reads come from a buffer filled by one. Everything else is the socket's."""
+
+    def __init__(self, sock: Any, loop: asyncio.AbstractEventLoop, on_lost: Callable[[Exception], None]) -> None:
+        self._sock = sock
+        self._loop = loop
+        self._on_lost = on_lost
+        self.collecting = False
+        self._out = bytearray()
+        self._watching = False  # waiting for the socket to be writable again
+        self._in = b""
+        self._at = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        self._out += data
+        if not self.collecting:
+            self.push()
+        return len(data)
+
+    def push(self) -> None:
+        """Send what is gathered; what the kernel does not take now goes when it can."""
+        try:
+            while self._out:
+                sent = self._sock.send(self._out)
+                del self._out[:sent]
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            if not self._watching:
+                self._watching = True
+                self._loop.add_writer(self._sock.fileno(), self._writable)
+            return
+        except OSError as exc:
+            self._on_lost(exc)
+            return
+        if self._watching:
+            self._watching = False
+            self._loop.remove_writer(self._sock.fileno())
+
+    def _writable(self) -> None:
+        self.push()
+
+    def recv(self, size: int) -> bytes:
+        if self._at >= len(self._in):
+            self._in, self._at = self._sock.recv(65536), 0  # BlockingIOError: paho tries later
+            if not self._in:
+                return b""  # the broker closed the connection
+        chunk = self._in[self._at : self._at + size]
+        self._at += len(chunk)
+        return chunk
+
+    def pending(self) -> int:
+        """Bytes read but not yet taken (aiomqtt's reader reads on while there are)."""
+        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
+        return len(self._in) - self._at + int(inner)
+
+    def close(self) -> None:
+        if self._watching:
+            self._watching = False
+            self._loop.remove_writer(self._sock.fileno())
+        if self._out:  # the last packets (a DISCONNECT, say): one try, never waiting
+            with contextlib.suppress(OSError, ValueError):
+                self._sock.send(self._out)
+        self._sock.close()
