@@ -36,6 +36,8 @@ streamd bench -c "$cfg" --motion 30 --compare-int8 "$int8" --json > "$out/motion
 streamd bench -c "$cfg" --workers 2 --sources 2 --rounds 3 --seconds 20 --json > "$out/workers.json"
 streamd bench -c "$cfg" --workers 2 --sources 2 --rounds 3 --seconds 20 --free-model --json > "$out/workers-free.json"
 streamd bench -c "$cfg" --workers 2 --sources 16 --rounds 1 --seconds 20 --json > "$out/workers-16.json"
+# 10. streamd's own cost: a detector that costs nothing, one source.
+streamd bench -c "$cfg" --free-model --frames 6000 --rounds 3 --json > "$out/free-model.json"
 # 5. Ten minutes at full load: RSS must stay flat.
 streamd bench -c "$cfg" --soak 600 --json > "$out/soak.json"
 echo "results in $out" >&2
