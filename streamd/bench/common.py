@@ -15,6 +15,9 @@ import numpy as np
 WARMUP_FRAMES = 50
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def proc_status(field: str) -> int:
     """A number from /proc/self/status (VmRSS in kB, Threads...), 0 where it is missing."""
     with open("/proc/self/status") as fh:
@@ -24,19 +27,23 @@ def proc_status(field: str) -> int:
     return 0
 
 
+def stat_cpu_seconds(stat: Path) -> float:
+    """User + system CPU seconds from a /proc ``stat`` file (a process's or a thread's); 0 if gone."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
 def thread_cpu_seconds(prefix: str) -> float:
-    """CPU time (user + system) of this process's threads whose name starts with ``prefix``
-    ("MainThread" is the event loop's), from /proc: what each part of streamd costs per frame."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for thread in threading.enumerate():
-        if thread.name.startswith(prefix) and thread.native_id is not None:
-            try:
-                fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
+    """CPU time of this process's threads whose name starts with ``prefix`` ("MainThread" is the
+    event loop's): what each part of streamd costs per frame."""
+    return sum(
+        stat_cpu_seconds(Path(f"/proc/self/task/{thread.native_id}/stat"))
+        for thread in threading.enumerate()
+        if thread.name.startswith(prefix) and thread.native_id is not None
+    )
 
 
 def rss_mb() -> float:

@@ -23,13 +23,12 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamd.bench.common import Progress
+from streamd.bench.common import Progress, stat_cpu_seconds
 from streamd.config import Config
 from streamd.config_file import dump_config
 from streamd.demo.broker import free_port
 
 WARMUP_SECONDS = 5.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -54,14 +53,7 @@ def _tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+    return sum(stat_cpu_seconds(Path(f"/proc/{pid}/stat")) for pid in pids)
 
 
 def _threads(pids: list[int]) -> int:
