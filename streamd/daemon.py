@@ -32,7 +32,7 @@ from streamd.sinks.presence import PresenceStage
 from streamd.snapshots.stage import SnapshotStage
 from streamd.sources.capture import RegionInput
 from streamd.sources.manager import SourceSet
-from streamd.sources.motion import MotionFeedback
+from streamd.sources.motion import MotionFeedback, MotionGate
 from streamd.stats import StatsStage
 from streamd.supervisor import Supervisor
 from streamd.tracking.stage import TrackingStage
@@ -85,13 +85,14 @@ class Daemon(Lifecycle):
         self.stats = StatsStage(self.metrics)
         self.queue = FrameQueue(config.queue.size, self.stats.on_drop, config.queue.max_bytes, self.stats.on_skip)
         self.snapshots = SnapshotStage(self.sink, self.metrics)
+        gates: dict[str, MotionGate] = {}  # the running sources' motion gates: kept by the source set
         self.tracking = TrackingStage(self.sink, self.metrics, before_end=self.snapshots.finish)
         self.detections = DetectionsStage(config.mqtt, self.sink)
         stages: list[Stage] = [
             ObjectFilterStage(self.metrics),
             self.stats,
             self.tracking,
-            MotionFeedback(lambda name: self.sources.gate(name)),
+            MotionFeedback(gates),
             self.snapshots,
         ]
         if config.mqtt.discovery:
@@ -108,6 +109,7 @@ class Daemon(Lifecycle):
             self.engines.transform,
             self.engines.flushed,
             RegionInput(self.engines.input_size, self.engines.region_input),
+            gates,
         )
         self.switches: Switches | None = None
         if config.mqtt.control:

@@ -40,6 +40,14 @@ class SourceFinishes(Protocol):
     def source_finished(self, source: str) -> None: ...
 
 
+@runtime_checkable
+class WantsSkipped(Protocol):
+    """A stage that needs the frames the motion gate kept from inference (they travel through
+    the queue and the engine, uninferred, only where one does)."""
+
+    def wants_skipped(self, config: SourceConfig) -> bool: ...
+
+
 class Chain:
     def __init__(self, stages: Sequence[Stage], failures: Failures | None = None) -> None:
         self.stages = list(stages)
@@ -60,6 +68,9 @@ class Chain:
                 continue
             if failures is not None and failures.active:
                 failures.succeeded(result.frame.source, type(stage).__name__)
+
+    def wants_skipped(self, config: SourceConfig) -> bool:
+        return any(stage.wants_skipped(config) for stage in self.stages if isinstance(stage, WantsSkipped))
 
     def source_started(self, config: SourceConfig) -> None:
         for stage in self.stages:

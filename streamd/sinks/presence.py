@@ -44,6 +44,9 @@ class PresenceStage:
         topic = f"{cfg.discovery_prefix}/{component}/{slug}/config"
         self._sink.publish(topic, json.dumps(config), qos=1, retain=True)
 
+    def wants_skipped(self, config: SourceConfig) -> bool:
+        return True  # a sensor turns OFF after a quiet time, counted in frames skipped or not
+
     def source_started(self, config: SourceConfig) -> None:
         """Retained discovery configs, and every sensor OFF until something is seen."""
         source = config.name
@@ -84,9 +87,6 @@ class PresenceStage:
                     state_on="ON",
                     state_off="OFF",
                 )
-
-    def source_finished(self, source: str) -> None:
-        pass  # the sensor keeps its last state; availability follows the daemon's status
 
     def on_result(self, result: Result) -> None:
         source = result.frame.source

@@ -103,7 +103,7 @@ class CaptureSource:
         self.gate = MotionGate(config.motion) if config.motion is not None else None
         self._regions = regions if config.motion is not None and config.motion.regions else None
         # Skipped frames travel to the stages only where one needs them (tracking ages its tracks,
-        # presence times its OFF, publish_empty reports them); the owner sets this.
+        # presence times its OFF, publish_empty reports them); the owner asks the chain.
         self.forward_skipped = True
         self._stop = threading.Event()
         self.failure: str | None = None  # why it does not open, e.g. "AUTH FAILED (401)" (reader thread)

@@ -36,11 +36,15 @@ class SourceSet:
         transform: Callable[[np.ndarray], Any],
         flushed: Flushed,
         regions: RegionInput | None = None,
+        gates: dict[str, MotionGate] | None = None,
     ) -> None:
+        """``gates``: kept current with the running sources' motion gates (the motion feedback
+        stage reads it)."""
         self._queue, self._metrics, self._sink, self._chain = queue, metrics, sink, chain
         self._supervisor = supervisor
         self._transform, self._flushed = transform, flushed
         self._regions = regions
+        self._gates = gates if gates is not None else {}
         self.sources: dict[str, CaptureSource] = {}
         self.states: dict[str, str] = {}
         self.on_started: list[Callable[[str], None]] = []  # e.g. the control switches
@@ -69,8 +73,7 @@ class SourceSet:
             self._transform,
             self._regions,
         )
-        mqtt = self._sink.config
-        source.forward_skipped = config.tracking is not None or mqtt.publish_empty or mqtt.discovery
+        source.forward_skipped = self._chain.wants_skipped(config)
         return source
 
     def launch(self, source: CaptureSource) -> None:
@@ -87,6 +90,10 @@ class SourceSet:
             self._chain.source_finished(config.name)
             raise
         self.sources[source.name] = source
+        if source.gate is not None:
+            self._gates[source.name] = source.gate
+        else:
+            self._gates.pop(source.name, None)
         for hook in self.on_started:
             hook(config.name)
 
@@ -116,6 +123,7 @@ class SourceSet:
         then tell the stages. ``moved``: another worker process takes it over, so its state is
         that worker's to publish (no ``ended``)."""
         source = self.sources.pop(name)
+        self._gates.pop(name, None)
         source.stop()
         await source.wait()
         with contextlib.suppress(TimeoutError):
@@ -145,10 +153,6 @@ class SourceSet:
             await asyncio.gather(*(s.wait() for s in current))
             if current == list(self.sources.values()):  # no reload added one meanwhile
                 return
-
-    def gate(self, name: str) -> MotionGate | None:
-        source = self.sources.get(name)
-        return source.gate if source is not None else None
 
     def skipped_by_reason(self) -> dict[str, dict[str, int]]:
         """Per source, frames the motion gate kept from inference, by reason."""

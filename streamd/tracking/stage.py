@@ -30,6 +30,9 @@ class TrackingStage:
         self._ids: dict[str, Iterator[int]] = {}  # per source, for the whole run
         self.frames = 0
 
+    def wants_skipped(self, config: SourceConfig) -> bool:
+        return config.tracking is not None  # tracks age in frames where nothing moved
+
     def source_started(self, config: SourceConfig) -> None:
         if config.tracking is None:
             return
