@@ -48,7 +48,7 @@ class SourceSet:
         self.sources: dict[str, CaptureSource] = {}
         self.states: dict[str, str] = {}
         self.on_started: list[Callable[[str], None]] = []  # e.g. the control switches
-        self._detect_off: set[str] = set()  # the stages were told these sources finished
+        self._retired: set[str] = set()  # the stages were told these sources finished
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -83,7 +83,7 @@ class SourceSet:
         source.start()  # first: a thread that cannot start leaves nothing behind
         try:
             self._metrics.init_source(config)
-            self._detect_off.discard(config.name)
+            self._retired.discard(config.name)
             self._chain.source_started(config)
         except Exception:
             source.stop()
@@ -104,18 +104,35 @@ class SourceSet:
         if not on:
             skipped = self._queue.pause(name, "detect_off")
             log.info("detect_paused", source=name, skipped_queued=skipped)
-            self._supervisor.spawn(self._finish_paused(name), f"pause-{name}", forever=False)
+            # Still paused once its frames on the device are through: its tracks end.
+            retire = self._retire(name, still=lambda: self._queue.paused(name))
+            self._supervisor.spawn(retire, f"pause-{name}", forever=False)
             return
         self._queue.resume(name)
         log.info("detect_resumed", source=name)
-        if name in self._detect_off and name in self.sources:
-            self._detect_off.discard(name)
+        running = name in self.sources and self.states.get(name) not in ("ended", "failed")
+        if name in self._retired and running:  # its tracks ended with the pause: they start anew
+            self._retired.discard(name)
             self._chain.source_started(self.sources[name].config)
 
-    async def _finish_paused(self, name: str) -> None:
-        await self._flushed(name)
-        if self._queue.paused(name) and name not in self._detect_off:
-            self._detect_off.add(name)
+    async def _retire(
+        self,
+        name: str,
+        reader: CaptureSource | None = None,
+        timeout: float | None = None,
+        still: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """The one way a source's stages hear it is done (stopped by a reload or at shutdown,
+        ended by itself, or paused by its detect switch): stop its reader (if given), let its
+        queued and in-flight frames through (bounded by ``timeout``), then, if ``still()`` holds,
+        finish the stages, once."""
+        if reader is not None:
+            reader.stop()
+            await reader.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._through(name), timeout)
+        if still() and name not in self._retired:
+            self._retired.add(name)
             self._chain.source_finished(name)
 
     async def stop(self, name: str, removed: bool, *, moved: bool = False, timeout: float = 10.0) -> None:
@@ -124,13 +141,10 @@ class SourceSet:
         that worker's to publish (no ``ended``)."""
         source = self.sources.pop(name)
         self._gates.pop(name, None)
-        source.stop()
-        await source.wait()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._through(name), timeout)
-        self._chain.source_finished(name)
+        await self._retire(name, source, timeout)
         self._metrics.source_up.labels(name).set(0)
         if removed:
+            self._retired.discard(name)
             self.states.pop(name, None)
             if not moved:
                 self._sink.publish(self._sink.topic(name, "state"), "ended", qos=1, retain=True)
@@ -178,6 +192,5 @@ class SourceSet:
         self._sink.publish(self._sink.topic(source, "state"), state, qos=1, retain=True)
 
     async def _finish(self, source: str) -> None:
-        """A source ended: once its last frames are through the engine, the stages hear of it."""
-        await self._through(source)
-        self._chain.source_finished(source)
+        """A source ended by itself (a file's end, a failure): its last frames go through first."""
+        await self._retire(source)
