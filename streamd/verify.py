@@ -216,8 +216,7 @@ async def pipeline_detections(config: Config, clip: Path) -> tuple[dict[int, lis
     )
     runner = asyncio.create_task(engine.run(queue))
     source.start()
-    await source.wait()
-    await asyncio.sleep(0)  # let the reader's last call_soon_threadsafe puts land
+    await source.wait()  # its frames are queued by then: the hand-off keeps them before its end
     queue.close()
     await runner
     if "failed" in states:
