@@ -125,6 +125,7 @@ class _BatchedSocket:
         self._watching = False  # waiting for the socket to be writable again
         self._in = b""
         self._at = 0
+        self._closed = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -137,6 +138,8 @@ class _BatchedSocket:
 
     def push(self) -> None:
         """Send what is gathered; what the kernel does not take now goes when it can."""
+        if self._closed:
+            return
         try:
             while self._out:
                 sent = self._sock.send(self._out)
@@ -177,4 +180,6 @@ class _BatchedSocket:
         if self._out:  # the last packets (a DISCONNECT, say): one try, never waiting
             with contextlib.suppress(OSError, ValueError):
                 self._sock.send(self._out)
+            self._out.clear()
+        self._closed = True
         self._sock.close()
