@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from streamd.bench.free_model import free_model_path
-from streamd.bench.workers import cpu_seconds, published_ok, ready
+from streamd.bench.workers import cpu_seconds, published_ok, wait_until_ready
 from streamd.demo.broker import free_port
 from streamd.demo.model import data_dir
 
@@ -41,11 +41,7 @@ def measure(root: Path, model: Path, clip: str, seconds: float, work: Path) -> t
     env = {**os.environ, "PYTHONPATH": str(root.resolve())}
     process = subprocess.Popen([sys.executable, "-m", "streamd", "run", "-c", str(path)], env=env, cwd=work)
     try:
-        deadline = time.monotonic() + 90
-        while not ready(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{root}: the daemon did not become ready")
-            time.sleep(0.2)
+        wait_until_ready(process, port, 90, f"{root}: the daemon did not become ready")
         time.sleep(5)  # warm-up
         t0, c0, n0 = time.perf_counter(), cpu_seconds([process.pid]), published_ok(port)
         time.sleep(seconds)

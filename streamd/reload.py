@@ -104,10 +104,10 @@ async def apply_reload(
     except Exception as exc:
         _reject(engine, exc, "sources")
         return
+    moved_away = [name for name in plan.removed if elsewhere(name)]  # another worker's now
     for name in plan.stopped:
         removed = name in plan.removed
-        moved = removed and elsewhere(name)
-        await target.sources.stop(name, removed, moved=moved, timeout=new.daemon.shutdown_timeout)
+        await target.sources.stop(name, removed, moved=name in moved_away, timeout=new.daemon.shutdown_timeout)
     launched: list[str] = []
     try:
         for reader in readers:
@@ -117,7 +117,7 @@ async def apply_reload(
         # Back to the running state: this reload's sources go, the ones it stopped come back.
         for name in launched:
             await target.sources.stop(name, name in plan.added, timeout=new.daemon.shutdown_timeout)
-        restored = [name for name in plan.stopped if name in before and not (name in plan.removed and elsewhere(name))]
+        restored = [name for name in plan.stopped if name not in moved_away]
         for name in restored:
             target.sources.start(before[name])
         _reject(engine, exc, "sources", restored=restored)
@@ -127,7 +127,7 @@ async def apply_reload(
     target.config = new.model_copy(update={n: getattr(old, n) for n in plan.needs_restart})
     log.info(
         "reload_done",
-        moved_away=[name for name in plan.removed if elsewhere(name)],
+        moved_away=moved_away,
         added=plan.added,
         removed=plan.removed,
         restarted=plan.restarted,

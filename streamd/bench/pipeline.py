@@ -169,9 +169,8 @@ async def measure_pipeline(
     result.fps = result.frames / elapsed if elapsed > 0 else 0.0
     cores = os.cpu_count() or 1
     result.cpu_percent = 100.0 * (window.get("cpu_end", 0.0) - window.get("cpu", 0.0)) / max(elapsed, 1e-6) / cores
-    if result.frames:
-        for part in ("loop", "readers"):
-            spent = window.get(f"{part}_cpu_end", 0.0) - window.get(f"{part}_cpu", 0.0)
-            setattr(result, f"{part}_ms_per_frame", 1000.0 * spent / result.frames)
+    if result.frames and "loop_cpu_end" in window:  # the window closed: both ends measured
+        result.loop_ms_per_frame = 1000.0 * (window["loop_cpu_end"] - window["loop_cpu"]) / result.frames
+        result.readers_ms_per_frame = 1000.0 * (window["readers_cpu_end"] - window["readers_cpu"]) / result.frames
     result.device = daemon.engines.device or ""
     return result

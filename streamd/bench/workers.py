@@ -72,6 +72,16 @@ def published_ok(port: int) -> float:
     )
 
 
+def wait_until_ready(process: subprocess.Popen[bytes], port: int, timeout: float, failure: str) -> None:
+    """Until the service on ``port`` answers /readyz with 200; ``SystemExit(failure)`` if its
+    process ends first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while not ready(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(failure)
+        time.sleep(0.2)
+
+
 def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
@@ -98,11 +108,7 @@ def measure_service(config: Config, workers: int, seconds: float, directory: Pat
     process = subprocess.Popen([sys.executable, "-m", "streamd", "run", "-c", str(path)], stdout=log, stderr=log)
     progress = Progress(label, int(seconds), "s")
     try:
-        deadline = time.monotonic() + 180
-        while not ready(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"streamd bench: the service did not become ready; see {log.name}")
-            time.sleep(0.2)
+        wait_until_ready(process, port, 180, f"streamd bench: the service did not become ready; see {log.name}")
         time.sleep(WARMUP_SECONDS)
         pids = _tree(process.pid)
         start, cpu_start, published_start = time.perf_counter(), cpu_seconds(pids), published_ok(port)

@@ -9,7 +9,7 @@ import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -63,10 +63,6 @@ def make_client(
         logger=_AIOMQTT_LOG,
         **session,
     )
-
-
-class _Sent(Protocol):
-    sent: float
 
 
 async def watch_messages(

@@ -328,7 +328,6 @@ class MqttSink:
                         raise
                     except (ValueError, TypeError) as exc:
                         self._rejected(message, exc)
-                wire.flush()
                 if self._closing and not self.buffered:
                     return
                 self._wake.clear()

@@ -5,16 +5,17 @@ sink with hundreds of messages in flight needs a task, an Event and a ``wait_for
 (with a detector that costs nothing, that was the largest part of streamd's own time per frame).
 aiomqtt keeps the connection, its socket callbacks, the session, subscriptions and the
 ``online``/``offline`` messages; the stream of messages goes through paho's client directly:
-``send`` queues the packet (aiomqtt's socket callbacks write it), ``on_acked`` is called from
+``send`` queues the packet (the wire writes it, see below), ``on_acked`` is called from
 paho's ``on_publish`` (the PUBACK at QoS 1, the write at QoS 0), on the event loop's thread.
 
 The socket, too, is the wire's once connected (:class:`_BatchedSocket` around paho's): paho
 writes each packet with its own ``send`` and reads each incoming one with three or more
 ``recv`` calls (type, length, body), every one a system call that also gives up the GIL. The
-wire's ``flush`` lets paho write a burst of publishes into one buffer, sent with one ``send``
-in the same loop iteration (what the kernel does not take waits for the socket to be writable,
-in order); reads fill a buffer with one ``recv`` and paho takes its small reads from it
-(``pending()`` tells aiomqtt's reader to read on, as it does for TLS sockets).
+first packet paho queues in a loop iteration schedules one flush (``call_soon``), which lets
+paho write everything queued by then into one buffer, sent with one ``send`` (what the kernel
+does not take waits for the socket to be writable, in order); reads fill a buffer with one
+``recv`` and paho takes its small reads from it (``pending()`` tells aiomqtt's reader to read
+on, as it does for TLS sockets).
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ class Wire:
         else:
             self._sent[info.mid] = message
 
-    def flush(self) -> None:
-        """Write what the last publishes queued, now, in one ``send`` (what the socket does not
-        take waits for it to be writable)."""
+    def _flush(self) -> None:
+        """Write what this loop iteration's publishes queued, in one ``send`` (what the socket
+        does not take waits for it to be writable)."""
         self._flush_soon = False
         if not self._paho.want_write():
             return
@@ -94,7 +95,7 @@ class Wire:
         # write (the batch buffer takes it), so paho never needs to wait for writability.
         if not self._flush_soon:
             self._flush_soon = True
-            self._loop.call_soon(self.flush)
+            self._loop.call_soon(self._flush)
 
     def _unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         pass  # the batched socket watches writability itself, while it holds unsent bytes
@@ -147,7 +148,7 @@ class _BatchedSocket:
         except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             if not self._watching:
                 self._watching = True
-                self._loop.add_writer(self._sock.fileno(), self._writable)
+                self._loop.add_writer(self._sock.fileno(), self.push)
             return
         except OSError as exc:
             self._on_lost(exc)
@@ -155,9 +156,6 @@ class _BatchedSocket:
         if self._watching:
             self._watching = False
             self._loop.remove_writer(self._sock.fileno())
-
-    def _writable(self) -> None:
-        self.push()
 
     def recv(self, size: int) -> bytes:
         if self._at >= len(self._in):
