@@ -32,7 +32,6 @@ from streamd.sinks.presence import PresenceStage
 from streamd.snapshots.stage import SnapshotStage
 from streamd.sources.capture import RegionInput
 from streamd.sources.manager import SourceSet
-from streamd.sources.motion import MotionFeedback, MotionGate
 from streamd.stats import StatsStage
 from streamd.supervisor import Supervisor
 from streamd.tracking.stage import TrackingStage
@@ -85,16 +84,9 @@ class Daemon(Lifecycle):
         self.stats = StatsStage(self.metrics)
         self.queue = FrameQueue(config.queue.size, self.stats.on_drop, config.queue.max_bytes, self.stats.on_skip)
         self.snapshots = SnapshotStage(self.sink, self.metrics)
-        gates: dict[str, MotionGate] = {}  # the running sources' motion gates: kept by the source set
-        self.tracking = TrackingStage(self.sink, self.metrics, before_end=self.snapshots.finish)
+        self.tracking = TrackingStage(self.sink, self.metrics)
         self.detections = DetectionsStage(config.mqtt, self.sink)
-        stages: list[Stage] = [
-            ObjectFilterStage(self.metrics),
-            self.stats,
-            self.tracking,
-            MotionFeedback(gates),
-            self.snapshots,
-        ]
+        stages: list[Stage] = [ObjectFilterStage(self.metrics), self.stats, self.tracking, self.snapshots]
         if config.mqtt.discovery:
             stages.append(PresenceStage(config.mqtt, self.sink))
         self.failures = Failures(self.metrics)
@@ -109,17 +101,16 @@ class Daemon(Lifecycle):
             self.engines.transform,
             self.engines.flushed,
             RegionInput(self.engines.input_size, self.engines.region_input),
-            gates,
         )
         self.switches: Switches | None = None
         if config.mqtt.control:
             self.switches = Switches(
                 self.sink,
                 self.metrics,
-                lambda: set(self.sources.sources),
+                lambda: set(self.sources.runtimes),
                 {"detect": self.sources.set_detect, "snapshots": self.snapshots.set_enabled},
                 switches_path(config.mqtt) if config.mqtt.remember_switches else None,
-                self.snapshots.wants_images,
+                self._takes_snapshots,
                 worker.elsewhere if worker else lambda source: False,
             )
             self.sink.subscribe(self.switches.topics, self.switches.on_message)
@@ -204,7 +195,7 @@ class Daemon(Lifecycle):
         self.queue.close()
         await self.engines.drain(deadline - time.monotonic())
         self.supervisor.cancel_all()
-        self.tracking.finish_all()
+        self.sources.finish_all()
         await self.snapshots.drain(deadline - time.monotonic())  # they and their end events first
         await self.sink.close(max(1.0, deadline - time.monotonic()))
         if self.health is not None:
@@ -242,6 +233,10 @@ class Daemon(Lifecycle):
         )
         body["source_errors"] = self.sources.problems()  # e.g. {"porch": "AUTH FAILED (401)"}
         return ready, body
+
+    def _takes_snapshots(self, source: str) -> bool:
+        config = self.sources.config(source)
+        return config is not None and config.takes_snapshots
 
     def _publish_stats(self, payload: str) -> None:
         self.last_stats = payload.encode()

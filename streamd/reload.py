@@ -100,7 +100,7 @@ async def apply_reload(
     after = {s.name: s for s in new.sources}
     before = {s.name: s for s in old.sources}
     try:
-        readers = [target.sources.prepare(after[name]) for name in plan.started]
+        prepared = [target.sources.prepare(after[name]) for name in plan.started]
     except Exception as exc:
         _reject(engine, exc, "sources")
         return
@@ -110,9 +110,9 @@ async def apply_reload(
         await target.sources.stop(name, removed, moved=name in moved_away, timeout=new.daemon.shutdown_timeout)
     launched: list[str] = []
     try:
-        for reader in readers:
-            target.sources.launch(reader)
-            launched.append(reader.name)
+        for runtime in prepared:
+            target.sources.launch(runtime)
+            launched.append(runtime.name)
     except Exception as exc:
         # Back to the running state: this reload's sources go, the ones it stopped come back.
         for name in launched:

@@ -91,22 +91,25 @@ class SourceFilter:
 class ObjectFilterStage:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._filters: dict[str, SourceFilter] = {}  # sources with rules (they stay until it starts again)
 
-    def source_started(self, config: SourceConfig) -> None:
+    def for_source(self, config: SourceConfig) -> SourceFilterHandler | None:
         if config.filters or config.object_masks or any(z.filters for z in config.zones):
-            self._filters[config.name] = SourceFilter(config)
-        else:
-            self._filters.pop(config.name, None)
+            return SourceFilterHandler(SourceFilter(config), self._metrics)
+        return None  # no rules: the source's results pass untouched, at no cost
+
+
+class SourceFilterHandler:
+    def __init__(self, rules: SourceFilter, metrics: Metrics) -> None:
+        self._rules = rules
+        self._metrics = metrics
 
     def on_result(self, result: Result) -> None:
-        frame = result.frame
-        rules = self._filters.get(frame.source)
-        if rules is None or not result.detections:
+        if not result.detections:
             return
+        frame = result.frame
         kept: list[Detection] = []
         for detection in result.detections:
-            reason = rules.reason(detection, frame.width, frame.height)
+            reason = self._rules.reason(detection, frame.width, frame.height)
             if reason is None:
                 kept.append(detection)
             else:

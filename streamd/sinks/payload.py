@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from streamd.config import MqttConfig, SourceConfig
+from streamd.config import MqttConfig
 from streamd.sinks.mqtt import MqttSink
 from streamd.timestamps import rfc3339
 from streamd.types import Result
@@ -45,9 +45,7 @@ class DetectionsStage:
         self._config = config
         self._sink = sink
         self.published: dict[str, int] = {}  # frames per source, for the shutdown log
-
-    def wants_skipped(self, config: SourceConfig) -> bool:
-        return self._config.publish_empty  # a message for every frame, saying it was skipped
+        self.wants_skipped = config.publish_empty  # a message for every frame, saying it was skipped
 
     def on_result(self, result: Result) -> None:
         cfg = self._config

@@ -17,12 +17,25 @@ class PresenceStage:
     def __init__(self, config: MqttConfig, sink: MqttSink) -> None:
         self._config = config
         self._sink = sink
-        self._present: set[tuple[str, str]] = set()
-        self._last_seen: dict[tuple[str, str], float] = {}
-        self._snapshots: dict[str, bool] = {}  # sources that take snapshots
 
-    def _topic(self, source: str, label: str) -> str:
-        return self._sink.topic(source, f"presence/{label.replace(' ', '_')}")
+    def for_source(self, config: SourceConfig) -> SourcePresence:
+        return SourcePresence(config, self._config, self._sink)
+
+
+class SourcePresence:
+    """One source's Home Assistant entities, and which labels are seen there now."""
+
+    wants_skipped = True  # a sensor turns OFF after a quiet time, counted in frames skipped or not
+
+    def __init__(self, source: SourceConfig, config: MqttConfig, sink: MqttSink) -> None:
+        self._source = source
+        self._config = config
+        self._sink = sink
+        self._present: set[str] = set()
+        self._last_seen: dict[str, float] = {}
+
+    def _topic(self, label: str) -> str:
+        return self._sink.topic(self._source.name, f"presence/{label.replace(' ', '_')}")
 
     def _entity(self, component: str, slug: str, name: str, **fields: object) -> None:
         cfg = self._config
@@ -44,18 +57,15 @@ class PresenceStage:
         topic = f"{cfg.discovery_prefix}/{component}/{slug}/config"
         self._sink.publish(topic, json.dumps(config), qos=1, retain=True)
 
-    def wants_skipped(self, config: SourceConfig) -> bool:
-        return True  # a sensor turns OFF after a quiet time, counted in frames skipped or not
-
-    def source_started(self, config: SourceConfig) -> None:
+    def start(self) -> None:
         """Retained discovery configs, and every sensor OFF until something is seen."""
-        source = config.name
-        self._snapshots[source] = config.takes_snapshots
+        source = self._source.name
+        snapshots = self._source.takes_snapshots
         cfg = self._config
         base = f"streamd_{cfg.instance}_{source}"
         for label in cfg.discovery_labels:
             slug = f"{base}_{label.replace(' ', '_')}"
-            state = self._topic(source, label)
+            state = self._topic(label)
             self._entity(
                 "binary_sensor",
                 slug,
@@ -66,7 +76,7 @@ class PresenceStage:
                 device_class="occupancy",
             )
             self._sink.publish(state, "OFF", qos=1, retain=True)
-            if self._snapshots.get(source):
+            if snapshots:
                 self._entity(
                     "camera",
                     f"{slug}_snapshot",
@@ -74,7 +84,7 @@ class PresenceStage:
                     topic=self._sink.topic(source, f"snapshot/{label.replace(' ', '_')}"),
                 )
         if cfg.control:
-            switches = ["detect"] + (["snapshots"] if self._snapshots.get(source) else [])
+            switches = ["detect"] + (["snapshots"] if snapshots else [])
             for switch in switches:
                 self._entity(
                     "switch",
@@ -89,16 +99,14 @@ class PresenceStage:
                 )
 
     def on_result(self, result: Result) -> None:
-        source = result.frame.source
         labels = {d.label for d in result.detections}
         now = time.monotonic()
         for label in self._config.discovery_labels:
-            key = (source, label)
             if label in labels:
-                self._last_seen[key] = now
-                if key not in self._present:
-                    self._present.add(key)
-                    self._sink.publish(self._topic(source, label), "ON", qos=1, retain=True)
-            elif key in self._present and now - self._last_seen[key] > self._config.presence_off_delay:
-                self._present.discard(key)
-                self._sink.publish(self._topic(source, label), "OFF", qos=1, retain=True)
+                self._last_seen[label] = now
+                if label not in self._present:
+                    self._present.add(label)
+                    self._sink.publish(self._topic(label), "ON", qos=1, retain=True)
+            elif label in self._present and now - self._last_seen[label] > self._config.presence_off_delay:
+                self._present.discard(label)
+                self._sink.publish(self._topic(label), "OFF", qos=1, retain=True)

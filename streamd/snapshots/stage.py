@@ -1,7 +1,8 @@
-"""Snapshots as a stage after tracking: it watches each frame's matched tracks for a better
-candidate, and when a track ends (the events ask :meth:`SnapshotStage.finish`), encodes the
-best one in a worker thread, publishes it on ``{source}/snapshot/{label}`` (retained, raw JPEG)
-and only then lets the ``end`` event go, naming it."""
+"""Snapshots as a stage after tracking: for each source that takes them, a handler watches each
+frame's matched tracks for a better candidate; when a track ends (tracking asks
+:meth:`SourceSnapshots.track_ended`), the stage encodes the best one in a worker thread,
+publishes it on ``{source}/snapshot/{label}`` (retained, raw JPEG) and only then lets the
+``end`` event go, naming it."""
 
 from __future__ import annotations
 
@@ -28,59 +29,39 @@ class SnapshotStage:
     def __init__(self, sink: MqttSink, metrics: Metrics) -> None:
         self._sink = sink
         self._metrics = metrics
-        self._configs: dict[str, SnapshotConfig] = {}
-        self._keepers: dict[str, SnapshotKeeper] = {}
-        self._stores: dict[str, SnapshotStore] = {}
         self.enabled: dict[str, bool] = {}  # the snapshots switch, per source (MQTT control)
         self._pending: set[asyncio.Task[dict[str, Any] | None]] = set()
         self.seconds: list[float] = []  # encode time of each snapshot (bench and tests)
 
-    def wants_images(self, source: str) -> bool:
-        """Reader threads keep the decoded frame on the Frame only for these sources."""
-        return source in self._configs
-
-    def source_started(self, source_config: SourceConfig) -> None:
-        source, config = source_config.name, source_config.snapshots
+    def for_source(self, source_config: SourceConfig) -> SourceSnapshots | None:
+        config = source_config.snapshots
         if config is None or not source_config.takes_snapshots:
-            self._configs.pop(source, None)
-            self._keepers.pop(source, None)
-            return
-        self._configs[source] = config
-        self._keepers[source] = SnapshotKeeper(config)
-        self.enabled.setdefault(source, True)
-        self._stores.pop(source, None)  # a reload may have removed save_dir
+            return None
+        store = None
         if config.save_dir:
-            self._stores[source] = SnapshotStore(Path(config.save_dir).expanduser(), config.max_bytes, config.max_age)
+            store = SnapshotStore(Path(config.save_dir).expanduser(), config.max_bytes, config.max_age)
+        return SourceSnapshots(source_config.name, config, store, self)
 
     def set_enabled(self, source: str, on: bool) -> None:
         self.enabled[source] = on
-        keeper = self._keepers.get(source)
-        if keeper is not None and not on:
-            keeper.clear()
 
-    def on_result(self, result: Result) -> None:
-        frame = result.frame
-        keeper = self._keepers.get(frame.source)
-        if keeper is None or frame.image is None or not self.enabled.get(frame.source, True):
-            return
-        for track in result.tracks:
-            if track.matched:
-                keeper.observe(frame.image, frame.seq, frame.ts, track.id, track.label, track.score, track.box)
+    def is_enabled(self, source: str) -> bool:
+        return self.enabled.get(source, True)
 
-    def finish(self, source: str, track_id: int) -> asyncio.Task[dict[str, Any] | None] | None:
-        """The track ended: a task that publishes its snapshot and returns what the end event
-        says of it (None: no snapshot). None when there is nothing to wait for."""
-        keeper = self._keepers.get(source)
-        candidate = keeper.take(track_id) if keeper is not None else None
-        if candidate is None or not self.enabled.get(source, True):
-            return None
-        task = asyncio.get_running_loop().create_task(self._publish(source, candidate), name=f"snapshot-{source}")
+    def publish(
+        self, source: str, candidate: Candidate, config: SnapshotConfig, store: SnapshotStore | None
+    ) -> asyncio.Task[dict[str, Any] | None]:
+        """A task that publishes the snapshot and returns what the end event says of it."""
+        task = asyncio.get_running_loop().create_task(
+            self._publish(source, candidate, config, store), name=f"snapshot-{source}"
+        )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         return task
 
-    async def _publish(self, source: str, candidate: Candidate) -> dict[str, Any] | None:
-        config = self._configs.get(source) or SnapshotConfig()
+    async def _publish(
+        self, source: str, candidate: Candidate, config: SnapshotConfig, store: SnapshotStore | None
+    ) -> dict[str, Any] | None:
         started = time.perf_counter()
         try:
             crop, full = await asyncio.to_thread(encode, candidate, config.quality, config.max_width)
@@ -98,7 +79,6 @@ class SnapshotStage:
             return None  # the end event names no snapshot that was never published
         if full is not None:
             self._sink.publish(f"{topic}/full", full, retain=True)
-        store = self._stores.get(source)
         saved = None
         if store is not None:
             stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(candidate.ts))
@@ -122,3 +102,37 @@ class SnapshotStage:
         if self._pending:
             await asyncio.wait(list(self._pending), timeout=max(timeout, 0.1))
         await asyncio.sleep(0)  # the end events run as the tasks' done callbacks
+
+
+class SourceSnapshots:
+    """One source's best view of each track, kept until the track ends."""
+
+    end_key = "snapshot"  # the end event names the snapshot it published
+
+    def __init__(self, source: str, config: SnapshotConfig, store: SnapshotStore | None, stage: SnapshotStage) -> None:
+        self._source = source
+        self._config = config
+        self._store = store
+        self._stage = stage
+        self._keeper = SnapshotKeeper(config)
+
+    def on_result(self, result: Result) -> None:
+        frame = result.frame
+        if not self._stage.is_enabled(self._source):
+            self._keeper.clear()  # switched off: no snapshot of what was seen before either
+            return
+        if frame.image is None:
+            return
+        for track in result.tracks:
+            if track.matched:
+                self._keeper.observe(frame.image, frame.seq, frame.ts, track.id, track.label, track.score, track.box)
+
+    def track_ended(self, track_id: int) -> asyncio.Task[dict[str, Any] | None] | None:
+        """The track ended: a task that publishes its snapshot, or None when there is none."""
+        candidate = self._keeper.take(track_id)
+        if candidate is None or not self._stage.is_enabled(self._source):
+            return None
+        return self._stage.publish(self._source, candidate, self._config, self._store)
+
+    def finish(self) -> None:
+        self._keeper.clear()

@@ -1,5 +1,5 @@
-"""The running sources: started and stopped by name (at start-up and on reload), their states
-published as they change, and the stages told when a source's last frame is through."""
+"""The running sources (a :class:`SourceRuntime` each): started and stopped by name (at start-up
+and on reload), paused by their detect switch, their states published as they change."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from streamd.pipeline import Chain
 from streamd.queue import FrameQueue
 from streamd.sinks.mqtt import MqttSink
 from streamd.sources.capture import CaptureSource, RegionInput
-from streamd.sources.motion import MotionGate
+from streamd.sources.runtime import SourceRuntime
 from streamd.supervisor import Supervisor
 
 log = get_logger(__name__)
@@ -36,35 +36,34 @@ class SourceSet:
         transform: Callable[[np.ndarray], Any],
         flushed: Flushed,
         regions: RegionInput | None = None,
-        gates: dict[str, MotionGate] | None = None,
     ) -> None:
-        """``gates``: kept current with the running sources' motion gates (the motion feedback
-        stage reads it)."""
         self._queue, self._metrics, self._sink, self._chain = queue, metrics, sink, chain
         self._supervisor = supervisor
         self._transform, self._flushed = transform, flushed
         self._regions = regions
-        self._gates = gates if gates is not None else {}
-        self.sources: dict[str, CaptureSource] = {}
+        self.runtimes: dict[str, SourceRuntime] = {}
         self.states: dict[str, str] = {}
         self.on_started: list[Callable[[str], None]] = []  # e.g. the control switches
-        self._retired: set[str] = set()  # the stages were told these sources finished
 
     def __len__(self) -> int:
-        return len(self.sources)
+        return len(self.runtimes)
 
     @property
     def finite(self) -> bool:
         """Only files that end: the daemon drains and exits once they have."""
-        return bool(self.sources) and all(s.finite for s in self.sources.values())
+        return bool(self.runtimes) and all(r.reader.finite for r in self.runtimes.values())
+
+    def config(self, name: str) -> SourceConfig | None:
+        runtime = self.runtimes.get(name)
+        return runtime.config if runtime is not None else None
 
     def start(self, config: SourceConfig) -> None:
         self.launch(self.prepare(config))
 
-    def prepare(self, config: SourceConfig) -> CaptureSource:
-        """The source's reader, built but not started: nothing running is touched yet (a reload
-        prepares every new source before it changes anything)."""
-        source = CaptureSource(
+    def prepare(self, config: SourceConfig) -> SourceRuntime:
+        """The source's reader and handlers, built but not started: nothing running is touched
+        yet (a reload prepares every new source before it changes anything)."""
+        reader = CaptureSource(
             config,
             asyncio.get_running_loop(),
             self._queue,
@@ -73,29 +72,15 @@ class SourceSet:
             self._transform,
             self._regions,
         )
-        source.forward_skipped = self._chain.wants_skipped(config)
-        return source
+        return SourceRuntime(reader, self._chain, self._through)
 
-    def launch(self, source: CaptureSource) -> None:
-        """Start a prepared reader and tell the stages. If either fails, the source is left
-        stopped and unknown to the stages, and the error raised."""
-        config = source.config
-        source.start()  # first: a thread that cannot start leaves nothing behind
-        try:
-            self._metrics.init_source(config)
-            self._retired.discard(config.name)
-            self._chain.source_started(config)
-        except Exception:
-            source.stop()
-            self._chain.source_finished(config.name)
-            raise
-        self.sources[source.name] = source
-        if source.gate is not None:
-            self._gates[source.name] = source.gate
-        else:
-            self._gates.pop(source.name, None)
+    def launch(self, runtime: SourceRuntime) -> None:
+        """Start a prepared source. If it fails, the source is left stopped and unknown to the
+        stages, and the error raised."""
+        runtime.start(then=lambda: self._metrics.init_source(runtime.config))
+        self.runtimes[runtime.name] = runtime
         for hook in self.on_started:
-            hook(config.name)
+            hook(runtime.name)
 
     def set_detect(self, name: str, on: bool) -> None:
         """The detect switch. OFF: the source's frames are skipped from now on (capture and its
@@ -104,47 +89,25 @@ class SourceSet:
         if not on:
             skipped = self._queue.pause(name, "detect_off")
             log.info("detect_paused", source=name, skipped_queued=skipped)
-            # Still paused once its frames on the device are through: its tracks end.
-            retire = self._retire(name, still=lambda: self._queue.paused(name))
-            self._supervisor.spawn(retire, f"pause-{name}", forever=False)
+            runtime = self.runtimes.get(name)
+            if runtime is not None:  # still paused once its frames on the device are through: tracks end
+                retire = runtime.retire(stop_reader=False, still=lambda: self._queue.paused(name))
+                self._supervisor.spawn(retire, f"pause-{name}", forever=False)
             return
         self._queue.resume(name)
         log.info("detect_resumed", source=name)
-        running = name in self.sources and self.states.get(name) not in ("ended", "failed")
-        if name in self._retired and running:  # its tracks ended with the pause: they start anew
-            self._retired.discard(name)
-            self._chain.source_started(self.sources[name].config)
-
-    async def _retire(
-        self,
-        name: str,
-        reader: CaptureSource | None = None,
-        timeout: float | None = None,
-        still: Callable[[], bool] = lambda: True,
-    ) -> None:
-        """The one way a source's stages hear it is done (stopped by a reload or at shutdown,
-        ended by itself, or paused by its detect switch): stop its reader (if given), let its
-        queued and in-flight frames through (bounded by ``timeout``), then, if ``still()`` holds,
-        finish the stages, once."""
-        if reader is not None:
-            reader.stop()
-            await reader.wait()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._through(name), timeout)
-        if still() and name not in self._retired:
-            self._retired.add(name)
-            self._chain.source_finished(name)
+        runtime = self.runtimes.get(name)
+        if runtime is not None and self.states.get(name) not in ("ended", "failed"):
+            runtime.resume()  # its tracks ended with the pause: they start anew
 
     async def stop(self, name: str, removed: bool, *, moved: bool = False, timeout: float = 10.0) -> None:
         """Stop the reader, let its queued and in-flight frames through (bounded by ``timeout``),
-        then tell the stages. ``moved``: another worker process takes it over, so its state is
-        that worker's to publish (no ``ended``)."""
-        source = self.sources.pop(name)
-        self._gates.pop(name, None)
-        await self._retire(name, source, timeout)
+        then finish its handlers. ``moved``: another worker process takes it over, so its state
+        is that worker's to publish (no ``ended``)."""
+        runtime = self.runtimes.pop(name)
+        await runtime.retire(timeout=timeout)
         self._metrics.source_up.labels(name).set(0)
         if removed:
-            self._retired.discard(name)
             self.states.pop(name, None)
             if not moved:
                 self._sink.publish(self._sink.topic(name, "state"), "ended", qos=1, retain=True)
@@ -154,36 +117,47 @@ class SourceSet:
         await self._flushed(name)
 
     async def stop_all(self, timeout: float) -> None:
-        """Readers notice the stop within one frame read; their last frames still count."""
-        for source in self.sources.values():
-            source.stop()
-        if self.sources:
+        """Shutdown, first step: readers notice the stop within one frame read; their last
+        frames still count (:meth:`finish_all` once the engine has drained)."""
+        readers = [runtime.reader for runtime in self.runtimes.values()]
+        for reader in readers:
+            reader.stop()
+        if readers:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*(s.wait() for s in self.sources.values())), timeout)
+                await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readers)), timeout)
+
+    def finish_all(self) -> None:
+        """Shutdown, once the engine has drained: every source's handlers finish (tracks end,
+        their end events go out before MQTT closes)."""
+        for runtime in self.runtimes.values():
+            self._chain.detach(runtime.route)
 
     async def all_done(self) -> None:
         while True:
-            current = list(self.sources.values())
-            await asyncio.gather(*(s.wait() for s in current))
-            if current == list(self.sources.values()):  # no reload added one meanwhile
+            current = list(self.runtimes.values())
+            await asyncio.gather(*(r.reader.wait() for r in current))
+            if current == list(self.runtimes.values()):  # no reload added one meanwhile
                 return
 
     def skipped_by_reason(self) -> dict[str, dict[str, int]]:
         """Per source, frames the motion gate kept from inference, by reason."""
-        return {name: dict(source.skipped_by) for name, source in self.sources.items() if source.skipped_by}
+        readers = {name: runtime.reader for name, runtime in self.runtimes.items()}
+        return {name: dict(reader.skipped_by) for name, reader in readers.items() if reader.skipped_by}
 
     def problems(self) -> dict[str, str]:
         """Sources that do not open, and why (``AUTH FAILED (401)``...), for /readyz."""
-        return {name: source.failure for name, source in self.sources.items() if source.failure}
+        readers = {name: runtime.reader for name, runtime in self.runtimes.items()}
+        return {name: reader.failure for name, reader in readers.items() if reader.failure}
 
     def captured(self) -> dict[str, int]:
-        return {name: source.captured for name, source in self.sources.items()}
+        return {name: runtime.reader.captured for name, runtime in self.runtimes.items()}
 
     def skipped(self) -> dict[str, int]:
-        return {name: source.skipped for name, source in self.sources.items() if source.gate is not None}
+        readers = {name: runtime.reader for name, runtime in self.runtimes.items()}
+        return {name: reader.skipped for name, reader in readers.items() if reader.gate is not None}
 
     def _on_state(self, source: str, state: str) -> None:
-        if source not in self.sources or self.states.get(source) == state:
+        if source not in self.runtimes or self.states.get(source) == state:
             return
         self.states[source] = state
         if state in ("ended", "failed"):
@@ -193,4 +167,6 @@ class SourceSet:
 
     async def _finish(self, source: str) -> None:
         """A source ended by itself (a file's end, a failure): its last frames go through first."""
-        await self._retire(source)
+        runtime = self.runtimes.get(source)
+        if runtime is not None:
+            await runtime.retire(stop_reader=False)

@@ -10,8 +10,6 @@ that stands still is still seen. ``detect_interval`` lets at most every Nth fram
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import cv2
 import numpy as np
 
@@ -144,16 +142,13 @@ def regions(
 
 
 class MotionFeedback:
-    """A stage after tracking: tells each source's gate whether objects are present (tracks, or
-    detections where there is no tracking), which keeps ``min_interval`` inference going."""
+    """The last handler of a motion-gated source's route: tells its gate whether objects are
+    present (tracks, or detections where there is no tracking), which keeps ``min_interval``
+    inference going."""
 
-    def __init__(self, gates: Mapping[str, MotionGate]) -> None:
-        """``gates``: the running sources' gates, by source (the source set keeps it current)."""
-        self._gates = gates
+    def __init__(self, gate: MotionGate) -> None:
+        self._gate = gate
 
     def on_result(self, result: Result) -> None:
-        if result.skipped is not None:
-            return
-        gate = self._gates.get(result.frame.source)
-        if gate is not None:
-            gate.objects = max(len(result.tracks), len(result.detections))  # read by the reader thread
+        if result.skipped is None:
+            self._gate.objects = max(len(result.tracks), len(result.detections))  # read by the reader thread

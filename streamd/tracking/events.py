@@ -21,9 +21,9 @@ from streamd.types import Detection
 
 # (topic suffix under {prefix}/{instance}/{source}/, payload, retained)
 Publish = Callable[[str, str, bool], object]
-# Asked when an announced track ends, with its id: a task whose result the 'end' event carries
-# as "snapshot" (it is published once the task is done), or None to publish the end at once.
-BeforeEnd = Callable[[int], "asyncio.Task[dict[str, Any] | None] | None"]
+# Asked when an announced track ends, with its id: a task whose result (keys such as "snapshot")
+# the 'end' event carries (it is published once the task is done), or None to publish it at once.
+BeforeEnd = Callable[[int], "asyncio.Task[dict[str, Any]] | None"]
 EVENT_SCHEMA = "streamd/events/1"
 
 
@@ -48,7 +48,7 @@ class SourceEvents:
         )
         self._publish = publish
         self._metrics = metrics
-        self._before_end = before_end
+        self.before_end = before_end
         # Confirmed tracks not yet announced: their label's threshold or required zones say wait.
         self._pending: set[int] = set()
         self.zones: list[Zone] = []
@@ -166,16 +166,16 @@ class SourceEvents:
                 track.zones.discard(zone.name)
                 self._event("exit", track, frame, observed=True, zone=zone.name)
         payload = self._payload("end", track, frame, observed=True)
-        waiting = self._before_end(track.id) if self._before_end is not None else None
+        waiting = self.before_end(track.id) if self.before_end is not None else None
         if waiting is None:
             self._send(payload)
             return
 
-        def send_with_snapshot(task: asyncio.Task[dict[str, Any] | None]) -> None:
-            snapshot = None if task.cancelled() or task.exception() else task.result()
-            self._send({**payload, "snapshot": snapshot} if snapshot else payload)
+        def send_with_extra(task: asyncio.Task[dict[str, Any]]) -> None:
+            extra = None if task.cancelled() or task.exception() else task.result()
+            self._send({**payload, **extra} if extra else payload)
 
-        waiting.add_done_callback(send_with_snapshot)
+        waiting.add_done_callback(send_with_extra)
 
     def _event(self, kind: str, track: Track, frame: int, observed: bool = False, **extra: Any) -> None:
         self._send(self._payload(kind, track, frame, observed, **extra))

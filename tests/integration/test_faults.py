@@ -343,7 +343,7 @@ async def test_a_reload_that_fails_half_way_leaves_the_running_service_as_it_was
     serving = asyncio.create_task(daemon.serve())
     await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= 3, 60)
     old_config, old_engine = daemon.config, daemon.engines.engine
-    old_cam = daemon.sources.sources["cam"].config
+    old_cam = daemon.sources.runtimes["cam"].config
 
     real_start = CaptureSource.start
 
@@ -367,7 +367,7 @@ async def test_a_reload_that_fails_half_way_leaves_the_running_service_as_it_was
     assert [e["event"] for e in events] == ["reload_rejected"] and events[0]["restored"] == ["cam"], events
     assert daemon.engines.engine is old_engine, "the model compiled for the new config was never swapped in"
     assert daemon.config is old_config
-    assert set(daemon.sources.sources) == {"cam"} and daemon.sources.sources["cam"].config == old_cam
+    assert set(daemon.sources.runtimes) == {"cam"} and daemon.sources.runtimes["cam"].config == old_cam
     before = len(subscriber.on("/cam/detections"))
     await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= before + 3, 30)
     assert not [t for t, _ in subscriber.messages if "/new/" in t], "the new source never published"

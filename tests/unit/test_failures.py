@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from streamd.config import SourceConfig
 from streamd.failures import FAILING_AFTER, Failures
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain
@@ -17,11 +18,13 @@ def test_a_run_of_failures_is_a_reason_until_the_source_finishes() -> None:
     metrics = Metrics()
     failures = Failures(metrics)
     chain = Chain([Broken()], failures)
+    route = chain.route(SourceConfig(name="cam", uri="/tmp/clip.mp4"))
+    chain.attach(route)
     for seq in range(FAILING_AFTER):
         chain(Result(Frame("cam", seq, 0.0, 0.0, 640, 480, None), [], "m", "CPU"))
     assert failures.reasons() == [
         f"source cam: Broken failed {FAILING_AFTER} frames in a row (ValueError('bad payload'))"
     ]
     assert metrics.processing_errors.labels("cam", "Broken")._value.get() == FAILING_AFTER
-    chain.source_finished("cam")  # removed by a reload, or its file ended: no longer failing
+    chain.detach(route)  # removed by a reload, or its file ended: no longer failing
     assert failures.reasons() == [] and not failures.active
