@@ -1,4 +1,5 @@
-"""The engine: frames from the queue into an ``AsyncInferQueue``, results back to the loop.
+"""The engine: frames from the queue into the device (``adapter.py``: an ``AsyncInferQueue``),
+results back to the loop.
 
 The loop never blocks on the device: it awaits a free request (a semaphore sized by
 ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``), starts it, and moves on. The OpenVINO callback does the
@@ -25,6 +26,7 @@ import openvino as ov
 
 from streamd.failures import Failures
 from streamd.handoff import Handoff
+from streamd.inference.adapter import InferenceAdapter, OpenVinoAdapter
 from streamd.inference.model import CompiledVariant, PreparedModel, compile_variant, frame_preparer
 from streamd.inference.regions import merge, shift
 from streamd.logging import get_logger
@@ -62,7 +64,7 @@ Request = tuple[_Pending, int]  # what rides in a request's userdata: the frame 
 @dataclass
 class _Runner:
     variant: CompiledVariant
-    queue: ov.AsyncInferQueue
+    device: InferenceAdapter
 
 
 class Engine:
@@ -124,9 +126,8 @@ class Engine:
         runner = self._runners.get(key)
         if runner is None:
             variant = await asyncio.to_thread(compile_variant, self.prepared, key)
-            queue = ov.AsyncInferQueue(variant.compiled, variant.requests)
-            queue.set_callback(self._on_done)
-            runner = self._runners[key] = _Runner(variant, queue)
+            device = OpenVinoAdapter(variant.compiled, variant.requests, self._on_done)
+            runner = self._runners[key] = _Runner(variant, device)
             log.info(
                 "model_compiled",
                 device=variant.placement.device,
@@ -188,7 +189,7 @@ class Engine:
         self._inflight += 1
         self._idle.clear()
         self._metrics.inflight_requests.set(self._inflight)
-        runner.queue.start_async(tensor, request, share_inputs=True)
+        runner.device.start(tensor, request)
 
     async def flushed(self, source: str) -> None:
         """Until every frame of ``source`` taken from the queue has been reported."""
@@ -212,15 +213,15 @@ class Engine:
         Dropping the hand-off breaks the engine's only reference cycle, so the engine (and the
         compiled model it holds) goes now, not at some later garbage collection."""
         for runner in self._runners.values():
-            runner.queue.wait_all()
+            runner.device.close()
         self._runners.clear()
         self.base = None
         self._done = None
 
-    def _on_done(self, request: ov.InferRequest, userdata: Request) -> None:
-        # OpenVINO thread: copy the (small) outputs before the request is reused, nothing else.
+    def _on_done(self, userdata: Request, outputs: list[np.ndarray], seconds: float) -> None:
+        # The device's thread: hand over, nothing else.
         assert self._done is not None
-        self._done.put((userdata, [tensor.data.copy() for tensor in request.output_tensors], request.latency / 1000.0))
+        self._done.put((userdata, outputs, seconds))
 
     def _complete(self, batch: list[tuple[Request, list[np.ndarray], float]]) -> None:
         assert self._slots is not None

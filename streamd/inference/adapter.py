@@ -1,0 +1,44 @@
+"""The seam between the engine and a device, after OpenVINO model_api's ``InferenceAdapter``, cut
+to what the engine uses: start a request with its userdata; hear on the device's thread when it
+is done, with its outputs copied in the compiled model's order (decoders resolve them by name
+once, at bind) and the seconds it took. A test that needs a device that misbehaves (one that
+stops answering) substitutes the adapter, not the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+import openvino as ov
+
+# (userdata, outputs, seconds on the device): called on the device's thread.
+Done = Callable[[Any, list[np.ndarray], float], None]
+
+
+class InferenceAdapter(Protocol):
+    def start(self, tensor: ov.Tensor, userdata: Any) -> None:
+        """Start one request (the caller holds one of ``requests`` slots); non-blocking. The
+        input's memory is shared, not copied: ``userdata`` keeps it alive until ``done``."""
+
+    def close(self) -> None:
+        """Wait for the requests still running; the adapter is not used again."""
+
+
+class OpenVinoAdapter:
+    """An ``AsyncInferQueue`` of ``requests`` requests on a compiled model."""
+
+    def __init__(self, compiled: ov.CompiledModel, requests: int, done: Done) -> None:
+        self._queue = ov.AsyncInferQueue(compiled, requests)
+        self._done = done
+        self._queue.set_callback(self._on_done)
+
+    def _on_done(self, request: ov.InferRequest, userdata: Any) -> None:
+        # Copy the (small) outputs before the request is reused; nothing else on this thread.
+        self._done(userdata, [tensor.data.copy() for tensor in request.output_tensors], request.latency / 1000.0)
+
+    def start(self, tensor: ov.Tensor, userdata: Any) -> None:
+        self._queue.start_async(tensor, userdata, share_inputs=True)
+
+    def close(self) -> None:
+        self._queue.wait_all()
