@@ -20,6 +20,7 @@ from streamd.config_objects import (
     MotionConfig,
     ObjectFilter,
     Polygon,
+    RecordingConfig,
     SnapshotConfig,
     TrackingConfig,
     ZoneConfig,
@@ -130,6 +131,7 @@ class SourceConfig(_Strict):
     object_masks: list[Polygon] = Field(default_factory=list)
     snapshots: SnapshotConfig | None = None  # None: off; needs tracking
     motion: MotionConfig | None = None  # None: every frame is inferred
+    recording: RecordingConfig | None = None  # None: off; clips around tracks, needs tracking
 
     @model_validator(mode="before")
     @classmethod
@@ -154,6 +156,13 @@ class SourceConfig(_Strict):
             raise ValueError("zone and line names must be unique within a source")
         if self.snapshots is not None and not self.takes_snapshots:
             raise ValueError("snapshots are taken per tracked object: add [sources.tracking] to this source")
+        if self.recording is not None and self.tracking is None:
+            raise ValueError("recording makes a clip per tracked object: add [sources.tracking] to this source")
+        if self.recording is not None and self.uri.startswith("/dev/video"):
+            raise ValueError(
+                "recording keeps the camera's compressed stream, and a V4L2 device sends raw frames: "
+                "record from the camera's RTSP stream instead (encoding raw frames is not supported)"
+            )
         zones = {z.name for z in self.zones}
         for label, rule in self.filters.items():
             if (rule.threshold or rule.required_zones) and self.tracking is None:

@@ -79,6 +79,38 @@ class SnapshotConfig(_Strict):
         return value
 
 
+def state_directory() -> Path:
+    """Where streamd keeps what must outlive a restart: systemd's StateDirectory, else the XDG one."""
+    base = os.environ.get("STATE_DIRECTORY") or os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
+    return Path(base.split(":")[0]) / ("" if os.environ.get("STATE_DIRECTORY") else "streamd")
+
+
+class RecordingConfig(_Strict):
+    """Clips around tracked objects: the camera's own compressed stream, no re-encode."""
+
+    dir: str = ""  # "": recordings/ under the state directory (systemd's StateDirectory)
+    pre_capture: float = Field(default=5.0, ge=0.0, le=60.0)  # seconds kept before the object appears
+    post_capture: float = Field(default=5.0, ge=0.0, le=300.0)  # seconds after its track ends
+    labels: list[str] = Field(default_factory=list)  # which tracks make a clip; empty: every tracked label
+    retain_days: float = Field(default=7.0, gt=0.0)
+    max_bytes: int = Field(default=10_000_000_000, ge=1 << 20)  # this source's clips; the oldest go first
+    # The pre-capture ring's memory bound (a 4 Mbit/s camera fills 5 s with 2.5 MB).
+    ring_bytes: int = Field(default=64 << 20, ge=1 << 20)
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.dir).expanduser() if self.dir else state_directory() / "recordings"
+
+    @field_validator("dir")
+    @classmethod
+    def _usable(cls, value: str) -> str:
+        """Created now if missing: a folder that cannot be one is a config error."""
+        problem = directory_problem(Path(value).expanduser()) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
 def directory_problem(directory: Path) -> str | None:
     """Created if missing; None when this user can write there, else what is wrong with it."""
     try:

@@ -25,6 +25,8 @@ from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain, Stage
 from streamd.queue import FrameQueue
+from streamd.recording.serve import clips_handler, recording_folders
+from streamd.recording.stage import CLIPS_PATH, RecordingStage
 from streamd.reload import apply_reload
 from streamd.sinks.mqtt import MqttSink
 from streamd.sinks.payload import DetectionsStage
@@ -85,8 +87,15 @@ class Daemon(Lifecycle):
         self.queue = FrameQueue(config.queue.size, self.stats.on_drop, config.queue.max_bytes, self.stats.on_skip)
         self.snapshots = SnapshotStage(self.sink, self.metrics)
         self.tracking = TrackingStage(self.sink, self.metrics)
+        self.recording = RecordingStage(self.sink, self.metrics)
         self.detections = DetectionsStage(config.mqtt, self.sink)
-        stages: list[Stage] = [ObjectFilterStage(self.metrics), self.stats, self.tracking, self.snapshots]
+        stages: list[Stage] = [
+            ObjectFilterStage(self.metrics),
+            self.stats,
+            self.tracking,
+            self.snapshots,
+            self.recording,
+        ]
         if config.mqtt.discovery:
             stages.append(PresenceStage(config.mqtt, self.sink))
         self.failures = Failures(self.metrics)
@@ -140,7 +149,8 @@ class Daemon(Lifecycle):
             routes = standard_routes(self.metrics, self.readiness)
             if self.worker is not None:
                 routes["/stats"] = self._stats_route
-            self.health = HealthServer(cfg.metrics.listen, routes)
+            clips = {CLIPS_PATH: clips_handler(lambda: recording_folders(self.config))}
+            self.health = HealthServer(cfg.metrics.listen, routes, clips)
             await self.health.start()
         # The sink connects while the model compiles; it flushes at shutdown (close() ends it).
         self.sink.start()
@@ -197,6 +207,7 @@ class Daemon(Lifecycle):
         self.supervisor.cancel_all()
         self.sources.finish_all()
         await self.snapshots.drain(deadline - time.monotonic())  # they and their end events first
+        await self.recording.drain(deadline - time.monotonic())  # the open clips, finished and announced
         await self.sink.close(max(1.0, deadline - time.monotonic()))
         if self.health is not None:
             await self.health.stop()
@@ -229,7 +240,7 @@ class Daemon(Lifecycle):
             self.sink.status(),
             self.sources.states,
             self.supervisor.failed,
-            self.failures.reasons(),
+            self.failures.reasons() + list(self.recording.problems.values()),
         )
         body["source_errors"] = self.sources.problems()  # e.g. {"porch": "AUTH FAILED (401)"}
         return ready, body

@@ -29,6 +29,9 @@ log = get_logger(__name__)
 Readiness = Callable[[], tuple[bool, dict[str, object]]]
 Response = tuple[str, str, bytes]  # status line, content type, body
 Handler = Callable[[], Awaitable[Response]]
+Reply = tuple[str, str, bytes, dict[str, str]]  # a Response with headers of its own
+# Under a path prefix: (the rest of the path, still percent-encoded; request headers, lower-case names)
+PathHandler = Callable[[str, Mapping[str, str]], Awaitable[Reply]]
 
 
 def metrics_handler(metrics: Metrics) -> Handler:
@@ -68,11 +71,15 @@ MQTT_STALLED_AFTER = 10.0  # seconds connected with messages waiting and none ac
 
 
 class HealthServer:
-    def __init__(self, listen: str, routes: Mapping[str, Handler]) -> None:
+    def __init__(
+        self, listen: str, routes: Mapping[str, Handler], prefixes: Mapping[str, PathHandler] | None = None
+    ) -> None:
+        """``prefixes``: e.g. ``{"/clips": handler}`` answers ``/clips/...``."""
         self.unix_path = listen.removeprefix("unix:") if listen.startswith("unix:") else None
         host, _, port = listen.rpartition(":")
         self.host, self.port = (host.strip("[]") or "0.0.0.0", int(port)) if self.unix_path is None else ("", 0)
         self._routes = dict(routes)
+        self._prefixes = dict(prefixes or {})
         self._server: asyncio.Server | None = None
         self._open = 0
         self._refused_logged = 0.0
@@ -92,7 +99,7 @@ class HealthServer:
                 ) from None
             self.port = self._server.sockets[0].getsockname()[1]
             address = f"{self.host}:{self.port}"
-        log.info("http_listening", address=address, paths=sorted(self._routes))
+        log.info("http_listening", address=address, paths=sorted(self._routes) + [f"{p}/" for p in self._prefixes])
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -137,18 +144,37 @@ class HealthServer:
         method, path, *_ = lines[0].decode("latin-1").split(" ")
         path = path.split("?", 1)[0]
         handler = self._routes.get(path)
+        prefix, _, rest = path[1:].partition("/")
+        under = self._prefixes.get(f"/{prefix}") if rest else None
+        extra: dict[str, str] = {}
         if method not in ("GET", "HEAD"):
             status, ctype, body = "405 Method Not Allowed", "text/plain", b"method not allowed\n"
         elif handler is not None:
             status, ctype, body = await handler()
+        elif under is not None:
+            headers = {}
+            for line in lines[1:]:
+                name, sep, value = line.decode("latin-1").partition(":")
+                if sep:
+                    headers[name.strip().lower()] = value.strip()
+            status, ctype, body, extra = await under(rest, headers)
         else:
             status, ctype, body = "404 Not Found", "text/plain", f"try {', '.join(sorted(self._routes))}\n".encode()
-        await self._answer(writer, method, status, ctype, body)
+        await self._answer(writer, method, status, ctype, body, extra)
 
     @staticmethod
-    async def _answer(writer: asyncio.StreamWriter, method: str, status: str, ctype: str, body: bytes) -> None:
+    async def _answer(
+        writer: asyncio.StreamWriter,
+        method: str,
+        status: str,
+        ctype: str,
+        body: bytes,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        fields = "".join(f"{name}: {value}\r\n" for name, value in (extra or {}).items())
         head = (
-            f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n{fields}"
+            "Connection: close\r\n\r\n"
         ).encode()
         writer.write(head if method == "HEAD" else head + body)
         await writer.drain()

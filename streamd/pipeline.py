@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from streamd.config import SourceConfig
 from streamd.failures import Failures
 from streamd.logging import get_logger
 from streamd.types import Result
+
+if TYPE_CHECKING:
+    from streamd.recording.packets import PacketSink
 
 log = get_logger(__name__)
 
@@ -64,6 +67,13 @@ class WantsSkipped(Protocol):
 
 
 @runtime_checkable
+class WantsPackets(Protocol):
+    """A handler that takes the source's compressed packets as they come (its recorder)."""
+
+    packets: PacketSink
+
+
+@runtime_checkable
 class HearsTrackEnds(Protocol):
     """A handler that has something to add to a track's ``end`` event (its snapshot): a task
     whose result the event carries under ``end_key``, or None."""
@@ -90,6 +100,7 @@ class Route:
         self.source = source
         self.handlers = handlers  # (stage name for failures and metrics, handler)
         self.wants_skipped = any(isinstance(h, WantsSkipped) and h.wants_skipped for _, h in handlers)
+        self.packets = next((h.packets for _, h in handlers if isinstance(h, WantsPackets)), None)
         for index, (_, handler) in enumerate(handlers):
             if isinstance(handler, EndsTracks):
                 handler.listen([h for _, h in handlers[index + 1 :] if isinstance(h, HearsTrackEnds)])

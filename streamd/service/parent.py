@@ -31,6 +31,8 @@ from streamd.config import Config, ConfigError, is_file_uri
 from streamd.health import HealthServer, Response, healthz, readiness_response
 from streamd.lifecycle import Lifecycle
 from streamd.logging import get_logger
+from streamd.recording.serve import clips_handler, recording_folders
+from streamd.recording.stage import CLIPS_PATH
 from streamd.service.child import State, WorkerProcess
 from streamd.service.merge import merge_expositions
 from streamd.service.plan import Assignment, Plan, format_cores, make_plan, moved
@@ -111,7 +113,9 @@ class Service(Lifecycle):
         listen = self.config.metrics.listen
         if listen:
             self.health = HealthServer(
-                listen, {"/metrics": self._metrics, "/healthz": healthz, "/readyz": self._readyz}
+                listen,
+                {"/metrics": self._metrics, "/healthz": healthz, "/readyz": self._readyz},
+                {CLIPS_PATH: clips_handler(lambda: recording_folders(self.config))},  # the workers' clips
             )
             await self.health.start()
         self.status.start()

@@ -8,7 +8,6 @@ lost (what was in flight is sent again, first), ``close`` at exit. Its state is 
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import time
 from collections import Counter, deque
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamd.config import ConfigError, MqttConfig
+from streamd.config_objects import state_directory
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.sinks.buffer import BufferUnavailable, DiskBuffer
@@ -40,8 +40,7 @@ class Message:
 
 
 def default_buffer_dir() -> Path:
-    base = os.environ.get("STATE_DIRECTORY") or os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
-    return Path(base.split(":")[0]) / ("" if os.environ.get("STATE_DIRECTORY") else "streamd")
+    return state_directory()
 
 
 def buffer_path(config: MqttConfig) -> Path:

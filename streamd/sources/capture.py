@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -27,6 +27,7 @@ from streamd.handoff import Handoff
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
+from streamd.recording.packets import PacketCapture, PacketRelay
 from streamd.redact import redact_uri
 from streamd.sources.diagnose import describe_failure, diagnose
 from streamd.sources.motion import MotionGate, regions
@@ -52,6 +53,22 @@ class RegionInput:
 
     input_size: Callable[[], tuple[int, int]]
     tensor: Callable[[np.ndarray], Any]
+
+
+class Capture(Protocol):
+    """What the reader uses of ``cv2.VideoCapture`` (``PacketCapture`` offers the same on PyAV)."""
+
+    def isOpened(self) -> bool: ...  # cv2's names
+
+    def get(self, prop: int) -> float: ...
+
+    def grab(self) -> bool: ...
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def release(self) -> None: ...
 
 
 HEALTHY_RESET = 60.0  # a connection that lived this long resets the backoff
@@ -105,6 +122,8 @@ class CaptureSource:
         # Skipped frames travel to the stages only where one needs them (tracking ages its tracks,
         # presence times its OFF, publish_empty reports them); the owner asks the chain.
         self.forward_skipped = True
+        # Recording: the camera's packets go to its recorder from this one connection.
+        self.relay = PacketRelay() if config.recording is not None else None
         self._stop = threading.Event()
         self.failure: str | None = None  # why it does not open, e.g. "AUTH FAILED (401)" (reader thread)
         self._done: asyncio.Future[None] = loop.create_future()
@@ -153,8 +172,11 @@ class CaptureSource:
     def _state(self, state: str) -> None:
         self._loop.call_soon_threadsafe(self._on_state, self.name, state)
 
-    def _open(self) -> cv2.VideoCapture:
+    def _open(self) -> Capture:
         cfg = self.config
+        if self.relay is not None:
+            threads = cfg.decode_threads or DEFAULT_DECODE_THREADS
+            return PacketCapture(cfg.uri, self.relay, cfg.read_timeout, cfg.rtsp_transport, threads)
         if cfg.uri.startswith("/dev/video"):
             return cv2.VideoCapture(cfg.uri, cv2.CAP_V4L2)
         timeout_ms = int(cfg.read_timeout * 1000)
@@ -256,7 +278,7 @@ class CaptureSource:
             self._stop.wait(delays.next_delay())
         self._state("ended")
 
-    def _stream(self, cap: cv2.VideoCapture) -> tuple[int, int]:
+    def _stream(self, cap: Capture) -> tuple[int, int]:
         """Read until the end or a stop; returns (frames read, frames the container declares)."""
         cfg = self.config
         fps = cap.get(cv2.CAP_PROP_FPS)

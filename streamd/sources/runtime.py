@@ -32,6 +32,8 @@ class SourceRuntime:
         # Skipped frames travel to the handlers only where one needs them (tracking ages its
         # tracks, presence times its OFF, publish_empty reports them).
         self.reader.forward_skipped = route.wants_skipped
+        if self.reader.relay is not None:  # one connection: the camera's packets reach its recorder
+            self.reader.relay.attach(route.packets)
         return route
 
     def start(self, then: Callable[[], None] = lambda: None) -> None:
@@ -63,6 +65,8 @@ class SourceRuntime:
             await asyncio.wait_for(self._through(self.name), timeout)
         if still():
             self._chain.detach(self.route)
+            if self.reader.relay is not None:
+                self.reader.relay.attach(None)
 
     def resume(self) -> None:
         """The detect switch is back ON after a pause retired the handlers: they start anew."""

@@ -1,0 +1,162 @@
+"""One connection per camera: PyAV demuxes the stream, every compressed packet goes to the
+recorder as it came, and the same packets are decoded for the detector.
+
+:class:`PacketCapture` offers the reading surface of ``cv2.VideoCapture`` that the source's
+reader uses (``grab``/``retrieve``/``read``/``get``), so a recording source runs the same
+reader loop. Measured before switching (``benchmarks/README.md``): PyAV's decode with the YUV
+planes converted by ``cv2.cvtColor`` reads as fast as OpenCV's ``VideoCapture`` (640x480 H.264:
+906 against 794 FPS; 1080p: 153 against 147), while PyAV's own ``to_ndarray("bgr24")`` is
+slower (523 FPS at 640x480).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Protocol
+
+import av
+import av.container
+import av.video.frame
+import av.video.stream
+import cv2
+import numpy as np
+
+from streamd.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPacket:
+    """A compressed packet copied out of the demuxer (FFmpeg reuses and, on muxing, takes
+    ownership of its own), with the wall-clock time it arrived."""
+
+    data: bytes
+    pts: int | None
+    dts: int | None
+    keyframe: bool
+    time_base: Fraction
+    wall: float
+
+
+class StreamTemplate:
+    """The stream's codec parameters, copied once per connection into a container of their own,
+    so clips can be made from them after the camera's connection is gone."""
+
+    def __init__(self, stream: av.video.stream.VideoStream) -> None:
+        self._holder = av.open(io.BytesIO(), "w", format="mp4")
+        self.stream = self._holder.add_stream_from_template(stream)
+        context = stream.codec_context
+        self.codec = context.name
+        self.width, self.height = context.width, context.height
+
+
+class PacketSink(Protocol):
+    """Where the reader thread hands the stream's packets (the recorder)."""
+
+    def opened(self, template: StreamTemplate) -> None: ...
+
+    def packet(self, packet: StoredPacket) -> None: ...
+
+
+class PacketRelay:
+    """The reader's end: packets go to the current sink, if any (the source's recorder; a new one
+    when a detect switch comes back on), which hears the current stream's template first."""
+
+    def __init__(self) -> None:
+        self._sink: PacketSink | None = None
+        self._template: StreamTemplate | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, sink: PacketSink | None) -> None:
+        with self._lock:
+            self._sink = sink
+            if sink is not None and self._template is not None:
+                sink.opened(self._template)
+
+    def opened(self, template: StreamTemplate) -> None:
+        with self._lock:
+            self._template = template
+            if self._sink is not None:
+                self._sink.opened(template)
+
+    def packet(self, packet: StoredPacket) -> None:
+        sink = self._sink
+        if sink is not None:
+            sink.packet(packet)
+
+
+class PacketCapture:
+    def __init__(self, uri: str, packets: PacketSink, timeout: float, transport: str, threads: int) -> None:
+        options = {"rtsp_transport": transport} if uri.startswith("rtsp") else {}
+        self._packets = packets
+        self._container: av.container.InputContainer | None = None
+        self._frames: deque[av.video.frame.VideoFrame] = deque()
+        self._frame: av.video.frame.VideoFrame | None = None
+        try:
+            self._container = av.open(uri, options=options, timeout=(timeout, timeout))
+            self._stream = self._container.streams.video[0]
+        except (av.FFmpegError, IndexError, OSError) as exc:
+            log.debug("packets_open_failed", error=str(exc))
+            self.release()
+            return
+        self._stream.thread_type = "AUTO"
+        self._stream.codec_context.thread_count = threads
+        self._demux: Iterator[av.Packet[av.video.stream.VideoStream]] = self._container.demux(self._stream)
+        packets.opened(StreamTemplate(self._stream))
+
+    def isOpened(self) -> bool:  # cv2.VideoCapture's name
+        return self._container is not None
+
+    def get(self, prop: int) -> float:
+        if self._container is None:
+            return 0.0
+        if prop == cv2.CAP_PROP_FPS:
+            rate = self._stream.average_rate or self._stream.guessed_rate
+            return float(rate) if rate else 0.0
+        if prop == cv2.CAP_PROP_FRAME_COUNT:
+            return float(self._stream.frames)
+        return 0.0
+
+    def grab(self) -> bool:
+        """The next decoded frame, not converted yet; every packet read on the way goes to the sink."""
+        while not self._frames:
+            try:
+                packet = next(self._demux)
+            except (StopIteration, av.FFmpegError, OSError):
+                return False
+            if packet.size and packet.dts is not None:
+                self._packets.packet(
+                    StoredPacket(
+                        bytes(packet), packet.pts, packet.dts, packet.is_keyframe, packet.time_base, time.time()
+                    )
+                )
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue  # a damaged packet: its frame is lost, the stream goes on
+            self._frames.extend(f for f in frames if isinstance(f, av.video.frame.VideoFrame))
+        self._frame = self._frames.popleft()
+        return True
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        frame = self._frame
+        if frame is None:
+            return False, None
+        if frame.format.name == "yuv420p":
+            return True, cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
+        return True, frame.to_ndarray(format="bgr24")
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        return self.retrieve() if self.grab() else (False, None)
+
+    def release(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None

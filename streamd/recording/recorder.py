@@ -1,0 +1,263 @@
+"""A recording source's writer thread: it keeps the ring of recent packets and opens, writes and
+closes clips as tracks start and end. Disk work never runs on the reader thread (a slow disk
+must not cost frames) nor on the event loop.
+
+Overlapping tracks of one source share one clip: it starts ``pre_capture`` seconds before the
+first of them appeared (on the keyframe before), and ends ``post_capture`` seconds after the last
+of them ended; every track it covers is announced with it.
+
+A write the disk refuses (full, over the file size limit, read-only) abandons the clip (its
+temporary file is removed) and stops recording for the source, said once with the reason;
+after ``RETRY_AFTER`` seconds the next packet with a track active tries again, so recording
+resumes by itself when the disk has room.
+"""
+
+from __future__ import annotations
+
+import errno
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamd.config_objects import RecordingConfig
+from streamd.logging import get_logger
+from streamd.recording.clip import ClipFile
+from streamd.recording.packets import StoredPacket, StreamTemplate
+from streamd.recording.retention import sweep
+from streamd.recording.ring import PacketRing
+
+log = get_logger(__name__)
+
+RETRY_AFTER = 10.0  # seconds after a refused write before recording tries again
+MAX_BACKLOG = 4096  # packets waiting for the writer thread; past it they are dropped, counted
+SWEEP_EVERY = 600.0  # seconds between retention sweeps when no clip finishes
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A finished clip and the tracks it shows: (track id, label)."""
+
+    source: str
+    path: Path
+    start: float  # wall clock of its first and last packets
+    end: float
+    bytes: int
+    codec: str
+    tracks: list[tuple[int, str]]
+
+
+@dataclass
+class _Open:
+    file: ClipFile
+    tracks: dict[int, str] = field(default_factory=dict)  # covered so far: id -> label
+    active: set[int] = field(default_factory=set)
+    close_at: float | None = None  # wall clock: post_capture after the last track ended
+
+
+Announce = Callable[[Clip], None]
+Fault = Callable[[str | None, str | None], None]  # (reason, message), (None, None): recording again
+Stored = Callable[[int], None]  # bytes of the source's clips on disk
+
+
+class Recorder:
+    def __init__(
+        self,
+        source: str,
+        config: RecordingConfig,
+        announce: Announce,
+        fault: Fault,
+        stored: Stored,
+        dropped: Callable[[], None],
+    ) -> None:
+        """The callbacks run on the writer thread: they hand over to the loop themselves."""
+        self.source = source
+        self.config = config
+        self.folder = config.directory / source
+        self._announce, self._fault, self._stored, self._dropped = announce, fault, stored, dropped
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"streamd-rec-{source}", daemon=True)
+        self._ring = PacketRing(config.pre_capture + 1.0, config.ring_bytes)
+        self._template: StreamTemplate | None = None
+        self._clip: _Open | None = None
+        self._pending: dict[int, str] = {}  # tracks active while recording is refused
+        self._failed_until = 0.0
+        self._failing = False
+        self._last_sweep = 0.0
+
+    # -- any thread ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def opened(self, template: StreamTemplate) -> None:
+        self._inbox.put(("opened", template))
+
+    def packet(self, packet: StoredPacket) -> None:
+        if self._inbox.qsize() > MAX_BACKLOG:
+            self._dropped()
+            return
+        self._inbox.put(("packet", packet))
+
+    def track_started(self, track_id: int, label: str, wall: float) -> None:
+        self._inbox.put(("start", (track_id, label, wall)))
+
+    def track_ended(self, track_id: int, wall: float) -> None:
+        self._inbox.put(("end", (track_id, wall)))
+
+    def close(self) -> None:
+        """The source is done: the open clip is finished with what it has, the thread ends."""
+        self._inbox.put(("close", None))
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- the writer thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._sweep(time.time())
+            while True:
+                kind, value = self._inbox.get()
+                if kind == "packet":
+                    self._on_packet(value)
+                elif kind == "start":
+                    self._on_start(*value)
+                elif kind == "end":
+                    self._on_end(*value)
+                elif kind == "opened":
+                    self._on_opened(value)
+                else:
+                    break
+            if self._clip is not None:
+                self._finish(self._clip)
+        except Exception as exc:  # a bug, not a disk: said, and recording stops for the source
+            log.exception("recorder_crashed", source=self.source)
+            self._fault("crashed", repr(exc))
+
+    def _on_opened(self, template: StreamTemplate) -> None:
+        """A new connection (or a file's next loop): its timestamps start over."""
+        if self._clip is not None:
+            self._finish(self._clip)
+        self._ring.clear()
+        self._template = template
+
+    def _on_packet(self, packet: StoredPacket) -> None:
+        self._ring.add(packet)
+        clip = self._clip
+        if clip is None:
+            if self._pending and packet.keyframe and packet.wall >= self._failed_until:
+                self._open(packet.wall - self.config.pre_capture, dict(self._pending))
+            elif packet.wall - self._last_sweep > SWEEP_EVERY:
+                self._sweep(packet.wall)
+            return
+        if not self._write(clip, packet):
+            return
+        if clip.close_at is not None and packet.wall >= clip.close_at:
+            self._finish(clip)
+
+    def _on_start(self, track_id: int, label: str, wall: float) -> None:
+        clip = self._clip
+        if clip is not None:
+            clip.tracks[track_id] = label
+            clip.active.add(track_id)
+            clip.close_at = None
+            return
+        self._pending[track_id] = label
+        if time.time() >= self._failed_until:
+            self._open(wall - self.config.pre_capture, dict(self._pending))
+
+    def _on_end(self, track_id: int, wall: float) -> None:
+        self._pending.pop(track_id, None)
+        clip = self._clip
+        if clip is not None and track_id in clip.active:
+            clip.active.discard(track_id)
+            if not clip.active:
+                clip.close_at = wall + self.config.post_capture
+
+    def _open(self, since: float, tracks: dict[int, str]) -> None:
+        if self._template is None:
+            return  # no packets yet: opened on the first keyframe with the tracks still active
+        backlog = list(self._ring.since(since))
+        if not backlog:
+            return
+        name = time.strftime("%Y%m%d-%H%M%S", time.gmtime(backlog[0].wall)) + f"-{min(tracks)}"
+        path = self.folder / f"{name}.mp4"
+        serial = 1
+        while path.exists():
+            path = self.folder / f"{name}-{serial}.mp4"
+            serial += 1
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            file = ClipFile(path, self._template)
+        except Exception as exc:
+            self._refused(exc)
+            return
+        clip = _Open(file, dict(tracks), set(tracks))
+        self._clip = clip
+        for packet in backlog:
+            if not self._write(clip, packet):
+                return
+        if self._failing:
+            self._failing = False
+            log.info("recording_resumed", source=self.source)
+            self._fault(None, None)
+
+    def _write(self, clip: _Open, packet: StoredPacket) -> bool:
+        try:
+            clip.file.write(packet)
+        except Exception as exc:
+            clip.file.abandon()
+            self._clip = None
+            self._pending = {i: clip.tracks[i] for i in clip.active}
+            self._refused(exc)
+            return False
+        return True
+
+    def _finish(self, clip: _Open) -> None:
+        self._clip = None
+        try:
+            size = clip.file.finish()
+        except Exception as exc:
+            clip.file.abandon()
+            self._refused(exc)
+            return
+        assert clip.file.first_wall is not None
+        self._announce(
+            Clip(
+                self.source,
+                clip.file.path,
+                clip.file.first_wall,
+                clip.file.last_wall,
+                size,
+                clip.file.codec,
+                sorted(clip.tracks.items()),
+            )
+        )
+        self._sweep(time.time())
+
+    def _sweep(self, now: float) -> None:
+        self._last_sweep = now
+        total, _ = sweep(self.folder, self.config.retain_days, self.config.max_bytes, now)
+        self._stored(total)
+
+    def _refused(self, exc: Exception) -> None:
+        self._failed_until = time.time() + RETRY_AFTER
+        reason = _reason(exc)
+        if not self._failing:  # once per outage, not per packet
+            self._failing = True
+            log.error("recording_stopped", source=self.source, reason=reason, error=str(exc), retry_in=RETRY_AFTER)
+        self._fault(reason, f"{reason}: {exc}")
+
+
+def _reason(exc: Exception) -> str:
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return "no_space"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "unwritable"
+    return "write_error"

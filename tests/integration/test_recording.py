@@ -1,0 +1,187 @@
+"""Clips around tracked objects, end to end: GStreamer's RTSP server (H.264), the real model, a
+real broker. A person walks in and out; the clip is the camera's own stream (no re-encode) from
+before they came to after they left, announced after the track's end, served over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from streamd.demo.broker import free_port
+from tests.conftest import Collected, Streamd, write_config
+from tests.servers.cameras import RtspCamera, jpeg_frames, rtsp_available
+
+FPS = 15
+KEYFRAME_EVERY = 1.0  # the camera's x264enc key-int-max = FPS
+# 4 s of empty porch, a person for 3 s, 5 s empty again: a 12 s loop.
+WALK_IN_AND_OUT = [None] * 60 + ["astronaut"] * 45 + [None] * 75
+RECORDING = {"pre_capture": 2.0, "post_capture": 2.0, "labels": ["person"]}
+CLIP_SCHEMA = json.loads(resources.files("streamd.schemas").joinpath("clip.schema.json").read_text())
+
+
+def camera(tmp_path: Path) -> RtspCamera:
+    reason = rtsp_available()
+    if reason is not None:
+        pytest.skip(reason)
+    jpeg_frames(tmp_path / "frames", WALK_IN_AND_OUT)
+    return RtspCamera(tmp_path / "frames", fps=FPS).start()
+
+
+def config(tmp_path: Path, model: Path, url: str, port: int, http: int, **recording: Any) -> Path:
+    source = {
+        "name": "porch",
+        "uri": url,
+        "read_timeout": 5.0,
+        "tracking": {"max_age": 8},
+        "recording": {"dir": tmp_path / "recordings", **RECORDING, **recording},
+    }
+    return write_config(tmp_path / "streamd.toml", model, [source], port, metrics={"listen": f"127.0.0.1:{http}"})
+
+
+def seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def probe(path: Path | str, *entries: str) -> dict[str, str]:
+    count = ["-count_frames"] if "nb_read_frames" in entries else []  # a file: read every frame
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", *count, "-show_entries",
+         "stream=" + ",".join(entries), "-of", "json", str(path)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    return {k: str(v) for k, v in json.loads(out)["streams"][0].items()}
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+async def readyz(port: int) -> tuple[int, dict[str, Any]]:
+    status, _, body = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/readyz")
+    return status, json.loads(body)
+
+
+async def test_a_person_walks_in_and_out_and_the_clip_is_the_cameras_own_stream(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    rtsp = camera(tmp_path)
+    http = free_port()
+    daemon = await Streamd("run", "-c", str(config(tmp_path, default_model, rtsp.url, broker.port, http))).start()
+    try:
+        await subscriber.wait_for(lambda c: c.on("/porch/clip/person"), 90)
+        clip = subscriber.json("/porch/clip/person")[0]
+        jsonschema.validate(clip, CLIP_SCHEMA)
+        topics = [t for t, _ in subscriber.messages]
+        events = subscriber.json("/porch/events")
+        new = next(e for e in events if e["type"] == "new" and e["id"] == clip["id"])
+        end = next(e for e in events if e["type"] == "end" and e["id"] == clip["id"])
+        end_at = next(i for i, (t, p) in enumerate(subscriber.messages) if t.endswith("/events") and b'"end"' in p)
+        assert end_at < topics.index(next(t for t in topics if t.endswith("/clip/person"))), "clip after its end"
+        path = tmp_path / "recordings" / "porch" / clip["file"]
+        assert path.stat().st_size == clip["bytes"] and not list(path.parent.glob(".*.part"))
+
+        # No re-encode: the camera's codec and resolution; every frame decodes.
+        stream = await asyncio.to_thread(probe, rtsp.url, "codec_name", "width", "height")
+        saved = await asyncio.to_thread(probe, path, "codec_name", "width", "height", "nb_frames", "nb_read_frames")
+        assert (saved["codec_name"], saved["width"], saved["height"]) == (
+            stream["codec_name"], stream["width"], stream["height"]) == ("h264", "640", "480")  # fmt: skip
+        assert saved["nb_read_frames"] == saved["nb_frames"]
+        decode = ["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"]
+        errors = await asyncio.to_thread(subprocess.run, decode, capture_output=True)
+        assert errors.returncode == 0 and not errors.stderr, errors.stderr[-500:]
+
+        # From a keyframe before pre_capture ahead of the person to post_capture after the track.
+        first_seen, last_seen = seconds(new["first_seen"]), seconds(end["last_seen"])
+        start, stop = seconds(clip["start"]), seconds(clip["end"])
+        pre, post = RECORDING["pre_capture"], RECORDING["post_capture"]
+        assert first_seen - pre - KEYFRAME_EVERY - 0.5 <= start <= first_seen - pre + 0.5, (start, first_seen)
+        assert stop >= last_seen + post - 0.5, (stop, last_seen)
+        media = float(saved["nb_frames"]) / FPS
+        assert abs(media - clip["seconds"]) < 1.0, (media, clip)
+
+        # Served over HTTP, the same bytes, seekable; nothing outside the folder.
+        base = f"http://127.0.0.1:{http}/clips/porch"
+        status, headers, body = await asyncio.to_thread(get, f"{base}/{clip['file']}")
+        assert status == 200 and body == path.read_bytes() and headers["Content-Type"] == "video/mp4"
+        status, headers, body = await asyncio.to_thread(get, f"{base}/{clip['file']}", {"Range": "bytes=100-1123"})
+        assert status == 206 and body == path.read_bytes()[100:1124]
+        assert headers["Content-Range"] == f"bytes 100-1123/{clip['bytes']}"
+        status, _, body = await asyncio.to_thread(get, f"{base}/{clip['file']}", {"Range": "bytes=-50"})
+        assert status == 206 and body == path.read_bytes()[-50:]
+        status, headers, _ = await asyncio.to_thread(get, f"{base}/{clip['file']}", {"Range": "bytes=99999999-"})
+        assert status == 416 and headers["Content-Range"] == f"bytes */{clip['bytes']}"
+        (tmp_path / "recordings" / "porch" / "20260101-000000-1.mp4").symlink_to("/etc/passwd")
+        (tmp_path / "secret.mp4").write_bytes(b"not a clip")
+        for attempt in [
+            "../secret.mp4",
+            "..%2fsecret.mp4",
+            "%2e%2e/secret.mp4",
+            "20260101-000000-1.mp4",  # a symlink with a clip's name
+            f"..%2F..%2Fporch%2F{clip['file']}",
+            "streamd.toml",
+        ]:
+            status, _, body = await asyncio.to_thread(get, f"{base}/{attempt}")
+            assert status == 404 and b"root:" not in body and b"not a clip" not in body, attempt
+        status, _, _ = await asyncio.to_thread(get, f"http://127.0.0.1:{http}/clips/other/{clip['file']}")
+        assert status == 404
+        metrics = (await asyncio.to_thread(get, f"http://127.0.0.1:{http}/metrics"))[2].decode()
+        assert 'streamd_clips_total{label="person",source="porch"}' in metrics
+        assert 'streamd_recording_bytes{source="porch"}' in metrics
+    finally:
+        rtsp.kill()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(30) == 0
+
+
+async def test_a_full_disk_stops_recording_while_detection_goes_on_and_recording_resumes(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    """RLIMIT_FSIZE (as ``prlimit --fsize``) makes every clip write fail as on a full disk."""
+    rtsp = camera(tmp_path)
+    http = free_port()
+    daemon = await Streamd("run", "-c", str(config(tmp_path, default_model, rtsp.url, broker.port, http))).start()
+    assert daemon.process is not None
+    pid = daemon.process.pid
+    try:
+        await daemon.wait_for_event("source_streaming", timeout=60)  # started: its files are open
+        # The soft limit, as ``prlimit --fsize=20000:`` (the hard one stays, so it can be lifted).
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+        stopped = await daemon.wait_for_event("recording_stopped", timeout=90)
+        assert stopped["reason"] == "no_space" and stopped["source"] == "porch"
+        status, body = await readyz(http)
+        assert status == 503 and any("recording porch stopped (no_space" in r for r in body["reasons"]), body
+        metrics = (await asyncio.to_thread(get, f"http://127.0.0.1:{http}/metrics"))[2].decode()
+        assert 'streamd_recording_errors_total{reason="no_space",source="porch"}' in metrics
+        assert 'streamd_recording_errors_total{reason="no_space",source="porch"} 0.0' not in metrics
+        before = len(subscriber.on("/porch/detections"))
+        await subscriber.wait_for(lambda c: len(c.on("/porch/detections")) >= before + 10, 30)
+        assert not list((tmp_path / "recordings" / "porch").glob("*.mp4")), "no clip under a clip's name"
+        assert not list((tmp_path / "recordings" / "porch").glob(".*.part")), "the refused clip is removed"
+
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        await subscriber.wait_for(lambda c: c.on("/porch/clip/person"), 90)
+        assert [e["event"] for e in daemon.events()].count("recording_stopped") == 1, "said once"
+        await daemon.wait_for_event("recording_resumed", timeout=10)
+        status, body = await readyz(http)
+        assert not any("recording" in r for r in body["reasons"]), body
+    finally:
+        rtsp.kill()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(30) == 0
