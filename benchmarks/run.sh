@@ -25,6 +25,10 @@ STREAMD_SOURCES__0__URI="$data/demo/people-1080p.mp4" \
   streamd bench -c "$cfg" --frames 1000 --rounds 1 --json > "$out/1080p.json"
 # 6. Snapshots: tracking alone vs tracking + snapshots, and the JPEG cost of each.
 streamd bench -c "$cfg" --frames 1500 --snapshots --json > "$out/snapshots.json"
+# 6b. Recording: tracking alone vs the recording reader and ring vs recording on (real model, then
+#     a model that costs nothing, which shows the reader's own cost).
+streamd bench -c "$cfg" --frames 1500 --recording --json > "$out/recording.json"
+streamd bench -c "$cfg" --frames 4000 --recording --free-model --json > "$out/recording-free.json"
 # 7. INT8: quantise on the demo clip, then FP vs INT8 (benchmark_app, pipeline, agreement).
 streamd quantize -c "$cfg" --out "$data/int8" > "$out/quantize.json"
 int8="$data/int8/ssdlite_mobilenet_v2_person-int8.xml"

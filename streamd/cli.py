@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="FPS with tracking alone vs tracking + snapshots, in rounds, and the JPEG cost of each snapshot",
     )
     bench.add_argument(
+        "--recording",
+        action="store_true",
+        help="FPS with tracking alone vs the recording reader and ring vs recording on, in rounds",
+    )
+    bench.add_argument(
         "--motion",
         type=float,
         nargs="?",
@@ -287,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             soak=args.soak,
             sink=args.sink,
             snapshots=args.snapshots,
+            recording=args.recording,
             compare_int8=args.compare_int8,
             motion=args.motion,
             workers=args.workers,

@@ -24,6 +24,7 @@ from streamd.bench.free_model import free_model_path
 from streamd.bench.int8 import run_compare_int8
 from streamd.bench.motion import run_motion
 from streamd.bench.pipeline import bench_config
+from streamd.bench.recording import run_recording
 from streamd.bench.report import render_soak, render_table, run_rounds, run_soak
 from streamd.bench.sink import measure_sink
 from streamd.bench.snapshots import run_snapshots
@@ -44,6 +45,7 @@ def run_bench(
     soak: float | None = None,
     sink: int = 0,
     snapshots: bool = False,
+    recording: bool = False,
     compare_int8: Path | None = None,
     motion: float | None = None,
     workers: int = 0,
@@ -78,6 +80,8 @@ def run_bench(
             report = run_motion(config, directory, motion, copies or 8, compare_int8)
         elif snapshots:
             report = run_snapshots(config, frames, rounds)
+        elif recording:
+            report = run_recording(config, frames, rounds)
         elif compare_int8 is not None:
             report = run_compare_int8(config, compare_int8, frames, rounds)
         elif soak:
@@ -94,7 +98,7 @@ def run_bench(
     else:
         print(
             json.dumps(report, indent=2)
-            if sink or snapshots or compare_int8 or motion
+            if sink or snapshots or recording or compare_int8 or motion
             else render_soak(report)
             if soak
             else render_table(report)

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from streamd.logging import get_logger
+from streamd.redact import redact_uri
 
 log = get_logger(__name__)
 
@@ -102,8 +103,8 @@ class PacketCapture:
         try:
             self._container = av.open(uri, options=options, timeout=(timeout, timeout))
             self._stream = self._container.streams.video[0]
-        except (av.FFmpegError, IndexError, OSError) as exc:
-            log.debug("packets_open_failed", error=str(exc))
+        except (av.FFmpegError, IndexError, OSError) as exc:  # the reader diagnoses and retries
+            log.debug("packets_open_failed", error=str(exc).replace(uri, redact_uri(uri)))
             self.release()
             return
         self._stream.thread_type = "AUTO"

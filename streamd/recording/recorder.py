@@ -33,7 +33,10 @@ from streamd.recording.ring import PacketRing
 log = get_logger(__name__)
 
 RETRY_AFTER = 10.0  # seconds after a refused write before recording tries again
-MAX_BACKLOG = 4096  # packets waiting for the writer thread; past it they are dropped, counted
+# Packets reach the writer thread in batches of this many seconds: waking it per packet cost the
+# reader a quarter of its speed on 2 cores (benchmarks/README.md, "Recording").
+HANDOFF_EVERY = 0.25
+MAX_BACKLOG = 200  # batches waiting for the writer thread (50 s); past it they are dropped, counted
 SWEEP_EVERY = 600.0  # seconds between retention sweeps when no clip finishes
 
 
@@ -79,6 +82,7 @@ class Recorder:
         self.folder = config.directory / source
         self._announce, self._fault, self._stored, self._dropped = announce, fault, stored, dropped
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._batch: list[StoredPacket] = []  # the reader thread's, until handed over
         self._thread = threading.Thread(target=self._run, name=f"streamd-rec-{source}", daemon=True)
         self._ring = PacketRing(config.pre_capture + 1.0, config.ring_bytes)
         self._template: StreamTemplate | None = None
@@ -94,13 +98,25 @@ class Recorder:
         self._thread.start()
 
     def opened(self, template: StreamTemplate) -> None:
+        """The reader thread: a new connection (its last packets go first)."""
+        self._hand_over()
         self._inbox.put(("opened", template))
 
     def packet(self, packet: StoredPacket) -> None:
+        """The reader thread: one packet, handed over with the others every ``HANDOFF_EVERY``."""
+        batch = self._batch
+        batch.append(packet)
+        if packet.wall - batch[0].wall >= HANDOFF_EVERY:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
         if self._inbox.qsize() > MAX_BACKLOG:
             self._dropped()
             return
-        self._inbox.put(("packet", packet))
+        self._inbox.put(("packets", batch))
 
     def track_started(self, track_id: int, label: str, wall: float) -> None:
         self._inbox.put(("start", (track_id, label, wall)))
@@ -111,6 +127,10 @@ class Recorder:
     def close(self) -> None:
         """The source is done: the open clip is finished with what it has, the thread ends."""
         self._inbox.put(("close", None))
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread.is_alive():
@@ -123,8 +143,9 @@ class Recorder:
             self._sweep(time.time())
             while True:
                 kind, value = self._inbox.get()
-                if kind == "packet":
-                    self._on_packet(value)
+                if kind == "packets":
+                    for packet in value:
+                        self._on_packet(packet)
                 elif kind == "start":
                     self._on_start(*value)
                 elif kind == "end":

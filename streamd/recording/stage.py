@@ -54,13 +54,13 @@ class RecordingStage:
         return SourceRecording(recorder, config.recording, self)
 
     def started(self, recorder: Recorder) -> None:
+        self._recorders = {r for r in self._recorders if r.alive}  # those of retired sources, once done
         self._recorders.add(recorder)
         self._metrics.recording_bytes.labels(recorder.source)
         recorder.start()
 
     def finished(self, recorder: Recorder) -> None:
-        recorder.close()
-        self._recorders.discard(recorder)
+        recorder.close()  # its thread finishes the open clip (shutdown waits for it: drain)
         self.problems.pop(recorder.source, None)
 
     async def drain(self, timeout: float) -> None:

@@ -88,8 +88,9 @@ def dashboard_and_rule_metrics() -> set[str]:
 
 async def test_live_metrics_readiness_and_dashboard(launch: Launch, subscriber: Collected) -> None:
     clip = launch.clip
-    # Every feature a panel shows: tracking, a zone, snapshots, motion gating.
-    featured = {"tracking": {}, "zones": [EVERYWHERE], "snapshots": {}, "motion": {}}
+    # Every feature a panel shows: tracking, a zone, snapshots, motion gating, recording.
+    recording = {"dir": launch.tmp_path / "recordings", "labels": ["person"]}
+    featured = {"tracking": {}, "zones": [EVERYWHERE], "snapshots": {}, "motion": {}, "recording": recording}
     daemon = await launch([{"name": "door", "uri": clip, "realtime": True, "loop": True, **featured}], http=True)
     base = launch.http
     try:
@@ -188,7 +189,8 @@ def test_dashboard_has_the_promised_panels_and_variables() -> None:
     titles = " | ".join(p["title"] for p in dashboard["panels"])
     needed_titles = ("FPS", "latency", "Inference", "Queue", "Drops", "Reconnects", "MQTT", "Model", "RSS")
     added_in_0_4 = ("Tracks", "Track events", "Zone", "Skipped", "Snapshots", "Control", "failures", "Worker")
-    for needed in needed_titles + added_in_0_4:
+    added_in_0_6 = ("Clips", "Recording")
+    for needed in needed_titles + added_in_0_4 + added_in_0_6:
         assert needed in titles, needed
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}"

@@ -185,3 +185,27 @@ async def test_a_full_disk_stops_recording_while_detection_goes_on_and_recording
         rtsp.kill()
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait(30) == 0
+
+
+async def test_a_clip_open_at_shutdown_is_finished_and_announced_before_offline(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    rtsp = camera(tmp_path)
+    http = free_port()
+    daemon = await Streamd("run", "-c", str(config(tmp_path, default_model, rtsp.url, broker.port, http))).start()
+    try:
+        await subscriber.wait_for(lambda c: any(e["type"] == "new" for e in c.json("/porch/events")), 90)
+        daemon.signal(signal.SIGTERM)  # the person is still there: their clip is open
+        assert await daemon.wait(30) == 0
+    finally:
+        rtsp.kill()
+    await subscriber.wait_for(lambda c: b"offline" in c.on("/status"), 10)
+    topics = [t for t, _ in subscriber.messages]
+    clip_at = next(i for i, t in enumerate(topics) if t.endswith("/porch/clip/person"))
+    offline_at = max(i for i, (t, p) in enumerate(subscriber.messages) if t.endswith("/status") and p == b"offline")
+    assert clip_at < offline_at, "announced before the daemon said offline"
+    clip = subscriber.json("/porch/clip/person")[0]
+    path = tmp_path / "recordings" / "porch" / clip["file"]
+    assert path.stat().st_size == clip["bytes"]
+    saved = await asyncio.to_thread(probe, path, "codec_name", "nb_frames", "nb_read_frames")
+    assert saved["codec_name"] == "h264" and saved["nb_read_frames"] == saved["nb_frames"]
