@@ -112,6 +112,12 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
             cap.release()
         unreachable += not ok
         out.append(f"  {source.name:<16} {verdict}{detail}  {uri}")
+        if (rec := source.recording) is not None:
+            labels = ", ".join(rec.labels) or "every tracked label"
+            out.append(
+                f"    recording {labels} -> {rec.directory / source.name} (pre {rec.pre_capture:g} s, "
+                f"post {rec.post_capture:g} s; kept {rec.retain_days:g} days, at most {rec.max_bytes / 1e9:g} GB)"
+            )
     if unreachable:
         out.append(
             f"  {unreachable} source(s) unreachable now: run retries streams and devices with backoff; "

@@ -69,14 +69,7 @@ class SnapshotConfig(_Strict):
     max_bytes: int = Field(default=256 << 20, ge=1 << 20)  # save_dir budget: the oldest go first
     max_age: float = Field(default=7 * 86400.0, gt=0.0)  # seconds a saved snapshot is kept
 
-    @field_validator("save_dir")
-    @classmethod
-    def _usable(cls, value: str) -> str:
-        """Created now if missing: a folder that cannot be one is a config error, not a log line a minute."""
-        problem = directory_problem(Path(value).expanduser()) if value else None
-        if problem:
-            raise ValueError(problem)
-        return value
+    _usable = field_validator("save_dir")(classmethod(lambda cls, v: usable_directory(v)))
 
 
 def state_directory() -> Path:
@@ -101,14 +94,15 @@ class RecordingConfig(_Strict):
     def directory(self) -> Path:
         return Path(self.dir).expanduser() if self.dir else state_directory() / "recordings"
 
-    @field_validator("dir")
-    @classmethod
-    def _usable(cls, value: str) -> str:
-        """Created now if missing: a folder that cannot be one is a config error."""
-        problem = directory_problem(Path(value).expanduser()) if value else None
-        if problem:
-            raise ValueError(problem)
-        return value
+    _usable = field_validator("dir")(classmethod(lambda cls, v: usable_directory(v)))
+
+
+def usable_directory(value: str) -> str:
+    """Created now if missing: a folder that cannot be one is a config error, not a log line a minute."""
+    problem = directory_problem(Path(value).expanduser()) if value else None
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 def directory_problem(directory: Path) -> str | None:

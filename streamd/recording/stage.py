@@ -28,6 +28,7 @@ class RecordingStage:
         self._metrics = metrics
         self.problems: dict[str, str] = {}  # sources whose recording is stopped, and why (/readyz)
         self._recorders: set[Recorder] = set()
+        self._recording: set[str] = set()  # sources whose recorder runs (a retired one's last word is moot)
 
     def for_source(self, config: SourceConfig) -> SourceRecording | None:
         if config.recording is None:
@@ -56,11 +57,13 @@ class RecordingStage:
     def started(self, recorder: Recorder) -> None:
         self._recorders = {r for r in self._recorders if r.alive}  # those of retired sources, once done
         self._recorders.add(recorder)
+        self._recording.add(recorder.source)
         self._metrics.recording_bytes.labels(recorder.source)
         recorder.start()
 
     def finished(self, recorder: Recorder) -> None:
         recorder.close()  # its thread finishes the open clip (shutdown waits for it: drain)
+        self._recording.discard(recorder.source)
         self.problems.pop(recorder.source, None)
 
     async def drain(self, timeout: float) -> None:
@@ -98,7 +101,8 @@ class RecordingStage:
             self.problems.pop(source, None)
             return
         self._metrics.recording_errors.labels(source, reason).inc()
-        self.problems[source] = f"recording {source} stopped ({message or reason})"
+        if source in self._recording:  # not for a source that is gone: /readyz speaks of the running
+            self.problems[source] = f"recording {source} stopped ({message or reason})"
 
 
 class SourceRecording:

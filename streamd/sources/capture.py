@@ -120,7 +120,7 @@ class CaptureSource:
         self.gate = MotionGate(config.motion) if config.motion is not None else None
         self._regions = regions if config.motion is not None and config.motion.regions else None
         # Skipped frames travel to the stages only where one needs them (tracking ages its tracks,
-        # presence times its OFF, publish_empty reports them); the owner asks the chain.
+        # presence times its OFF, publish_empty reports them): set from the source's route.
         self.forward_skipped = True
         # Recording: the camera's packets go to its recorder from this one connection.
         self.relay = PacketRelay() if config.recording is not None else None

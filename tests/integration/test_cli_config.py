@@ -50,6 +50,17 @@ BAD_CASES = [
     ("long source name", GOOD.replace('name = "door"', f'name = "{"d" * 70000}"'), "sources[0].name: at most 64"),
     ("long instance", GOOD + f'\n[mqtt]\ninstance = "{"i" * 300}"\n', "mqtt.instance: at most 64"),
     ("nul in instance", GOOD + '\n[mqtt]\ninstance = "a\\u0000b"\n', "mqtt.instance: must not contain control"),
+    ("recording untracked", GOOD + "\n[sources.recording]\n", 'sources["door"]: recording makes a clip per tracked'),
+    (
+        "recording raw frames",
+        GOOD.replace('uri = "clip.mp4"', 'uri = "/dev/video0"') + "\n[sources.tracking]\n[sources.recording]\n",
+        'sources["door"]: recording keeps the camera\'s compressed stream, and a V4L2 device sends raw frames',
+    ),
+    (
+        "recording dir",
+        GOOD + '\n[sources.tracking]\n[sources.recording]\ndir = "/proc/clips"\n',
+        'sources["door"].recording.dir: cannot create /proc/clips',
+    ),
 ]
 
 

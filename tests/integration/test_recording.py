@@ -5,12 +5,14 @@ before they came to after they left, announced after the track's end, served ove
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
 import signal
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from streamd.demo.broker import free_port
+from streamd.demo.broker import Mosquitto, free_port
 from tests.conftest import Collected, Streamd, write_config
 from tests.servers.cameras import RtspCamera, jpeg_frames, rtsp_available
 
@@ -73,6 +75,23 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
         return error.code, dict(error.headers), error.read()
 
 
+@contextlib.asynccontextmanager
+async def recording_porch(tmp_path: Path, model: Path, broker: Mosquitto) -> AsyncIterator[tuple[Streamd, int, str]]:
+    """The camera and the daemon recording it: (daemon, its HTTP port, the camera's URL). Both
+    are stopped on the way out (unless the test stopped the daemon); the daemon must exit 0."""
+    rtsp = camera(tmp_path)
+    http = free_port()
+    daemon = await Streamd("run", "-c", str(config(tmp_path, model, rtsp.url, broker.port, http))).start()
+    try:
+        yield daemon, http, rtsp.url
+    finally:
+        rtsp.kill()
+        assert daemon.process is not None
+        if daemon.process.returncode is None:
+            daemon.signal(signal.SIGTERM)
+            assert await daemon.wait(30) == 0
+
+
 async def readyz(port: int) -> tuple[int, dict[str, Any]]:
     status, _, body = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/readyz")
     return status, json.loads(body)
@@ -81,10 +100,7 @@ async def readyz(port: int) -> tuple[int, dict[str, Any]]:
 async def test_a_person_walks_in_and_out_and_the_clip_is_the_cameras_own_stream(
     tmp_path: Path, default_model: Path, broker, subscriber: Collected
 ) -> None:
-    rtsp = camera(tmp_path)
-    http = free_port()
-    daemon = await Streamd("run", "-c", str(config(tmp_path, default_model, rtsp.url, broker.port, http))).start()
-    try:
+    async with recording_porch(tmp_path, default_model, broker) as (_, http, url):
         await subscriber.wait_for(lambda c: c.on("/porch/clip/person"), 90)
         clip = subscriber.json("/porch/clip/person")[0]
         jsonschema.validate(clip, CLIP_SCHEMA)
@@ -98,7 +114,7 @@ async def test_a_person_walks_in_and_out_and_the_clip_is_the_cameras_own_stream(
         assert path.stat().st_size == clip["bytes"] and not list(path.parent.glob(".*.part"))
 
         # No re-encode: the camera's codec and resolution; every frame decodes.
-        stream = await asyncio.to_thread(probe, rtsp.url, "codec_name", "width", "height")
+        stream = await asyncio.to_thread(probe, url, "codec_name", "width", "height")
         saved = await asyncio.to_thread(probe, path, "codec_name", "width", "height", "nb_frames", "nb_read_frames")
         assert (saved["codec_name"], saved["width"], saved["height"]) == (
             stream["codec_name"], stream["width"], stream["height"]) == ("h264", "640", "480")  # fmt: skip
@@ -144,22 +160,15 @@ async def test_a_person_walks_in_and_out_and_the_clip_is_the_cameras_own_stream(
         metrics = (await asyncio.to_thread(get, f"http://127.0.0.1:{http}/metrics"))[2].decode()
         assert 'streamd_clips_total{label="person",source="porch"}' in metrics
         assert 'streamd_recording_bytes{source="porch"}' in metrics
-    finally:
-        rtsp.kill()
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait(30) == 0
 
 
 async def test_a_full_disk_stops_recording_while_detection_goes_on_and_recording_resumes(
     tmp_path: Path, default_model: Path, broker, subscriber: Collected
 ) -> None:
     """RLIMIT_FSIZE (as ``prlimit --fsize``) makes every clip write fail as on a full disk."""
-    rtsp = camera(tmp_path)
-    http = free_port()
-    daemon = await Streamd("run", "-c", str(config(tmp_path, default_model, rtsp.url, broker.port, http))).start()
-    assert daemon.process is not None
-    pid = daemon.process.pid
-    try:
+    async with recording_porch(tmp_path, default_model, broker) as (daemon, http, _):
+        assert daemon.process is not None
+        pid = daemon.process.pid
         await daemon.wait_for_event("source_streaming", timeout=60)  # started: its files are open
         # The soft limit, as ``prlimit --fsize=20000:`` (the hard one stays, so it can be lifted).
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
@@ -181,24 +190,15 @@ async def test_a_full_disk_stops_recording_while_detection_goes_on_and_recording
         await daemon.wait_for_event("recording_resumed", timeout=10)
         status, body = await readyz(http)
         assert not any("recording" in r for r in body["reasons"]), body
-    finally:
-        rtsp.kill()
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait(30) == 0
 
 
 async def test_a_clip_open_at_shutdown_is_finished_and_announced_before_offline(
     tmp_path: Path, default_model: Path, broker, subscriber: Collected
 ) -> None:
-    rtsp = camera(tmp_path)
-    http = free_port()
-    daemon = await Streamd("run", "-c", str(config(tmp_path, default_model, rtsp.url, broker.port, http))).start()
-    try:
+    async with recording_porch(tmp_path, default_model, broker) as (daemon, _, _):
         await subscriber.wait_for(lambda c: any(e["type"] == "new" for e in c.json("/porch/events")), 90)
         daemon.signal(signal.SIGTERM)  # the person is still there: their clip is open
         assert await daemon.wait(30) == 0
-    finally:
-        rtsp.kill()
     await subscriber.wait_for(lambda c: b"offline" in c.on("/status"), 10)
     topics = [t for t, _ in subscriber.messages]
     clip_at = next(i for i, t in enumerate(topics) if t.endswith("/porch/clip/person"))

@@ -215,7 +215,8 @@ async def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.skip("prometheus not installed (Debian package 'prometheus'); .ci/run installs it")
-    featured = {"tracking": {}, "zones": [EVERYWHERE], "snapshots": {}, "motion": {}}  # what the panels show
+    recording = {"dir": launch.tmp_path / "recordings", "labels": ["person"]}
+    featured = {"tracking": {}, "zones": [EVERYWHERE], "snapshots": {}, "motion": {}, "recording": recording}
     daemon = await launch([launch.source(n, **featured) for n in NAMES], http=True, daemon={"workers": 2})
     await wait_ready(launch.http_port, 200)
     _status, text = await http(f"{launch.http}/metrics")
