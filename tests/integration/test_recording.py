@@ -76,14 +76,16 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
 
 
 @contextlib.asynccontextmanager
-async def recording_porch(tmp_path: Path, model: Path, broker: Mosquitto) -> AsyncIterator[tuple[Streamd, int, str]]:
-    """The camera and the daemon recording it: (daemon, its HTTP port, the camera's URL). Both
+async def recording_porch(
+    tmp_path: Path, model: Path, broker: Mosquitto
+) -> AsyncIterator[tuple[Streamd, int, RtspCamera]]:
+    """The camera and the daemon recording it: (daemon, its HTTP port, the camera). Both
     are stopped on the way out (unless the test stopped the daemon); the daemon must exit 0."""
     rtsp = camera(tmp_path)
     http = free_port()
     daemon = await Streamd("run", "-c", str(config(tmp_path, model, rtsp.url, broker.port, http))).start()
     try:
-        yield daemon, http, rtsp.url
+        yield daemon, http, rtsp
     finally:
         rtsp.kill()
         assert daemon.process is not None
@@ -100,7 +102,7 @@ async def readyz(port: int) -> tuple[int, dict[str, Any]]:
 async def test_a_person_walks_in_and_out_and_the_clip_is_the_cameras_own_stream(
     tmp_path: Path, default_model: Path, broker, subscriber: Collected
 ) -> None:
-    async with recording_porch(tmp_path, default_model, broker) as (_, http, url):
+    async with recording_porch(tmp_path, default_model, broker) as (_, http, rtsp):
         await subscriber.wait_for(lambda c: c.on("/porch/clip/person"), 90)
         clip = subscriber.json("/porch/clip/person")[0]
         jsonschema.validate(clip, CLIP_SCHEMA)
@@ -114,7 +116,7 @@ async def test_a_person_walks_in_and_out_and_the_clip_is_the_cameras_own_stream(
         assert path.stat().st_size == clip["bytes"] and not list(path.parent.glob(".*.part"))
 
         # No re-encode: the camera's codec and resolution; every frame decodes.
-        stream = await asyncio.to_thread(probe, url, "codec_name", "width", "height")
+        stream = await asyncio.to_thread(probe, rtsp.url, "codec_name", "width", "height")
         saved = await asyncio.to_thread(probe, path, "codec_name", "width", "height", "nb_frames", "nb_read_frames")
         assert (saved["codec_name"], saved["width"], saved["height"]) == (
             stream["codec_name"], stream["width"], stream["height"]) == ("h264", "640", "480")  # fmt: skip
@@ -209,3 +211,22 @@ async def test_a_clip_open_at_shutdown_is_finished_and_announced_before_offline(
     assert path.stat().st_size == clip["bytes"]
     saved = await asyncio.to_thread(probe, path, "codec_name", "nb_frames", "nb_read_frames")
     assert saved["codec_name"] == "h264" and saved["nb_read_frames"] == saved["nb_frames"]
+
+
+async def test_recording_goes_on_after_the_camera_restarts(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    """The packets come from the detector's own connection: when the camera goes away, the reader
+    reconnects with backoff and the recorder starts over on the new stream's first keyframe."""
+    async with recording_porch(tmp_path, default_model, broker) as (_, _, rtsp):
+        await subscriber.wait_for(lambda c: c.on("/porch/clip/person"), 90)
+        rtsp.kill()
+        await subscriber.wait_for(lambda c: b"reconnecting" in c.on("/porch/state"), 30)
+        rtsp.start()
+        await subscriber.wait_for(lambda c: c.on("/porch/state").count(b"streaming") >= 2, 90)
+        back = len(subscriber.messages)
+        await subscriber.wait_for(lambda c: any(t.endswith("/porch/clip/person") for t, _ in c.messages[back:]), 90)
+    clips = subscriber.json("/porch/clip/person")
+    last = tmp_path / "recordings" / "porch" / clips[-1]["file"]
+    saved = await asyncio.to_thread(probe, last, "codec_name", "nb_frames", "nb_read_frames")
+    assert saved["codec_name"] == "h264" and saved["nb_read_frames"] == saved["nb_frames"] != "0"
