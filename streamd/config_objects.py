@@ -84,6 +84,8 @@ class RecordingConfig(_Strict):
     dir: str = ""  # "": recordings/ under the state directory (systemd's StateDirectory)
     pre_capture: float = Field(default=5.0, ge=0.0, le=60.0)  # seconds kept before the object appears
     post_capture: float = Field(default=5.0, ge=0.0, le=300.0)  # seconds after its track ends
+    # A longer stay (a parked car) makes consecutive clips, each starting on a keyframe.
+    max_seconds: float = Field(default=600.0, ge=1.0)
     labels: list[str] = Field(default_factory=list)  # which tracks make a clip; empty: every tracked label
     retain_days: float = Field(default=7.0, gt=0.0)
     max_bytes: int = Field(default=10_000_000_000, ge=1 << 20)  # this source's clips; the oldest go first

@@ -10,8 +10,11 @@ import asyncio
 import contextlib
 import json
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,7 +32,19 @@ log = get_logger(__name__)
 Readiness = Callable[[], tuple[bool, dict[str, object]]]
 Response = tuple[str, str, bytes]  # status line, content type, body
 Handler = Callable[[], Awaitable[Response]]
-Reply = tuple[str, str, bytes, dict[str, str]]  # a Response with headers of its own
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """A body sent from a file in chunks, after the headers (a clip may be larger than memory
+    should hold), past the request timeout: ``length`` bytes from ``offset``."""
+
+    path: Path
+    offset: int
+    length: int
+
+
+Reply = tuple[str, str, bytes | FileSlice, dict[str, str]]  # a Response with headers of its own
 # Under a path prefix: (the rest of the path, still percent-encoded; request headers, lower-case names)
 PathHandler = Callable[[str, Mapping[str, str]], Awaitable[Reply]]
 
@@ -68,6 +83,8 @@ MAX_HEADER_BYTES = 32768
 MAX_HEADERS = 100
 REQUEST_TIMEOUT = 5.0
 MQTT_STALLED_AFTER = 10.0  # seconds connected with messages waiting and none acknowledged
+CHUNK = 1 << 20  # bytes of a file body per write
+CHUNK_TIMEOUT = 30.0  # seconds a client may take to accept one chunk
 
 
 class HealthServer:
@@ -116,14 +133,17 @@ class HealthServer:
             return
         self._open += 1
         try:
-            await asyncio.wait_for(self._serve(reader, writer), REQUEST_TIMEOUT)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
+            body = await asyncio.wait_for(self._serve(reader, writer), REQUEST_TIMEOUT)
+            if body is not None:
+                await self._stream(writer, body)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError, OSError):
             pass
         finally:
             self._open -= 1
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> FileSlice | None:
+        """Answers the request; a file body is returned to be streamed after the headers."""
         try:
             request = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
@@ -133,20 +153,21 @@ class HealthServer:
                 await self._answer(writer, "GET", "414 URI Too Long", "text/plain", b"request line too long\n")
             else:
                 await self._answer(writer, "GET", "431 Request Header Fields Too Large", "text/plain", b"too large\n")
-            return
+            return None
         lines = request.split(b"\r\n")
         if len(lines[0]) > MAX_REQUEST_LINE:
             await self._answer(writer, "GET", "414 URI Too Long", "text/plain", b"request line too long\n")
-            return
+            return None
         if len(lines) - 3 > MAX_HEADERS:
             await self._answer(writer, "GET", "431 Request Header Fields Too Large", "text/plain", b"too many\n")
-            return
+            return None
         method, path, *_ = lines[0].decode("latin-1").split(" ")
         path = path.split("?", 1)[0]
         handler = self._routes.get(path)
         prefix, _, rest = path[1:].partition("/")
         under = self._prefixes.get(f"/{prefix}") if rest else None
         extra: dict[str, str] = {}
+        body: bytes | FileSlice
         if method not in ("GET", "HEAD"):
             status, ctype, body = "405 Method Not Allowed", "text/plain", b"method not allowed\n"
         elif handler is not None:
@@ -160,7 +181,11 @@ class HealthServer:
             status, ctype, body, extra = await under(rest, headers)
         else:
             status, ctype, body = "404 Not Found", "text/plain", f"try {', '.join(sorted(self._routes))}\n".encode()
+        if isinstance(body, FileSlice):
+            await self._answer(writer, "HEAD", status, ctype, b"", {**extra, "Content-Length": str(body.length)})
+            return body if method == "GET" else None
         await self._answer(writer, method, status, ctype, body, extra)
+        return None
 
     @staticmethod
     async def _answer(
@@ -171,13 +196,30 @@ class HealthServer:
         body: bytes,
         extra: Mapping[str, str] | None = None,
     ) -> None:
-        fields = "".join(f"{name}: {value}\r\n" for name, value in (extra or {}).items())
-        head = (
-            f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n{fields}"
-            "Connection: close\r\n\r\n"
-        ).encode()
+        fields = {"Content-Length": str(len(body)), **(extra or {})}
+        lines = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+        head = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n{lines}Connection: close\r\n\r\n".encode()
         writer.write(head if method == "HEAD" else head + body)
         await writer.drain()
+
+    @staticmethod
+    async def _stream(writer: asyncio.StreamWriter, body: FileSlice) -> None:
+        """The file's bytes in chunks, read off the loop; never through a link, only a regular file."""
+        fd = await asyncio.to_thread(os.open, body.path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            offset, left = body.offset, body.length
+            while left > 0:
+                chunk = await asyncio.to_thread(os.pread, fd, min(CHUNK, left), offset)
+                if not chunk:
+                    return  # cut short (retention took it): the client sees fewer bytes than announced
+                writer.write(chunk)
+                await asyncio.wait_for(writer.drain(), CHUNK_TIMEOUT)
+                offset += len(chunk)
+                left -= len(chunk)
+        finally:
+            os.close(fd)
 
 
 def readiness(

@@ -4,7 +4,8 @@ must not cost frames) nor on the event loop.
 
 Overlapping tracks of one source share one clip: it starts ``pre_capture`` seconds before the
 first of them appeared (on the keyframe before), and ends ``post_capture`` seconds after the last
-of them ended; every track it covers is announced with it.
+of them ended; every track it covers is announced with it. A clip that reaches ``max_seconds``
+ends on a keyframe and the next one goes on from it.
 
 A write the disk refuses (full, over the file size limit, read-only) abandons the clip (its
 temporary file is removed) and stops recording for the source, said once with the reason;
@@ -175,6 +176,13 @@ class Recorder:
                 self._open(packet.wall - self.config.pre_capture, dict(self._pending))
             elif packet.wall - self._last_sweep > SWEEP_EVERY:
                 self._sweep(packet.wall)
+            return
+        started = clip.file.first_wall
+        if packet.keyframe and started is not None and packet.wall - started >= self.config.max_seconds:
+            active = {i: clip.tracks[i] for i in clip.active}
+            self._finish(clip)  # long enough: the next clip starts on this keyframe
+            if active:
+                self._open(packet.wall, active)
             return
         if not self._write(clip, packet):
             return

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -77,13 +78,13 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
 
 @contextlib.asynccontextmanager
 async def recording_porch(
-    tmp_path: Path, model: Path, broker: Mosquitto
+    tmp_path: Path, model: Path, broker: Mosquitto, **recording: Any
 ) -> AsyncIterator[tuple[Streamd, int, RtspCamera]]:
     """The camera and the daemon recording it: (daemon, its HTTP port, the camera). Both
     are stopped on the way out (unless the test stopped the daemon); the daemon must exit 0."""
     rtsp = camera(tmp_path)
     http = free_port()
-    daemon = await Streamd("run", "-c", str(config(tmp_path, model, rtsp.url, broker.port, http))).start()
+    daemon = await Streamd("run", "-c", str(config(tmp_path, model, rtsp.url, broker.port, http, **recording))).start()
     try:
         yield daemon, http, rtsp
     finally:
@@ -230,3 +231,40 @@ async def test_recording_goes_on_after_the_camera_restarts(
     last = tmp_path / "recordings" / "porch" / clips[-1]["file"]
     saved = await asyncio.to_thread(probe, last, "codec_name", "nb_frames", "nb_read_frames")
     assert saved["codec_name"] == "h264" and saved["nb_read_frames"] == saved["nb_frames"] != "0"
+
+
+async def test_a_long_stay_makes_consecutive_clips_that_each_decode(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    async with recording_porch(tmp_path, default_model, broker, max_seconds=2.0):
+        await subscriber.wait_for(lambda c: len(c.on("/porch/clip/person")) >= 3, 90)
+    clips = subscriber.json("/porch/clip/person")
+    first = [c for c in clips if c["id"] == clips[0]["id"]]
+    assert len(first) >= 2, "one track (3 s + pre and post capture) in clips of at most ~2 s"
+    for clip in first:
+        assert clip["seconds"] <= 2.0 + 2 * KEYFRAME_EVERY, clip  # split on the first keyframe past 2 s
+        path = tmp_path / "recordings" / "porch" / clip["file"]
+        saved = await asyncio.to_thread(probe, path, "nb_frames", "nb_read_frames")
+        assert saved["nb_read_frames"] == saved["nb_frames"] != "0"
+
+
+async def test_a_clip_larger_than_a_chunk_is_streamed_whole_and_in_ranges(tmp_path: Path) -> None:
+    """The server sends clips in 1 MiB chunks after the headers (no clip is held in memory)."""
+    from streamd.health import HealthServer
+    from streamd.recording.serve import clips_handler
+
+    folder = tmp_path / "porch"
+    folder.mkdir()
+    data = os.urandom(3 * (1 << 20) + 12345)
+    (folder / "20261130-120000-7.mp4").write_bytes(data)
+    server = HealthServer("127.0.0.1:0", {}, {"/clips": clips_handler(lambda: {"porch": folder})})
+    await server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/clips/porch/20261130-120000-7.mp4"
+        status, headers, body = await asyncio.to_thread(get, url)
+        assert status == 200 and body == data and headers["Content-Length"] == str(len(data))
+        status, headers, body = await asyncio.to_thread(get, url, {"Range": f"bytes={(1 << 20) - 10}-"})
+        assert status == 206 and body == data[(1 << 20) - 10 :]
+        assert headers["Content-Range"] == f"bytes {(1 << 20) - 10}-{len(data) - 1}/{len(data)}"
+    finally:
+        await server.stop()
