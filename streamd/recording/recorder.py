@@ -88,7 +88,9 @@ class Recorder:
         self._ring = PacketRing(config.pre_capture + 1.0, config.ring_bytes)
         self._template: StreamTemplate | None = None
         self._clip: _Open | None = None
-        self._pending: dict[int, str] = {}  # tracks active while recording is refused
+        # Tracks started and not ended: a clip is (re)opened for them when there is none (after a
+        # refused write, a reconnect, or a clip that reached max_seconds).
+        self._active: dict[int, str] = {}
         self._failed_until = 0.0
         self._failing = False
         self._last_sweep = 0.0
@@ -172,8 +174,8 @@ class Recorder:
         self._ring.add(packet)
         clip = self._clip
         if clip is None:
-            if self._pending and packet.keyframe and packet.wall >= self._failed_until:
-                self._open(packet.wall - self.config.pre_capture, dict(self._pending))
+            if self._active and packet.keyframe and packet.wall >= self._failed_until:
+                self._open(packet.wall - self.config.pre_capture, dict(self._active))
             elif packet.wall - self._last_sweep > SWEEP_EVERY:
                 self._sweep(packet.wall)
             return
@@ -190,18 +192,18 @@ class Recorder:
             self._finish(clip)
 
     def _on_start(self, track_id: int, label: str, wall: float) -> None:
+        self._active[track_id] = label
         clip = self._clip
         if clip is not None:
             clip.tracks[track_id] = label
             clip.active.add(track_id)
             clip.close_at = None
             return
-        self._pending[track_id] = label
         if time.time() >= self._failed_until:
-            self._open(wall - self.config.pre_capture, dict(self._pending))
+            self._open(wall - self.config.pre_capture, dict(self._active))
 
     def _on_end(self, track_id: int, wall: float) -> None:
-        self._pending.pop(track_id, None)
+        self._active.pop(track_id, None)
         clip = self._clip
         if clip is not None and track_id in clip.active:
             clip.active.discard(track_id)
@@ -242,7 +244,6 @@ class Recorder:
         except Exception as exc:
             clip.file.abandon()
             self._clip = None
-            self._pending = {i: clip.tracks[i] for i in clip.active}
             self._refused(exc)
             return False
         return True
