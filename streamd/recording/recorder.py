@@ -26,10 +26,10 @@ from typing import Any
 
 from streamd.config_objects import RecordingConfig
 from streamd.logging import get_logger
-from streamd.recording.clip import ClipFile
+from streamd.recording.clip import OWN_CLIP, ClipFile
 from streamd.recording.packets import StoredPacket, StreamTemplate
-from streamd.recording.retention import sweep
 from streamd.recording.ring import PacketRing
+from streamd.retention import prune
 
 log = get_logger(__name__)
 
@@ -272,7 +272,9 @@ class Recorder:
 
     def _sweep(self, now: float) -> None:
         self._last_sweep = now
-        total, _ = sweep(self.folder, self.config.retain_days, self.config.max_bytes, now)
+        total, deleted = prune(self.folder, OWN_CLIP, self.config.retain_days * 86400.0, self.config.max_bytes, now)
+        if deleted:
+            log.info("clips_deleted", source=self.source, files=len(deleted), kept_bytes=total)
         self._stored(total)
 
     def _refused(self, exc: Exception) -> None:

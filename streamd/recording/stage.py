@@ -58,7 +58,6 @@ class RecordingStage:
         self._recorders = {r for r in self._recorders if r.alive}  # those of retired sources, once done
         self._recorders.add(recorder)
         self._recording.add(recorder.source)
-        self._metrics.recording_bytes.labels(recorder.source)
         recorder.start()
 
     def finished(self, recorder: Recorder) -> None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from streamd.logging import get_logger
+from streamd.retention import prune
 
 log = get_logger(__name__)
 
@@ -46,36 +47,7 @@ class SnapshotStore:
         return path
 
     def prune(self, source: str) -> int:
-        """Delete what is older than ``max_age``, then the oldest until the rest fits ``max_bytes``:
-        only files streamd wrote (its naming, in the source's own folder), never through a link
-        (``save_dir`` may be a folder, or a link to one, that holds other files of the user's)."""
-        folder = self.directory / source
-        files: list[tuple[float, int, Path]] = []
-        if folder.is_symlink():
-            return 0
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            return 0
-        for entry in entries:
-            if not OWN_FILE.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
-                continue
-            try:
-                stat = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            files.append((stat.st_mtime, stat.st_size, Path(entry.path)))
-        files.sort()
-        total = sum(size for _, size, _ in files)
-        cutoff = time.time() - self.max_age
-        removed = 0
-        for mtime, size, path in files:
-            if mtime >= cutoff and total <= self.max_bytes:
-                break
-            try:
-                path.unlink()
-            except OSError:
-                continue
-            total -= size
-            removed += 1
-        return removed
+        """Delete what is older than ``max_age``, then the oldest until the rest fits ``max_bytes``
+        (``retention.prune``: only files of this naming, in the source's own folder, never
+        through a link)."""
+        return len(prune(self.directory / source, OWN_FILE, self.max_age, self.max_bytes)[1])

@@ -6,9 +6,10 @@ import os
 from fractions import Fraction
 from pathlib import Path
 
+from streamd.recording.clip import OWN_CLIP
 from streamd.recording.packets import StoredPacket
-from streamd.recording.retention import sweep
 from streamd.recording.ring import PacketRing
+from streamd.retention import prune
 
 DAY = 86400.0
 
@@ -56,7 +57,7 @@ def test_retention_deletes_the_oldest_own_clips_only(tmp_path: Path) -> None:
     partial = write(folder, ".20261130-000000-5.mp4.part", 1000, 60, now)
     outside = write(tmp_path, "20250101-000000-9.mp4", 1000, 400, now)
     (folder / "20250101-000000-8.mp4").symlink_to(outside)
-    kept, deleted = sweep(folder, retain_days=7, max_bytes=2500, now=now)
+    kept, deleted = prune(folder, OWN_CLIP, max_age=7 * DAY, max_bytes=2500, now=now)
     assert deleted == [old.name, a.name], "past retain_days, then the oldest while over max_bytes"
     assert kept == 2000 and b.exists() and c.exists()
     assert foreign.exists() and partial.exists() and outside.exists(), "only clips streamd named, never via a link"
