@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from streamd import __version__
 from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError
 from streamd.config_file import load_config
-from streamd.logging import configure, get_logger
+from streamd.logging import configure, get_logger, mask
 from streamd.process import limit_malloc_arenas
 from streamd.shard import Shard
 from streamd.shard import apply as apply_shard
@@ -235,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     limit_malloc_arenas()
     args = build_parser().parse_args(argv)
+    if args.command in ("run", "worker"):
+        # Clips, snapshots, the MQTT buffer and the switches file are private (0600 files, 0700
+        # folders) whatever umask the daemon was started with (the unit sets UMask=0077; a
+        # container or a shell usually 0022).
+        os.umask(0o077)
     if args.command == "demo":
         configure("auto", "info")
         from streamd.demo.runner import run_demo
@@ -312,7 +317,7 @@ def load_sharded(path: Path, shard: Shard | None) -> Config:
 def config_failure(exc: ConfigError) -> int:
     """Every problem found, one line each naming its key; exit 78 (EX_CONFIG)."""
     for line in exc.lines():
-        print(f"streamd: config error: {line}", file=sys.stderr)
+        print(f"streamd: config error: {mask(line)}", file=sys.stderr)
     return EX_CONFIG
 
 
@@ -325,10 +330,10 @@ def startup_failure(exc: Exception) -> int:
     if isinstance(exc, ConfigError):
         return config_failure(exc)
     if isinstance(exc, PlacementError):
-        print(f"streamd: config error: model.device: {exc}", file=sys.stderr)
+        print(f"streamd: config error: model.device: {mask(str(exc))}", file=sys.stderr)
         return EX_CONFIG
     if isinstance(exc, ModelUnavailable | MqttUnavailable):
-        print(f"streamd: {exc}", file=sys.stderr)
+        print(f"streamd: {mask(str(exc))}", file=sys.stderr)
         return EX_UNAVAILABLE
     raise exc
 

@@ -26,6 +26,7 @@ from streamd.config_objects import (
     ZoneConfig,
     topic_name,
 )
+from streamd.redact import CameraUrlError, parse_camera_url, redact_uri
 
 DEFAULT_CONFIG_PATH = Path("/etc/streamd/streamd.toml")
 
@@ -52,7 +53,8 @@ def _default_instance() -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or nan anywhere: every number has a range an operator can reason about.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Device = Annotated[str, Field(min_length=1, pattern=r"^[A-Z][A-Z0-9_.:,]*$")]
@@ -63,7 +65,7 @@ class ModelConfig(_Strict):
     decoder: Literal["auto", "tf-od", "ssd", "yolo", "paddle-det", "classification"] = "auto"
     labels: str = "coco"
     # [width, height] the model sees; dynamic H/W are filled from it.
-    input_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (300, 300)
+    input_size: tuple[Annotated[int, Field(gt=0, le=8192)], Annotated[int, Field(gt=0, le=8192)]] = (300, 300)
     # Per input; -1 keeps a dimension dynamic (CPU only: models like PP-OCR whose size must vary).
     input_shape: dict[str, list[int]] | None = None
     device: Device = "HETERO:GPU,CPU"
@@ -81,10 +83,10 @@ class ModelConfig(_Strict):
     color_order: Literal["RGB", "BGR"] | None = None
     mean: list[float] | None = None
     scale: list[float] | None = None
-    infer_requests: int = Field(default=0, ge=0)  # 0 = OPTIMAL_NUMBER_OF_INFER_REQUESTS
+    infer_requests: int = Field(default=0, ge=0, le=64)  # 0 = OPTIMAL_NUMBER_OF_INFER_REQUESTS
     # INFERENCE_NUM_THREADS; 0 = every core this process may use (a worker: its own cores).
-    threads: int = Field(default=0, ge=0)
-    top_k: int = Field(default=5, gt=0)  # classification decoder
+    threads: int = Field(default=0, ge=0, le=4096)
+    top_k: int = Field(default=5, gt=0, le=1000)  # classification decoder
 
     @field_validator("path")
     @classmethod
@@ -109,16 +111,16 @@ class ModelConfig(_Strict):
 class SourceConfig(_Strict):
     name: str
     uri: str
-    max_fps: float = Field(default=0.0, ge=0.0)
+    max_fps: float = Field(default=0.0, ge=0.0, le=1000.0)
     realtime: bool = True
     loop: bool = False
     # Default: "block" for files read as fast as possible (lossless: nothing to catch up with),
     # "oldest" for live sources and paced files (latency stays bounded).
     drop: Literal["oldest", "newest", "block"] = "oldest"
-    speed: float = Field(default=1.0, gt=0.0)  # realtime files: 2.0 plays twice as fast
+    speed: float = Field(default=1.0, ge=0.01, le=100.0)  # realtime files: 2.0 plays twice as fast
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     # Seconds an open or a read may stall before it counts as a disconnect (then: reconnect).
-    read_timeout: float = Field(default=10.0, gt=0.0)
+    read_timeout: float = Field(default=10.0, gt=0.0, le=600.0)
     # FFmpeg decoder threads for this source; 0 = 2 (a 640x480 or 1080p H.264 stream decodes far
     # faster than any camera sends it with 2; FFmpeg's own default is a thread per core, so 16
     # sources on 16 cores made ~600 threads).
@@ -176,6 +178,18 @@ class SourceConfig(_Strict):
 
     _name = field_validator("name")(classmethod(lambda cls, v: topic_name(v)))
 
+    @field_validator("uri")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        """A camera URL that cannot be parsed is refused here, naming the key, not by a reader
+        thread at its first reconnect (whose traceback would carry the password)."""
+        if "://" in value:
+            try:
+                parse_camera_url(value)
+            except CameraUrlError as exc:
+                raise ValueError(f"{exc}: {redact_uri(value)}") from None
+        return value
+
 
 def _default_queue_bytes() -> int:
     """An eighth of the machine's memory, at most 1 GiB: frames waiting never crowd out the rest."""
@@ -187,11 +201,11 @@ def _default_queue_bytes() -> int:
 
 
 class QueueConfig(_Strict):
-    size: int = Field(default=64, gt=0)  # frames kept per source while inference is busy
+    size: int = Field(default=64, gt=0, le=100_000)  # frames kept per source while inference is busy
     # All sources together, in bytes of frame data: memory stays bounded whatever the number of
     # sources (past it, the oldest frame of the source holding the most is dropped; 'block'
     # readers wait).
-    max_bytes: int = Field(default_factory=_default_queue_bytes, ge=1 << 20)
+    max_bytes: int = Field(default_factory=_default_queue_bytes, ge=1 << 20, le=1 << 40)
 
 
 class TlsConfig(_Strict):
@@ -209,20 +223,20 @@ class MqttConfig(_Strict):
     username: str = ""
     password_file: str = ""
     tls: TlsConfig = Field(default_factory=TlsConfig)
-    buffer: int = Field(default=10000, gt=0)
+    buffer: int = Field(default=10000, gt=0, le=10_000_000)
     # Where messages wait while the broker is away: None = $STATE_DIRECTORY (systemd) or
     # ~/.local/state/streamd; "" = memory only (lost on restart).
     buffer_dir: str | None = None
     publish_empty: bool = False
     publish_detections: bool = True  # per-frame messages; events (tracking) are published either way
     payload: Literal["compact", "full"] = "compact"  # full adds per-frame timings
-    keepalive: int = Field(default=30, gt=0)
+    keepalive: int = Field(default=30, ge=5, le=65535)  # MQTT carries it in 16 bits
     # Default streamd-{instance}; worker processes add -w{index} (each its own session and buffer).
     client_id: str = Field(default="", max_length=128)
     discovery: bool = False  # Home Assistant MQTT discovery: a binary sensor per source and label
     discovery_prefix: str = "homeassistant"
     discovery_labels: list[str] = Field(default_factory=lambda: ["person"])
-    presence_off_delay: float = Field(default=3.0, ge=0)  # seconds without a detection before OFF
+    presence_off_delay: float = Field(default=3.0, ge=0, le=86400)  # seconds without a detection before OFF
     # {source}/detect/set and {source}/snapshots/set accept ON / OFF (see control.py).
     control: bool = True
     remember_switches: bool = False  # keep them across restarts (a file beside the buffer)
@@ -269,8 +283,8 @@ class LogConfig(_Strict):
 
 
 class DaemonConfig(_Strict):
-    shutdown_timeout: float = Field(default=10.0, gt=0)
-    stats_interval: float = Field(default=10.0, gt=0)
+    shutdown_timeout: float = Field(default=10.0, gt=0, le=3600)
+    stats_interval: float = Field(default=10.0, ge=1.0, le=86400)
     # Worker processes, each a whole pipeline for its share of the sources on its own cores:
     # "auto" = one per 4 cores this process may use (1 below 8 cores), at most one per source.
     workers: Literal["auto"] | Annotated[int, Field(ge=1, le=256)] = "auto"

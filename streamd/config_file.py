@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -15,6 +16,8 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 
 from streamd.config import Config, ConfigError, is_file_uri
+from streamd.logging import add_secrets
+from streamd.redact import uri_secrets
 
 ENV_PREFIX = "STREAMD_"
 
@@ -145,6 +148,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"{path}: invalid TOML: {exc}") from None
     data = apply_env(data, os.environ if environ is None else environ)
+    add_secrets(_secrets_in(data))
     base = path.parent
     # Relative model and file paths are relative to the config file, like systemd units do.
     model = data.get("model")
@@ -155,6 +159,23 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         if isinstance(uri, str) and is_file_uri(uri):
             source["uri"] = str(_resolve(base, uri))
     return parse_config(data)
+
+
+def _secrets_in(data: Mapping[str, Any]) -> set[str]:
+    """The camera URLs' secrets and the broker password, known before validation can fail (or a
+    reader, a connect or a diagnosis can), so the log masks them from the first line on."""
+    found: set[str] = set()
+    sources = data.get("sources")
+    for source in sources if isinstance(sources, list) else []:
+        uri = source.get("uri") if isinstance(source, dict) else None
+        if isinstance(uri, str):
+            found |= uri_secrets(uri)
+    mqtt = data.get("mqtt")
+    password_file = mqtt.get("password_file") if isinstance(mqtt, dict) else None
+    if isinstance(password_file, str) and password_file:
+        with contextlib.suppress(OSError, UnicodeDecodeError):  # the MQTT sink says so when it connects
+            found.add(Path(password_file).expanduser().read_text().strip())
+    return found
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -20,7 +20,7 @@ Polygon = Annotated[list[tuple[Coordinate, Coordinate]], Field(min_length=3)]  #
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ObjectFilter(_Strict):
@@ -63,11 +63,11 @@ class SnapshotConfig(_Strict):
     margin: float = Field(default=0.2, ge=0.0, le=2.0)  # added around the box, as a fraction of its size
     full_frame: bool = False  # also the whole frame with the box drawn, on .../snapshot/{label}/full
     quality: int = Field(default=85, ge=10, le=100)
-    max_width: int = Field(default=640, ge=32)  # larger crops are scaled down (bytes on the broker)
+    max_width: int = Field(default=640, ge=32, le=8192)  # larger crops are scaled down (bytes on the broker)
     labels: list[str] = Field(default_factory=list)  # empty: every tracked label
     save_dir: str = ""  # also write them here ("" = MQTT only)
     max_bytes: int = Field(default=256 << 20, ge=1 << 20)  # save_dir budget: the oldest go first
-    max_age: float = Field(default=7 * 86400.0, gt=0.0)  # seconds a saved snapshot is kept
+    max_age: float = Field(default=7 * 86400.0, gt=0.0, le=3650 * 86400.0)  # seconds a saved snapshot is kept
 
     _usable = field_validator("save_dir")(classmethod(lambda cls, v: usable_directory(v)))
 
@@ -85,9 +85,9 @@ class RecordingConfig(_Strict):
     pre_capture: float = Field(default=5.0, ge=0.0, le=60.0)  # seconds kept before the object appears
     post_capture: float = Field(default=5.0, ge=0.0, le=300.0)  # seconds after its track ends
     # A longer stay (a parked car) makes consecutive clips, each starting on a keyframe.
-    max_seconds: float = Field(default=600.0, ge=1.0)
+    max_seconds: float = Field(default=600.0, ge=1.0, le=86400.0)
     labels: list[str] = Field(default_factory=list)  # which tracks make a clip; empty: every tracked label
-    retain_days: float = Field(default=7.0, gt=0.0)
+    retain_days: float = Field(default=7.0, gt=0.0, le=3650.0)
     max_bytes: int = Field(default=10_000_000_000, ge=1 << 20)  # this source's clips; the oldest go first
     # The pre-capture ring's memory bound (a 4 Mbit/s camera fills 5 s with 2.5 MB).
     ring_bytes: int = Field(default=64 << 20, ge=1 << 20)
@@ -131,22 +131,22 @@ def topic_name(value: str) -> str:
 class TrackingConfig(_Strict):
     high: float = Field(default=0.5, ge=0.0, le=1.0)  # score that starts a track (lower ones only extend)
     iou: float = Field(default=0.3, gt=0.0, le=1.0)
-    min_hits: int = Field(default=3, ge=1)  # frames before a track is born (and announced)
-    max_age: int = Field(default=30, ge=1)  # frames unseen before a track ends
-    update_interval: float = Field(default=1.0, ge=0.0)  # seconds between 'update' events of a track
+    min_hits: int = Field(default=3, ge=1, le=1000)  # frames before a track is born (and announced)
+    max_age: int = Field(default=30, ge=1, le=100_000)  # frames unseen before a track ends
+    update_interval: float = Field(default=1.0, ge=0.0, le=86400.0)  # seconds between 'update' events of a track
     # A track whose box stays put (IoU with where it was when it stopped >= stationary_iou) this
     # many seconds is stationary: no more 'update's, and gaps up to stationary_max_age frames
     # do not end it. 0 turns it off.
-    stationary_after: float = Field(default=10.0, ge=0.0)
+    stationary_after: float = Field(default=10.0, ge=0.0, le=86400.0)
     stationary_iou: float = Field(default=0.7, gt=0.0, le=1.0)
-    stationary_max_age: int = Field(default=300, ge=1)
+    stationary_max_age: int = Field(default=300, ge=1, le=1_000_000)
 
 
 class ZoneConfig(_Strict):
     name: str
     polygon: list[tuple[Coordinate, Coordinate]] = Field(min_length=3)  # pixels, or 0..1 fractions
     labels: list[str] = Field(default_factory=list)  # empty: every label
-    min_frames: int = Field(default=3, ge=1)  # frames inside (or outside) before enter (or exit)
+    min_frames: int = Field(default=3, ge=1, le=10_000)  # frames inside (or outside) before enter (or exit)
     # Per label, replacing the source's filter keys they set, for detections standing in the zone.
     filters: dict[str, ObjectFilter] = Field(default_factory=dict)
 
@@ -173,8 +173,8 @@ class MotionConfig(_Strict):
     alpha: float = Field(default=0.2, gt=0.0, le=1.0)
     masks: list[Polygon] = Field(default_factory=list)  # motion here is ignored (clocks, trees)
     # While objects are present, infer at least this often, so one that stands still is kept.
-    min_interval: float = Field(default=1.0, gt=0.0)
-    detect_interval: int = Field(default=1, ge=1)  # infer at most every Nth frame
+    min_interval: float = Field(default=1.0, gt=0.0, le=3600.0)
+    detect_interval: int = Field(default=1, ge=1, le=1000)  # infer at most every Nth frame
     # Infer crops around what moved (at least the network's input size, overlapping ones merged)
     # instead of the whole frame: a small person far away is seen at full resolution.
     regions: bool = False

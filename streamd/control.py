@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,8 @@ log = get_logger(__name__)
 
 SWITCHES = ("detect", "snapshots")
 MAX_PAYLOAD = 16  # bytes: ON / OFF, with room for spaces
+# Larger messages never reach us: the broker is told our maximum packet size (sinks/connect.py).
+REJECTED_LOG_EVERY = 60.0  # seconds: junk on the control topics is counted always, logged once a minute
 
 Apply = Callable[[str, bool], None]  # (source, on)
 
@@ -50,6 +53,8 @@ class Switches:
         self._elsewhere = elsewhere
         self.state: dict[str, dict[str, bool]] = self._load()
         self.topics = [f"{sink.prefix}/+/{name}/set" for name in SWITCHES]
+        self._rejected_logged_at = float("-inf")
+        self._rejected_unlogged = 0
 
     def is_on(self, source: str, switch: str) -> bool:
         return self.state.get(source, {}).get(switch, True)
@@ -100,8 +105,21 @@ class Switches:
         self._publish_state(source, switch, on)
 
     def _reject(self, topic: str, reason: str, payload: bytes | None = None) -> None:
+        """Counted every time; logged at most once a minute (with how many were not): a client
+        flooding the control topics must not flood the journal."""
         self._metrics.control_messages.labels("rejected").inc()
-        log.warning("control_rejected", topic=topic[:200], reason=reason, payload=repr(payload) if payload else None)
+        now = time.monotonic()
+        if now - self._rejected_logged_at < REJECTED_LOG_EVERY:
+            self._rejected_unlogged += 1
+            return
+        log.warning(
+            "control_rejected",
+            topic=topic[:200],
+            reason=reason,
+            payload=repr(payload) if payload else None,
+            not_logged_since_last=self._rejected_unlogged,
+        )
+        self._rejected_logged_at, self._rejected_unlogged = now, 0
 
     def _publish_state(self, source: str, switch: str, on: bool) -> None:
         self._sink.publish(self._sink.topic(source, f"{switch}/state"), "ON" if on else "OFF", qos=1, retain=True)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from prometheus_client import generate_latest
+
 from streamd import __version__, systemd
 from streamd.config import Config
 from streamd.control import Switches, switches_path
@@ -34,6 +36,7 @@ from streamd.sinks.presence import PresenceStage
 from streamd.snapshots.stage import SnapshotStage
 from streamd.sources.capture import RegionInput
 from streamd.sources.manager import SourceSet
+from streamd.sources.numbering import FrameNumbers
 from streamd.stats import StatsStage
 from streamd.supervisor import Supervisor
 from streamd.tracking.stage import TrackingStage
@@ -110,6 +113,7 @@ class Daemon(Lifecycle):
             self.engines.transform,
             self.engines.flushed,
             RegionInput(self.engines.input_size, self.engines.region_input),
+            FrameNumbers.from_environment() if worker else FrameNumbers(),
         )
         self.switches: Switches | None = None
         if config.mqtt.control:
@@ -131,6 +135,9 @@ class Daemon(Lifecycle):
         self.exit_code = 0
 
     # -- lifecycle --------------------------------------------------------------------------
+
+    def drain_whatever_comes(self) -> bool:
+        return self.worker is not None and self.worker.orphaned()
 
     def on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.set_exception_handler(self.supervisor.loop_exception)
@@ -168,6 +175,7 @@ class Daemon(Lifecycle):
         if interval is not None:
             self.supervisor.spawn(self.watchdog(interval), "watchdog")
         self._started = True
+        self.sources.numbers.started()
         systemd.notify(f"READY=1\nSTATUS=streaming {len(self.sources)} source(s) on {self.engines.device}")
 
     async def main_loop(self) -> None:
@@ -209,6 +217,8 @@ class Daemon(Lifecycle):
         await self.snapshots.drain(deadline - time.monotonic())  # they and their end events first
         await self.recording.drain(deadline - time.monotonic())  # the open clips, finished and announced
         await self.sink.close(max(1.0, deadline - time.monotonic()))
+        if self.worker is not None:
+            self.worker.save_final_metrics(generate_latest(self.metrics.registry))
         if self.health is not None:
             await self.health.stop()
         log.info(

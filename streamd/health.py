@@ -77,7 +77,12 @@ def standard_routes(metrics: Metrics, readiness: Readiness) -> dict[str, Handler
     return {"/metrics": metrics_handler(metrics), "/healthz": healthz, "/readyz": readiness_handler(readiness)}
 
 
-MAX_CONNECTIONS = 64  # scrapers and probes at once; more are closed at once (no fd exhaustion)
+MAX_CONNECTIONS = 64  # scrapers and probes at once (no fd exhaustion)
+MAX_PER_CLIENT = 16  # of them from one address
+# Seconds a client has to send its whole request head: a probe or a scraper sends it in one
+# packet; a client that trickles it (one byte a second) is closed, and evicted sooner when a new
+# client needs its place, so a liveness probe never waits behind slow clients.
+HEADER_TIMEOUT = 2.0
 MAX_REQUEST_LINE = 8192
 MAX_HEADER_BYTES = 32768
 MAX_HEADERS = 100
@@ -98,7 +103,8 @@ class HealthServer:
         self._routes = dict(routes)
         self._prefixes = dict(prefixes or {})
         self._server: asyncio.Server | None = None
-        self._open = 0
+        self._clients: dict[asyncio.StreamWriter, str] = {}  # open connections and their address
+        self._reading: dict[asyncio.StreamWriter, str] = {}  # of them, still sending their head, oldest first
         self._refused_logged = 0.0
 
     async def start(self) -> None:
@@ -123,29 +129,53 @@ class HealthServer:
             self._server.close()
             await self._server.wait_closed()
 
+    def _make_room(self, client: str) -> bool:
+        """At a limit (all clients', or this one's), the oldest connection of that scope still
+        sending its head is closed for the newcomer; False when every one is being answered."""
+        whole = len(self._clients) >= MAX_CONNECTIONS
+        if not whole and sum(1 for c in self._clients.values() if c == client) < MAX_PER_CLIENT:
+            return True
+        for writer, owner in self._reading.items():
+            if whole or owner == client:
+                self._forget(writer)
+                writer.close()
+                return True
+        return False
+
+    def _forget(self, writer: asyncio.StreamWriter) -> None:
+        self._reading.pop(writer, None)
+        self._clients.pop(writer, None)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._open >= MAX_CONNECTIONS:
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else "local"
+        if not self._make_room(client):
             now = time.monotonic()
             if now - self._refused_logged > 60:
                 self._refused_logged = now
-                log.warning("http_too_many_connections", limit=MAX_CONNECTIONS)
+                log.warning("http_too_many_connections", limit=MAX_CONNECTIONS, per_client=MAX_PER_CLIENT)
             writer.close()
             return
-        self._open += 1
+        self._clients[writer] = client
+        self._reading[writer] = client
         try:
-            body = await asyncio.wait_for(self._serve(reader, writer), REQUEST_TIMEOUT)
+            head = await asyncio.wait_for(self._read_head(reader, writer), HEADER_TIMEOUT)
+            self._reading.pop(writer, None)
+            if head is None:
+                return
+            body = await asyncio.wait_for(self._serve(head, writer), REQUEST_TIMEOUT)
             if body is not None:
                 await self._stream(writer, body)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError, OSError):
             pass
         finally:
-            self._open -= 1
+            self._forget(writer)
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> FileSlice | None:
-        """Answers the request; a file body is returned to be streamed after the headers."""
+    async def _read_head(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes | None:
+        """The request line and headers; None when it was answered already (too large)."""
         try:
-            request = await reader.readuntil(b"\r\n\r\n")
+            return await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             # Too much before the blank line: an oversized request line (414) or headers (431).
             start = await reader.read(MAX_REQUEST_LINE + 2)  # what is buffered, not waiting for more
@@ -154,6 +184,9 @@ class HealthServer:
             else:
                 await self._answer(writer, "GET", "431 Request Header Fields Too Large", "text/plain", b"too large\n")
             return None
+
+    async def _serve(self, request: bytes, writer: asyncio.StreamWriter) -> FileSlice | None:
+        """Answers the request; a file body is returned to be streamed after the headers."""
         lines = request.split(b"\r\n")
         if len(lines[0]) > MAX_REQUEST_LINE:
             await self._answer(writer, "GET", "414 URI Too Long", "text/plain", b"request line too long\n")

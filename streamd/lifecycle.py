@@ -36,16 +36,24 @@ class Lifecycle(ABC):
         return self.exit_code
 
     def handle_exit(self, sig: int) -> None:
-        if self.should_exit.is_set():
+        if self.should_exit.is_set() and not self.drain_whatever_comes():
             log.warning("forced_exit", signal=signal.Signals(sig).name)
             self.before_forced_exit()
             os._exit(1)
+        if self.should_exit.is_set():
+            log.info("signal_ignored", signal=signal.Signals(sig).name, reason="already draining")
+            return
         log.info("shutdown_requested", signal=signal.Signals(sig).name)
         self.should_exit.set()
 
     def on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Before startup, with the running loop (e.g. its exception handler)."""
         return None
+
+    def drain_whatever_comes(self) -> bool:
+        """True when a second signal must not cut the drain short (a worker whose parent died:
+        nobody is there to insist, the signals are the kernel's and its cleaners')."""
+        return False
 
     def before_forced_exit(self) -> None:
         """The second signal: what must not outlive the process goes first."""

@@ -26,7 +26,8 @@ from typing import Any
 
 from streamd.config_objects import RecordingConfig
 from streamd.logging import get_logger
-from streamd.recording.clip import OWN_CLIP, ClipFile
+from streamd.private import private_folder
+from streamd.recording.clip import OWN_CLIP, OWN_PARTIAL, ClipFile, partial_name
 from streamd.recording.packets import StoredPacket, StreamTemplate
 from streamd.recording.ring import PacketRing
 from streamd.retention import prune
@@ -141,9 +142,18 @@ class Recorder:
 
     # -- the writer thread -----------------------------------------------------------------------
 
+    def _resolve_folder(self) -> None:
+        """A source folder that is a link is followed once, here, and written and pruned where it
+        leads (retention never follows links: it would never prune a linked folder)."""
+        if self.folder.is_symlink():
+            resolved = self.folder.resolve()
+            log.warning("recording_folder_linked", source=self.source, folder=str(self.folder), to=str(resolved))
+            self.folder = resolved
+
     def _run(self) -> None:
         try:
-            self._sweep(time.time())
+            self._resolve_folder()
+            self._sweep(time.time())  # also removes what a crash left half-written
             while True:
                 kind, value = self._inbox.get()
                 if kind == "packets":
@@ -223,7 +233,7 @@ class Recorder:
             path = self.folder / f"{name}-{serial}.mp4"
             serial += 1
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_folder(self.folder)
             file = ClipFile(path, self._template)
         except Exception as exc:
             self._refused(exc)
@@ -268,11 +278,24 @@ class Recorder:
                 sorted(clip.tracks.items()),
             )
         )
-        self._sweep(time.time())
+        self._sweep(time.time(), just_announced=clip.file.path.name)
 
-    def _sweep(self, now: float) -> None:
+    def _sweep(self, now: float, just_announced: str | None = None) -> None:
+        """Retention; the clip just announced is kept whatever ``max_bytes`` says, and so is the
+        one being written (its temporary name); other temporary files are a crash's leftovers."""
         self._last_sweep = now
-        total, deleted = prune(self.folder, OWN_CLIP, self.config.retain_days * 86400.0, self.config.max_bytes, now)
+        keep = {just_announced} if just_announced else set()
+        if self._clip is not None:
+            keep.add(partial_name(self._clip.file.path).name)
+        total, deleted = prune(
+            self.folder,
+            OWN_CLIP,
+            self.config.retain_days * 86400.0,
+            self.config.max_bytes,
+            now,
+            keep=keep,
+            partials=OWN_PARTIAL,
+        )
         if deleted:
             log.info("clips_deleted", source=self.source, files=len(deleted), kept_bytes=total)
         self._stored(total)

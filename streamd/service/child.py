@@ -22,9 +22,9 @@ from pathlib import Path
 
 from streamd.backoff import Backoff
 from streamd.logging import get_logger
-from streamd.service.link import assignment_path, http_socket, notify_socket
+from streamd.service.link import PARENT_ENV, assignment_path, final_metrics_path, http_socket, notify_socket
 from streamd.service.plan import Assignment
-from streamd.service.worker import PARENT_ENV
+from streamd.sources.numbering import EPOCH_ENV, RESTARTED_ENV
 
 log = get_logger(__name__)
 
@@ -61,8 +61,11 @@ class WorkerProcess:
         run_dir: Path,
         assignment: Assignment,
         on_restart: Callable[[], None],
+        epoch: float | None = None,
     ) -> None:
+        """``epoch``: monotonic seconds when the service started (its frame numbers count from it)."""
         self.index = assignment.index
+        self._epoch = time.monotonic() if epoch is None else epoch
         self.assignment = assignment
         self._config_path = config_path
         self._run_dir = run_dir
@@ -78,6 +81,11 @@ class WorkerProcess:
         self._reloaded = asyncio.Event()
         self._reloading = False
         self._stopping = False
+        self._stop_requested = asyncio.Event()  # wakes a restart backoff: a stop does not wait it out
+        # Whether stop() found a process to drain: one between restarts has nothing to drain, and
+        # its last exit (a crash, a SIGKILL) is not a drain that failed.
+        self.drained_at_stop: bool | None = None
+        self.last_metrics = b""  # its latest exposition: the service's /metrics shows it while it is away
         self._sock: socket.socket | None = None
         self.ended = asyncio.Event()  # done or failed for good
         self.finite = False  # only files that end: exit 0 means done, not "restart me"
@@ -145,6 +153,7 @@ class WorkerProcess:
                 assert self._process is not None
                 returncode = await self._process.wait()
                 self._ready.clear()
+                self._keep_final_metrics()
                 self.last_exit = Exit(
                     returncode if returncode >= 0 else None,
                     signal.Signals(-returncode).name if returncode < 0 else None,
@@ -171,7 +180,8 @@ class WorkerProcess:
                     sources=self.assignment.sources,
                     restart_in=round(delay, 2),
                 )
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), delay)
                 if self._stopping:
                     self.state = State.DONE
                     return
@@ -188,6 +198,8 @@ class WorkerProcess:
                 "NOTIFY_SOCKET": str(notify_socket(self._run_dir, self.index)),
                 "WATCHDOG_USEC": str(int(WORKER_WATCHDOG * 1_000_000)),
                 PARENT_ENV: str(os.getpid()),
+                EPOCH_ENV: repr(self._epoch),
+                RESTARTED_ENV: "1" if self.restarts else "0",
             }
         )
         args = ["-m", "streamd", "worker", "-c", str(self._config_path), "--run-dir", str(self._run_dir)]
@@ -256,7 +268,22 @@ class WorkerProcess:
     def stop(self) -> None:
         """SIGTERM: the worker drains (its own ``daemon.shutdown_timeout``) and exits."""
         self._stopping = True
-        self.signal(signal.SIGTERM)
+        self._stop_requested.set()
+        self.drained_at_stop = None if not self.signal(signal.SIGTERM) else False
+
+    @property
+    def stopped_cleanly(self) -> bool:
+        """After stop(): it drained and exited 0 or 66, or there was nothing running to drain."""
+        if self.drained_at_stop is None:
+            return True
+        return self.last_exit is not None and self.last_exit.code in DONE_EXITS
+
+    def _keep_final_metrics(self) -> None:
+        """What the worker wrote as it exited replaces the last scrape (it holds the last counts)."""
+        path = final_metrics_path(self._run_dir, self.index)
+        with contextlib.suppress(OSError):
+            self.last_metrics = path.read_bytes()
+            path.unlink()
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)

@@ -3,11 +3,15 @@ SIGHUP, and the Unix socket its HTTP endpoints listen on for the parent."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from streamd.config import Config
 from streamd.config_file import load_config
 from streamd.service.plan import Assignment
+
+PARENT_ENV = "STREAMD_PARENT_PID"  # the parent's pid, as the worker's parent should be
 
 
 def assignment_path(run_dir: Path, index: int) -> Path:
@@ -20,6 +24,21 @@ def http_socket(run_dir: Path, index: int) -> Path:
 
 def notify_socket(run_dir: Path, index: int) -> Path:
     return run_dir / f"worker-{index}.notify"
+
+
+def final_metrics_path(run_dir: Path, index: int) -> Path:
+    """A worker's last exposition, written as it exits: the service's /metrics keeps showing its
+    series (a finished file source's counts) after it is gone, until it is replaced."""
+    return run_dir / f"worker-{index}.prom"
+
+
+def worker_files(run_dir: Path, index: int) -> list[Path]:
+    return [
+        assignment_path(run_dir, index),
+        http_socket(run_dir, index),
+        notify_socket(run_dir, index),
+        final_metrics_path(run_dir, index),
+    ]
 
 
 class WorkerLink:
@@ -49,6 +68,29 @@ class WorkerLink:
                 "model": model.model_copy(update={"threads": model.threads or len(self.assignment.cores)}),
             }
         )
+
+    def save_final_metrics(self, exposition: bytes) -> None:
+        path = final_metrics_path(self.run_dir, self.index)
+        partial = path.with_suffix(".part")
+        try:
+            partial.write_bytes(exposition)
+            os.replace(partial, path)
+        except OSError:
+            pass  # the parent shows the last exposition it scraped instead
+
+    def orphaned(self) -> bool:
+        """The parent is gone (killed): nobody will clean the run directory but us."""
+        expected = os.environ.get(PARENT_ENV, "")
+        return expected.isdigit() and os.getppid() != int(expected)
+
+    def clean_up(self) -> None:
+        """An orphan's exit: its own files out of the run directory, and the directory itself
+        once the last worker has gone (rmdir fails while another's files are there)."""
+        for path in worker_files(self.run_dir, self.index):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        with contextlib.suppress(OSError):
+            self.run_dir.rmdir()
 
     def elsewhere(self, source: str) -> bool:
         """A source another worker runs (its control messages are that worker's to answer)."""

@@ -65,8 +65,9 @@ class Service(Lifecycle):
             registry=self.registry,
         )
         self.worker_up = Gauge("streamd_worker_up", "1 while the worker is ready", ["worker"], registry=self.registry)
+        epoch = time.monotonic()
         self.workers = [
-            WorkerProcess(config_path, self.run_dir, a, self.restarts.labels(str(a.index)).inc)
+            WorkerProcess(config_path, self.run_dir, a, self.restarts.labels(str(a.index)).inc, epoch)
             for a in self.plan.workers
         ]
         for worker in self.workers:
@@ -193,7 +194,7 @@ class Service(Lifecycle):
         exits = {w.index: str(w.last_exit) for w in self.workers}
         if self.exit_code == 0:
             codes = [w.last_exit.code if w.last_exit else None for w in self.workers]
-            if any(code not in (0, 66) for code in codes):
+            if not all(w.stopped_cleanly for w in self.workers):
                 self.exit_code = 1  # a worker did not drain cleanly
             elif codes and all(code == 66 for code in codes):
                 self.exit_code = 66
@@ -246,7 +247,14 @@ class Service(Lifecycle):
         for worker in self.workers:
             self.worker_up.labels(str(worker.index)).set(1 if worker.state is State.READY else 0)
         answers = await asyncio.gather(*(w.get("/metrics") for w in self.workers))
-        texts = [(w.index, body) for w, (status, body) in zip(self.workers, answers, strict=True) if status == 200]
+        texts = []
+        for worker, (status, body) in zip(self.workers, answers, strict=True):
+            if status == 200:
+                worker.last_metrics = body
+            # A worker that is away (ended, restarting) keeps its last exposition until it is
+            # replaced: a finished file source's counts stay visible until the service exits.
+            if worker.last_metrics:
+                texts.append((worker.index, worker.last_metrics))
         return "200 OK", "text/plain; version=0.0.4; charset=utf-8", merge_expositions(self.registry, texts)
 
     async def _readyz(self) -> Response:

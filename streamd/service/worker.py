@@ -15,10 +15,9 @@ from pathlib import Path
 
 from streamd.config import ConfigError
 from streamd.logging import configure, get_logger
-from streamd.service.link import WorkerLink
+from streamd.service.link import PARENT_ENV, WorkerLink
 
 PR_SET_PDEATHSIG = 1
-PARENT_ENV = "STREAMD_PARENT_PID"
 
 
 def die_with_parent() -> None:
@@ -65,3 +64,7 @@ def run_worker(config_path: Path, run_dir: Path, index: int) -> int:
         return asyncio.run(Daemon(config, worker=link).serve())
     except Exception as exc:
         return startup_failure(exc)
+    finally:
+        if link.orphaned():
+            get_logger(__name__).warning("worker_orphaned", note="the parent died: drained, run directory cleaned")
+            link.clean_up()

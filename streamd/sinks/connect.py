@@ -16,11 +16,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from streamd.config import MqttConfig
+from streamd.logging import add_secrets
 
 SESSION_EXPIRY = 24 * 3600  # seconds the broker keeps our session (MQTT 5) after a disconnect
 # aiomqtt warns on every publish past 10 in flight; we run many on purpose, and report
 # connection problems ourselves through structlog.
 _AIOMQTT_LOG = logging.getLogger("streamd.aiomqtt")
+# What the broker may send us (MQTT 5 Maximum Packet Size): streamd subscribes only to the control
+# topics (ON / OFF), so a larger message is junk; the broker drops it instead of sending it, and a
+# 200 MB payload never reaches this process's memory. (MQTT 3.1.1 has no such limit.)
+MAX_INCOMING_PACKET = 4096
 _AIOMQTT_LOG.setLevel(logging.ERROR)
 
 
@@ -35,6 +40,7 @@ def make_client(
     """A client whose will marks us ``offline``; at QoS >= 1 a persistent session (MQTT 5: clean
     start off *and* an expiry interval; 3.1.1: clean session off)."""
     password = Path(cfg.password_file).read_text().strip() if cfg.password_file else None
+    add_secrets([password] if password else [])  # the file may have changed since the config was read
     tls_context = None
     if cfg.tls.ca or cfg.tls.cert:
         tls_context = ssl.create_default_context(cafile=cfg.tls.ca or None)
@@ -44,6 +50,7 @@ def make_client(
     if protocol == aiomqtt.ProtocolVersion.V5:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY if cfg.qos else 0
+        properties.MaximumPacketSize = MAX_INCOMING_PACKET
         session = {"clean_start": cfg.qos == 0, "properties": properties}
     else:
         session = {"clean_session": cfg.qos == 0}

@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 
 from streamd.logging import get_logger
+from streamd.private import private_folder, write_private
 from streamd.retention import prune
 
 log = get_logger(__name__)
 
 # What save() names a snapshot: {YYYYmmdd-HHMMSS}-{track id}-{label}.jpg
 OWN_FILE = re.compile(r"\d{8}-\d{6}-\d+-[A-Za-z0-9_.-]+\.jpg")
+OWN_PARTIAL = re.compile(r"\d{8}-\d{6}-\d+-[A-Za-z0-9_.-]+\.part")  # a crash's leftover
 
 
 class SnapshotStore:
@@ -31,9 +33,8 @@ class SnapshotStore:
         path = folder / name
         partial = path.with_suffix(".part")
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(partial, "wb") as handle:
-                handle.write(data)
+            private_folder(folder)
+            write_private(partial, data)  # 0600, never through a link planted under that name
             os.replace(partial, path)
         except OSError as exc:
             now = time.monotonic()
@@ -43,11 +44,13 @@ class SnapshotStore:
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
             return None
-        self.prune(source)
+        self.prune(source, keep=path.name)
         return path
 
-    def prune(self, source: str) -> int:
+    def prune(self, source: str, keep: str | None = None) -> int:
         """Delete what is older than ``max_age``, then the oldest until the rest fits ``max_bytes``
         (``retention.prune``: only files of this naming, in the source's own folder, never
         through a link)."""
-        return len(prune(self.directory / source, OWN_FILE, self.max_age, self.max_bytes)[1])
+        folder = self.directory / source
+        kept = (keep,) if keep else ()
+        return len(prune(folder, OWN_FILE, self.max_age, self.max_bytes, keep=kept, partials=OWN_PARTIAL)[1])

@@ -106,7 +106,9 @@ class CaptureSource:
         on_state: StateCallback,
         transform: Transform,
         regions: RegionInput | None = None,
+        first_frame: int = 0,
     ) -> None:
+        """``first_frame``: the number of its first frame (``numbering.FrameNumbers``)."""
         self.config = config
         self.name = config.name
         self.is_file = is_file_uri(config.uri)
@@ -129,7 +131,8 @@ class CaptureSource:
         self._done: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._run, name=f"streamd-src-{self.name}", daemon=True)
         self._frames = Handoff(loop, self._enqueue)
-        self._seq = 0
+        self._seq = 0  # frames so far; a frame's number is first_frame + this
+        self._first = first_frame
         self._skipped = 0
         self.skipped_by: dict[str, int] = {}  # reason -> frames the motion gate kept from inference
         self._streaming_said = False  # source_streaming: once per connection, not per loop of a file
@@ -347,15 +350,15 @@ class CaptureSource:
                 return
             # Not inferred (nor resized): it still goes through the queue and the engine, so the
             # stages see every frame in capture order (tracks age; publish_empty says it was skipped).
-            frame = Frame(self.name, self._seq, time.time(), now, width, height, None, skipped=skipped)
+            frame = Frame(self.name, self._first + self._seq, time.time(), now, width, height, None, skipped=skipped)
         elif (crops := self._crops(width, height)) is not None:
             assert self._regions is not None
             parts = [Region(x, y, w, h, self._regions.tensor(image[y : y + h, x : x + w])) for x, y, w, h in crops]
-            frame = Frame(self.name, self._seq, time.time(), now, width, height, None, regions=parts)
+            frame = Frame(self.name, self._first + self._seq, time.time(), now, width, height, None, regions=parts)
             frame.nbytes = sum(int(getattr(p.tensor, "byte_size", 0)) for p in parts)
         else:
             tensor = self._transform(image)
-            frame = Frame(self.name, self._seq, time.time(), now, width, height, tensor)
+            frame = Frame(self.name, self._first + self._seq, time.time(), now, width, height, tensor)
             frame.nbytes = int(getattr(tensor, "byte_size", 0) or getattr(tensor, "nbytes", 0))
             if self._keep_image:  # snapshots crop from the decoded frame, not the model's input
                 frame.image = image

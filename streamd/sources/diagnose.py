@@ -15,7 +15,11 @@ import re
 import socket
 import urllib.error
 import urllib.request
-from urllib.parse import SplitResult, unquote, urlsplit
+from http.client import HTTPMessage
+from typing import IO
+from urllib.parse import urlsplit
+
+from streamd.redact import CameraUrl, CameraUrlError, parse_camera_url
 
 # The reasons (metrics.STREAM_ERROR_KINDS, streamd_source_errors_total{kind}) as check prints them.
 LABELS = {
@@ -34,23 +38,23 @@ def describe_failure(reason: str, status: int | None) -> str:
 
 
 def diagnose(uri: str, timeout: float = 5.0) -> tuple[str, int | None]:
-    """(reason, protocol status or None) for a source that did not open."""
+    """(reason, protocol status or None) for a source that did not open. Never raises: a reader
+    that asks why must go on retrying whatever the answer (a URL it cannot parse is
+    ``unreachable``; the config refuses those before a reader starts)."""
     if uri.startswith("/dev/video"):
         return ("not_found", None) if not os.path.exists(uri) else ("no_video", None)
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    if scheme == "rtsp":
-        return _rtsp(uri, timeout)
-    if scheme in ("http", "https"):
-        return _http(uri, timeout)
-    return _connect_only(parts.hostname or "", parts.port or 322, timeout)  # rtsps: is anything there
-
-
-def _without_credentials(parts: SplitResult) -> str:
-    """The URL to ask for: credentials go in an Authorization header, not in the request line."""
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host  # IPv6
-    return parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
+    try:
+        url = parse_camera_url(uri)
+    except CameraUrlError:
+        return "unreachable", None
+    try:
+        if url.scheme == "rtsp":
+            return _rtsp(url, timeout)
+        if url.scheme in ("http", "https"):
+            return _http(url, timeout)
+        return _connect_only(url.host, url.default_port(322), timeout)  # rtsps: is anything there
+    except Exception:
+        return "unreachable", None
 
 
 def _status_reason(status: int) -> str:
@@ -82,17 +86,14 @@ def _connect_only(host: str, port: int, timeout: float) -> tuple[str, int | None
     return failure or "unreachable", None
 
 
-def _rtsp(uri: str, timeout: float) -> tuple[str, int | None]:
-    parts = urlsplit(uri)
-    user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    target = _without_credentials(parts)
-    status, challenge = _describe(parts.hostname or "", parts.port or 554, target, None, timeout)
+def _rtsp(url: CameraUrl, timeout: float) -> tuple[str, int | None]:
+    target, port = url.without_credentials, url.default_port(554)
+    status, challenge = _describe(url.host, port, target, None, timeout)
     if isinstance(status, str):
         return status, None
-    if status == 401 and user and challenge:
-        status, _ = _describe(
-            parts.hostname or "", parts.port or 554, target, _authorization(challenge, user, password, target), timeout
-        )
+    if status == 401 and url.username and challenge:
+        authorization = _authorization(challenge, url.username, url.password, target)
+        status, _ = _describe(url.host, port, target, authorization, timeout)
         if isinstance(status, str):
             return status, None
     return _status_reason(status), status
@@ -143,14 +144,44 @@ def _authorization(challenge: str, user: str, password: str, target: str) -> str
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def _http(uri: str, timeout: float) -> tuple[str, int | None]:
-    parts = urlsplit(uri)
-    request = urllib.request.Request(_without_credentials(parts), headers={"User-Agent": "streamd"})
-    if parts.username:
-        token = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
+class _SameOriginCredentials(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect, but carry the camera's credentials only to the same origin: a camera
+    that answers 302 to another host must not receive our Authorization header there."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            for name in list(new.headers):
+                if name.lower() in ("authorization", "cookie"):
+                    del new.headers[name]
+        return new
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        port = parts.port
+    except ValueError:
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+def _http(url: CameraUrl, timeout: float) -> tuple[str, int | None]:
+    request = urllib.request.Request(url.without_credentials, headers={"User-Agent": "streamd"})
+    if url.username:
+        token = f"{url.username}:{url.password}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
+    opener = urllib.request.build_opener(_SameOriginCredentials)
+    try:
+        with opener.open(request, timeout=timeout) as response:
             return _status_reason(response.status), response.status
     except urllib.error.HTTPError as exc:
         return _status_reason(exc.code), exc.code

@@ -17,6 +17,7 @@ from streamd.pipeline import Chain
 from streamd.queue import FrameQueue
 from streamd.sinks.mqtt import MqttSink
 from streamd.sources.capture import CaptureSource, RegionInput
+from streamd.sources.numbering import FrameNumbers
 from streamd.sources.runtime import SourceRuntime
 from streamd.supervisor import Supervisor
 
@@ -36,7 +37,9 @@ class SourceSet:
         transform: Callable[[np.ndarray], Any],
         flushed: Flushed,
         regions: RegionInput | None = None,
+        numbers: FrameNumbers | None = None,
     ) -> None:
+        self.numbers = numbers or FrameNumbers()
         self._queue, self._metrics, self._sink, self._chain = queue, metrics, sink, chain
         self._supervisor = supervisor
         self._transform, self._flushed = transform, flushed
@@ -71,6 +74,7 @@ class SourceSet:
             self._on_state,
             self._transform,
             self._regions,
+            self.numbers.first(config.name),
         )
         return SourceRuntime(reader, self._chain, self._through)
 
