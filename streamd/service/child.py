@@ -82,9 +82,9 @@ class WorkerProcess:
         self._reloading = False
         self._stopping = False
         self._stop_requested = asyncio.Event()  # wakes a restart backoff: a stop does not wait it out
-        # Whether stop() found a process to drain: one between restarts has nothing to drain, and
-        # its last exit (a crash, a SIGKILL) is not a drain that failed.
-        self.drained_at_stop: bool | None = None
+        # Whether stop() found a running pipeline to drain: a worker between restarts (its last exit
+        # a crash, a SIGKILL) or still starting (no frame yet) has none, and its exit is no failed drain.
+        self._drain_expected = False
         self.last_metrics = b""  # its latest exposition: the service's /metrics shows it while it is away
         self._sock: socket.socket | None = None
         self.ended = asyncio.Event()  # done or failed for good
@@ -269,12 +269,13 @@ class WorkerProcess:
         """SIGTERM: the worker drains (its own ``daemon.shutdown_timeout``) and exits."""
         self._stopping = True
         self._stop_requested.set()
-        self.drained_at_stop = None if not self.signal(signal.SIGTERM) else False
+        running = self.state in (State.READY, State.STOPPING)
+        self._drain_expected = self.signal(signal.SIGTERM) and running
 
     @property
     def stopped_cleanly(self) -> bool:
         """After stop(): it drained and exited 0 or 66, or there was nothing running to drain."""
-        if self.drained_at_stop is None:
+        if not self._drain_expected:
             return True
         return self.last_exit is not None and self.last_exit.code in DONE_EXITS
 

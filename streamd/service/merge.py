@@ -4,8 +4,9 @@ registry; rendered by prometheus_client again.
 
 Chosen over prometheus_client's multiprocess mode, which keeps no Info metrics, needs a
 directory of mmap files shared by every process and a policy per gauge, and keeps a dead
-worker's files until someone removes them: here a worker that died simply has no samples until
-it is back, and its counters restart from 0 (``rate()`` treats that as a counter reset).
+worker's files until someone removes them: here a worker that is away (ended, restarting) shows
+its last exposition (the one it wrote as it exited, else the last scraped) until it is back and
+replaces it, its counters then restarting from 0 (``rate()`` treats that as a counter reset).
 """
 
 from __future__ import annotations

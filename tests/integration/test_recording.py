@@ -268,3 +268,34 @@ async def test_a_clip_larger_than_a_chunk_is_streamed_whole_and_in_ranges(tmp_pa
         assert headers["Content-Range"] == f"bytes {(1 << 20) - 10}-{len(data) - 1}/{len(data)}"
     finally:
         await server.stop()
+
+
+async def test_a_linked_source_folder_is_written_and_pruned_privately_and_the_announced_clip_stays(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    """#32: a source folder that is a link got clips retention never pruned; clips were 0644
+    under umask 0022; with max_bytes below one clip, the clip just announced was deleted in the
+    same millisecond; a crash's temporary file stayed forever."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "recordings").mkdir()
+    (tmp_path / "recordings" / "porch").symlink_to(elsewhere)
+    stale_clip = elsewhere / "20200101-000000-1.mp4"
+    stale_clip.write_bytes(b"old" * 1000)
+    os.utime(stale_clip, (1_600_000_000, 1_600_000_000))
+    leftover = elsewhere / ".20200101-000000-2.mp4.part"
+    leftover.write_bytes(b"a crash's half clip")
+    before = os.umask(0o022)  # what a container or a shell gives the daemon
+    try:
+        async with recording_porch(tmp_path, default_model, broker, max_bytes=1 << 20):
+            await subscriber.wait_for(lambda c: len(c.on("/porch/clip/person")) >= 2, 120)
+    finally:
+        os.umask(before)
+    clips = subscriber.json("/porch/clip/person")
+    latest = elsewhere / clips[-1]["file"]
+    assert latest.is_file(), "the clip just announced is kept whatever max_bytes says"
+    assert not stale_clip.exists() and not leftover.exists(), "the linked folder is pruned"
+    assert os.stat(latest).st_mode & 0o777 == 0o600
+    for path in (tmp_path / "mqtt-buffer").iterdir():
+        assert os.stat(path).st_mode & 0o777 == 0o600, path
+    assert os.stat(tmp_path / "mqtt-buffer").st_mode & 0o777 == 0o700

@@ -122,6 +122,44 @@ async def test_sigkill_of_one_worker_restarts_it_while_the_other_goes_on(launch:
     for name in other["sources"]:
         during = [m for m in subscriber.json(f"/{name}/detections") if killed_at <= _epoch(m["ts"]) <= back_at]
         assert during, f"{name} published nothing in the {back_at - killed_at:.2f} s its neighbour was down"
+    # #32: a restarted worker's frame numbers start above every number its predecessor used: the
+    # key subscribers dedupe by, (source, frame), never names two different frames.
+    for name in victim["sources"]:
+        stamps: dict[int, set[str]] = {}
+        for message in subscriber.json(f"/{name}/detections"):
+            stamps.setdefault(message["frame"], set()).add(message["ts"])
+        reused = sorted(frame for frame, ts in stamps.items() if len(ts) > 1)
+        assert not reused, f"{name}: frame numbers reused after the restart: {reused[:10]}"
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.wait(60) == 0
+
+
+async def test_sigterm_during_a_restart_backoff_is_a_clean_stop(launch: Launch, subscriber: Collected) -> None:
+    """#32: the killed worker's SIGKILL was counted as a drain that failed (exit 1), and the stop
+    waited the backoff out."""
+    daemon = await launch([launch.source(n) for n in NAMES[:2]], http=True, daemon={"workers": 2})
+    body = await wait_ready(launch.http_port, 200)
+    os.kill(plan_of(body)["0"]["pid"], signal.SIGKILL)
+    await daemon.wait_for_event("worker_exited")
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.wait(60) == 0, daemon.stderr.decode()[-3000:]
+    stopped = next(e for e in daemon.events() if e.get("event") == "stopped" and "worker" not in e)
+    assert stopped["exit"] == 0 and stopped["restarts"] == {"0": 1, "1": 0}, stopped
+
+
+async def test_metrics_keep_a_finished_workers_series_until_the_service_exits(
+    launch: Launch, subscriber: Collected
+) -> None:
+    """#32: a worker whose files ended vanished from the service's /metrics with its counts."""
+    sources = [launch.source("done", realtime=False, loop=False), launch.source("live")]
+    daemon = await launch(sources, http=True, daemon={"workers": 2})
+    await daemon.wait_for_event("worker_done")
+    await subscriber.wait_for(lambda c: c.on("/done/state")[-1:] == [b"ended"], 30)
+    _status, text = await http(f"{launch.http}/metrics")
+    scrape = samples(text)
+    done = next(k for k in scrape if k[0] == "streamd_frames_captured_total" and ("source", "done") in k[1])
+    assert scrape[done] == len(launch.truth), "the finished worker's last count"
+    assert any(k[0] == "streamd_frames_captured_total" and ("source", "live") in k[1] for k in scrape)
     daemon.signal(signal.SIGTERM)
     assert await daemon.wait(60) == 0
 
@@ -150,11 +188,20 @@ async def test_a_killed_parent_takes_its_workers_with_it(launch: Launch, subscri
     daemon = await launch([launch.source(n) for n in NAMES[:2]], http=True, daemon={"workers": 2})
     body = await wait_ready(launch.http_port, 200)
     pids = [w["pid"] for w in plan_of(body).values()]
+    run_dir = Path(next(e for e in daemon.events() if e.get("event") == "service_starting")["run_dir"])
+    assert run_dir.is_dir()
     daemon.signal(signal.SIGKILL)
     await daemon.wait(30)
     await until(lambda: not any(alive(pid) for pid in pids), 30, "workers to exit after their parent died")
     # The broker tells subscribers: the parent's last will.
     await subscriber.wait_for(lambda c: c.on("streamd/test/status")[-1:] == [b"offline"], 30)
+    # #32: one graceful drain each (a second SIGTERM had cut it short), and nothing left behind.
+    events = [e for e in daemon.events() if "worker" in e]
+    for index in (0, 1):
+        mine = [e["event"] for e in events if e["worker"] == index]
+        assert mine.count("shutdown_requested") == 1 and "forced_exit" not in mine, mine
+        assert "stopped" in mine and "worker_orphaned" in mine, mine
+    assert not run_dir.exists(), sorted(p.name for p in run_dir.iterdir())
 
 
 async def test_sighup_moving_a_source_loses_and_duplicates_nothing(launch: Launch, subscriber: Collected) -> None:
