@@ -77,12 +77,16 @@ def standard_routes(metrics: Metrics, readiness: Readiness) -> dict[str, Handler
     return {"/metrics": metrics_handler(metrics), "/healthz": healthz, "/readyz": readiness_handler(readiness)}
 
 
-MAX_CONNECTIONS = 64  # scrapers and probes at once (no fd exhaustion)
-MAX_PER_CLIENT = 16  # of them from one address
-# Seconds a client has to send its whole request head: a probe or a scraper sends it in one
-# packet; a client that trickles it (one byte a second) is closed, and evicted sooner when a new
-# client needs its place, so a liveness probe never waits behind slow clients.
+# Connections still sending their request head: cheap (a socket and a small buffer), closed
+# after HEADER_TIMEOUT, and past MAX_READING the oldest is closed for the newcomer. A probe or a
+# scraper sends its head in one packet, so it is never queued behind clients that trickle theirs.
+MAX_READING = 256
 HEADER_TIMEOUT = 2.0
+# Requests being answered: the probes and /metrics at any time (they cost microseconds);
+# anything else (a clip's body may take minutes) at most this many at once, and per address.
+MAX_CONNECTIONS = 64
+MAX_PER_CLIENT = 16
+ALWAYS_ANSWERED = ("/healthz", "/readyz", "/metrics")
 MAX_REQUEST_LINE = 8192
 MAX_HEADER_BYTES = 32768
 MAX_HEADERS = 100
@@ -103,8 +107,8 @@ class HealthServer:
         self._routes = dict(routes)
         self._prefixes = dict(prefixes or {})
         self._server: asyncio.Server | None = None
-        self._clients: dict[asyncio.StreamWriter, str] = {}  # open connections and their address
-        self._reading: dict[asyncio.StreamWriter, str] = {}  # of them, still sending their head, oldest first
+        self._reading: dict[asyncio.StreamWriter, str] = {}  # sending their head (by address), oldest first
+        self._answering: dict[asyncio.StreamWriter, str] = {}  # being answered, by address
         self._refused_logged = 0.0
 
     async def start(self) -> None:
@@ -129,48 +133,54 @@ class HealthServer:
             self._server.close()
             await self._server.wait_closed()
 
-    def _make_room(self, client: str) -> bool:
-        """At a limit (all clients', or this one's), the oldest connection of that scope still
-        sending its head is closed for the newcomer; False when every one is being answered."""
-        whole = len(self._clients) >= MAX_CONNECTIONS
-        if not whole and sum(1 for c in self._clients.values() if c == client) < MAX_PER_CLIENT:
-            return True
-        for writer, owner in self._reading.items():
-            if whole or owner == client:
-                self._forget(writer)
-                writer.close()
-                return True
-        return False
+    def _evict_for_newcomer(self) -> None:
+        """Past MAX_READING, the connection that has been sending its head the longest goes."""
+        while len(self._reading) >= MAX_READING:
+            oldest = next(iter(self._reading))
+            del self._reading[oldest]
+            oldest.close()
 
-    def _forget(self, writer: asyncio.StreamWriter) -> None:
-        self._reading.pop(writer, None)
-        self._clients.pop(writer, None)
+    def _may_answer(self, path: str, client: str) -> bool:
+        if path in ALWAYS_ANSWERED:
+            return True
+        mine = sum(1 for c in self._answering.values() if c == client)
+        return len(self._answering) < MAX_CONNECTIONS and mine < MAX_PER_CLIENT
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         client = str(peer[0]) if isinstance(peer, tuple) and peer else "local"
-        if not self._make_room(client):
-            now = time.monotonic()
-            if now - self._refused_logged > 60:
-                self._refused_logged = now
-                log.warning("http_too_many_connections", limit=MAX_CONNECTIONS, per_client=MAX_PER_CLIENT)
-            writer.close()
-            return
-        self._clients[writer] = client
+        self._evict_for_newcomer()
         self._reading[writer] = client
         try:
             head = await asyncio.wait_for(self._read_head(reader, writer), HEADER_TIMEOUT)
-            self._reading.pop(writer, None)
+            if writer not in self._reading:
+                return  # evicted meanwhile
+            del self._reading[writer]
             if head is None:
                 return
+            path = head.split(b" ", 2)[1].decode("latin-1").split("?", 1)[0] if head.count(b" ") >= 2 else ""
+            if not self._may_answer(path, client):
+                self._refused()
+                await self._answer(
+                    writer, "GET", "503 Service Unavailable", "text/plain", b"busy\n", {"Retry-After": "5"}
+                )
+                return
+            self._answering[writer] = client
             body = await asyncio.wait_for(self._serve(head, writer), REQUEST_TIMEOUT)
             if body is not None:
                 await self._stream(writer, body)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError, OSError):
             pass
         finally:
-            self._forget(writer)
+            self._reading.pop(writer, None)
+            self._answering.pop(writer, None)
             writer.close()
+
+    def _refused(self) -> None:
+        now = time.monotonic()
+        if now - self._refused_logged > 60:
+            self._refused_logged = now
+            log.warning("http_too_many_connections", limit=MAX_CONNECTIONS, per_client=MAX_PER_CLIENT)
 
     async def _read_head(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes | None:
         """The request line and headers; None when it was answered already (too large)."""

@@ -56,6 +56,14 @@ BAD_CASES = [
         GOOD.replace('uri = "clip.mp4"', 'uri = "/dev/video0"') + "\n[sources.tracking]\n[sources.recording]\n",
         'sources["door"]: recording keeps the camera\'s compressed stream, and a V4L2 device sends raw frames',
     ),
+    # #32: hostile numbers crashed a source, looped a traceback, flooded the broker or exhausted memory.
+    ("read_timeout inf", GOOD + "read_timeout = inf\n", 'sources["door"].read_timeout:'),
+    ("read_timeout huge", GOOD + "read_timeout = 1e300\n", 'sources["door"].read_timeout:'),
+    ("speed tiny", GOOD + "speed = 1e-300\n", 'sources["door"].speed:'),
+    ("keepalive", GOOD + "\n[mqtt]\nkeepalive = 70000\n", "mqtt.keepalive:"),
+    ("stats flood", GOOD + "\n[daemon]\nstats_interval = 1e-6\n", "daemon.stats_interval:"),
+    ("requests", GOOD.replace('device = "CPU"', "infer_requests = 100000"), "model.infer_requests:"),
+    ("nan", GOOD.replace('device = "CPU"', "confidence = nan"), "model.confidence:"),
     (
         "recording dir",
         GOOD + '\n[sources.tracking]\n[sources.recording]\ndir = "/proc/clips"\n',

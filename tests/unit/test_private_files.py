@@ -50,11 +50,9 @@ def test_a_link_planted_under_a_temporary_name_is_replaced_not_followed(tmp_path
 @pytest.fixture(scope="module")
 def h264(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("clip") / "src.mp4"
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-t", "2"]
-        + ["-c:v", "libx264", "-g", "10", str(path)],
-        check=True,
-    )
+    pattern = "testsrc=size=160x120:rate=10"
+    command = ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", pattern, "-t", "2", "-c:v", "libx264", "-g", "10"]
+    subprocess.run([*command, str(path)], check=True)
     return path
 
 
