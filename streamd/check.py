@@ -6,19 +6,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from streamd.cli import EX_CONFIG, EX_OK, EX_SOFTWARE, config_failure, startup_failure
+from streamd.cli import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, config_failure, startup_failure
 from streamd.config import Config, ConfigError, MqttConfig
 from streamd.redact import redact_uri
 
 
-def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float, float] = (8.0, 0.1)) -> int:
+def check(
+    config: Config,
+    verify_clip: str | None = None,
+    tolerance: tuple[float, float] = (8.0, 0.1),
+    open_sources: bool = True,
+) -> int:
     """Everything ``run`` does before the first frame, printed for a human; with ``verify_clip``
-    (``""``: the first file source) the production path is compared with a reference run."""
-    import cv2
-
-    from streamd.config import is_file_uri
+    (``""``: the first file source) the production path is compared with a reference run. Exit
+    0; 78 for the config; 69 when the model or a source cannot be opened now (a gate for a
+    deployment: ``open_sources=False`` checks everything but the cameras)."""
     from streamd.inference.model import compile_variant, prepare
-    from streamd.sources.diagnose import describe_failure, diagnose
 
     try:
         prepared = prepare(config.model)
@@ -74,7 +77,7 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
     pinned = sorted(t for t in on_cpu if t in set(config.model.cpu_operators))
     if pinned:
         out.append(f"  pinned to CPU: {', '.join(pinned)}")
-    lines, first_worker_mqtt = _workers(config)
+    lines, clients = _workers(config)
     out += lines
     if config.mqtt.buffer_dir == "":
         out.append('buffer    memory only (mqtt.buffer_dir = "")')
@@ -82,13 +85,41 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
         from streamd.sinks.buffer import BufferUnavailable, probe
         from streamd.sinks.mqtt import buffer_path
 
-        path = buffer_path(first_worker_mqtt)
-        try:
-            out.append(f"buffer    {path}: {probe(path)}")
-        except BufferUnavailable as exc:
-            print("\n".join(out))
-            return config_failure(ConfigError("mqtt.buffer_dir", str(exc)))
-    out.append("sources")
+        for client in clients:  # each worker's own file
+            path = buffer_path(client)
+            try:
+                out.append(f"buffer    {path}: {probe(path)}")
+            except BufferUnavailable as exc:
+                print("\n".join(out))
+                return config_failure(ConfigError("mqtt.buffer_dir", str(exc)))
+    if open_sources:
+        lines, unreachable = _sources(config)
+        out += lines
+    else:
+        unreachable = 0
+        out.append("sources   not opened (--config-only)")
+    print("\n".join(out), flush=True)
+    if unreachable:
+        print(
+            f"streamd: {unreachable} source(s) cannot be opened now (exit 69; `run` would retry them with "
+            "backoff; --config-only checks without opening them)",
+            file=sys.stderr,
+        )
+        return EX_UNAVAILABLE
+    if verify_clip is None:
+        return EX_OK
+    return _verify(config, verify_clip, tolerance)
+
+
+def _sources(config: Config) -> tuple[list[str], int]:
+    """Each source opened as ``run`` opens it, and why not where it does not: (lines, how many
+    could not be opened)."""
+    import cv2
+
+    from streamd.config import is_file_uri
+    from streamd.sources.diagnose import describe_failure, diagnose
+
+    out = ["sources"]
     unreachable = 0
     for source in config.sources:
         uri = redact_uri(source.uri)
@@ -118,20 +149,12 @@ def check(config: Config, verify_clip: str | None = None, tolerance: tuple[float
                 f"    recording {labels} -> {rec.directory / source.name} (pre {rec.pre_capture:g} s, "
                 f"post {rec.post_capture:g} s; kept {rec.retain_days:g} days, at most {rec.max_bytes / 1e9:g} GB)"
             )
-    if unreachable:
-        out.append(
-            f"  {unreachable} source(s) unreachable now: run retries streams and devices with backoff; "
-            "a file that cannot be read is skipped (state 'failed')"
-        )
-    print("\n".join(out), flush=True)
-    if verify_clip is None:
-        return EX_OK
-    return _verify(config, verify_clip, tolerance)
+    return out, unreachable
 
 
-def _workers(config: Config) -> tuple[list[str], MqttConfig]:
-    """The worker plan ``run`` would start: how many, which cores and sources each (and the first
-    worker's MQTT settings, whose buffer directory is probed like a single process's)."""
+def _workers(config: Config) -> tuple[list[str], list[MqttConfig]]:
+    """The worker plan ``run`` would start: how many, which cores and sources each (and each
+    worker's MQTT settings, whose buffer files are probed like a single process's)."""
     from streamd.service.plan import format_cores, make_plan, usable_cores, worker_count
     from streamd.sinks.mqtt import buffer_path
 
@@ -142,7 +165,7 @@ def _workers(config: Config) -> tuple[list[str], MqttConfig]:
     if count == 1:
         if setting == "auto":
             lines[0] += "; one process below 8 cores"
-        return lines, config.mqtt
+        return lines, [config.mqtt]
     plan = make_plan([s.name for s in config.sources], count, cores, config.mqtt.instance)
     clients = [config.mqtt.model_copy(update={"client_id": f"{config.mqtt.identity}-w{w.index}"}) for w in plan.workers]
     for worker, mqtt in zip(plan.workers, clients, strict=True):
@@ -152,7 +175,7 @@ def _workers(config: Config) -> tuple[list[str], MqttConfig]:
             f"({config.model.threads or len(worker.cores)} inference threads), "
             f"sources {', '.join(worker.sources)}; client {mqtt.identity}, buffer {buffer}"
         )
-    return lines, clients[0]
+    return lines, clients
 
 
 def _verify(config: Config, clip_arg: str, tolerance: tuple[float, float]) -> int:

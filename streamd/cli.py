@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from streamd import __version__
 from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError
-from streamd.config_file import load_config
+from streamd.config_file import load_config, read_env_file
 from streamd.logging import configure, get_logger, mask
 from streamd.process import limit_malloc_arenas
 from streamd.shard import Shard
@@ -62,6 +62,18 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _env_file_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read STREAMD_* variables from FILE first, as the unit's EnvironmentFile= does (e.g. "
+        "/etc/streamd/cameras.env with the cameras' URLs); repeatable",
+    )
+
+
 def _shard_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shard",
@@ -85,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon in the foreground", description="Run the daemon.")
     _config_arg(run)
+    _env_file_arg(run)
     _shard_arg(run)
     run.add_argument(
         "--workers",
@@ -95,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: [daemon] workers, itself 'auto': one per 4 usable cores)",
     )
 
-    worker = sub.add_parser("worker", help=argparse.SUPPRESS, description="A worker process (started by run).")
+    # No help=: a sub-command given one is listed in --help even as SUPPRESS ("==SUPPRESS==").
+    worker = sub.add_parser("worker", description="A worker process (started by run).")
     _config_arg(worker)
     worker.add_argument("--run-dir", type=Path, required=True)
     worker.add_argument("--index", type=int, required=True)
@@ -105,10 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate config, compile the model, show placement",
         description="Validate the config, load and compile the model, print inputs, "
         "fixed shape, pre-processing, operator placement per device and whether "
-        "each source can be opened. Exit 0, 69 or 78.",
+        "each source can be opened. Exit 0; 78 for a config error; 69 when the model or a source "
+        "cannot be opened now.",
     )
     _config_arg(check)
+    _env_file_arg(check)
     _shard_arg(check)
+    check.add_argument(
+        "--config-only",
+        action="store_true",
+        help="check the config, the model and the buffer without opening the sources (no cameras here)",
+    )
     check.add_argument(
         "--verify",
         nargs="?",
@@ -131,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "decode-only FPS of the sources, and the full pipeline to a real broker.",
     )
     _config_arg(bench)
+    _env_file_arg(bench)
     bench.add_argument("--frames", type=int, default=2000, help="frames per measurement (default %(default)s)")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     bench.add_argument(
@@ -252,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     configure("auto" if args.command != "run" else "json", "info")
     log = get_logger("streamd")
     try:
+        for env_file in getattr(args, "env_file", []):
+            os.environ.update(read_env_file(env_file))  # the workers inherit it
         shard = Shard.parse(args.shard) if getattr(args, "shard", None) else None
         load = functools.partial(load_sharded, args.config, shard)
         config = load()
@@ -272,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         from streamd.check import check
 
         configure(config.log.format, config.log.level)  # its log lines (e.g. device_fallback) as run's
-        return check(config, args.verify, (args.box_tolerance, args.score_tolerance))
+        return check(config, args.verify, (args.box_tolerance, args.score_tolerance), not args.config_only)
     if args.command == "quantize":
         from streamd.quantize import quantize
 

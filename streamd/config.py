@@ -277,6 +277,19 @@ class MetricsConfig(_Strict):
         return value
 
 
+class HttpConfig(_Strict):
+    # What a notification can open: the base URL this server is reached at from outside (a reverse
+    # proxy, the host's name), put before the paths in messages (a clip's ``url``). "" = paths only.
+    public_url: str = ""
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://nvr.example.org/streamd")
+        return value.rstrip("/")
+
+
 class LogConfig(_Strict):
     format: Literal["json", "console", "auto"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -296,6 +309,7 @@ class Config(_Strict):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 

@@ -92,6 +92,30 @@ def _env_value(raw: str) -> Any:
         return raw
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines as systemd's ``EnvironmentFile=`` reads them (``#`` comments, blank
+    lines, an optional ``export``, values optionally in quotes), so ``streamd check --env-file``
+    sees the cameras' URLs the unit gives ``run``. Its values are never shown."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--env-file", f"cannot read {path}: {exc.strerror}") from None
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError("--env-file", f"{path}, line {number}: not NAME=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name] = value
+    return values
+
+
 def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """``STREAMD_MQTT__HOST=x`` sets ``mqtt.host``; ``STREAMD_SOURCES__0__URI`` a list item, and
     ``STREAMD_SOURCES__FRONT_DOOR__URI`` the source named ``front-door`` (``-`` written ``_``): how a

@@ -90,7 +90,7 @@ class Daemon(Lifecycle):
         self.queue = FrameQueue(config.queue.size, self.stats.on_drop, config.queue.max_bytes, self.stats.on_skip)
         self.snapshots = SnapshotStage(self.sink, self.metrics)
         self.tracking = TrackingStage(self.sink, self.metrics)
-        self.recording = RecordingStage(self.sink, self.metrics)
+        self.recording = RecordingStage(self.sink, self.metrics, config.http.public_url)
         self.detections = DetectionsStage(config.mqtt, self.sink)
         stages: list[Stage] = [
             ObjectFilterStage(self.metrics),
@@ -223,7 +223,7 @@ class Daemon(Lifecycle):
             await self.health.stop()
         log.info(
             "stopped",
-            frames=self.detections.published,
+            frames_published=self.detections.published,  # detection messages, per source
             captured=self.sources.captured(),
             skipped=self.sources.skipped(),
             dropped=self.stats.dropped,

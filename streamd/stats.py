@@ -52,17 +52,22 @@ class StatsStage:
         JSON message; a STATUS= line for systemctl."""
         last: dict[str, int] = {}
         last_captured: dict[str, int] = {}
+        since = time.monotonic()
         while True:
             await asyncio.sleep(interval)
+            # Rates over the window as it really was: a loaded loop wakes late, and dividing by
+            # the nominal interval would inflate both rates.
+            now_at = time.monotonic()
+            window, since = max(now_at - since, 1e-3), now_at
             current = snapshot()
             fps: dict[str, float] = {}
             captured_fps: dict[str, float] = {}
             for name in current["states"]:
                 now = self.inferred.get(name, 0)
-                fps[name] = round((now - last.get(name, 0)) / interval, 2)
+                fps[name] = round((now - last.get(name, 0)) / window, 2)
                 last[name] = now
                 seen = current["captured"].get(name, 0)
-                captured_fps[name] = round(max(0, seen - last_captured.get(name, 0)) / interval, 2)
+                captured_fps[name] = round(max(0, seen - last_captured.get(name, 0)) / window, 2)
                 last_captured[name] = seen
             skipped: dict[str, dict[str, int]] = {}
             for part in (current["skipped"], self.skipped):
@@ -72,6 +77,7 @@ class StatsStage:
             times = sorted(self.latencies)
             stats = {
                 "ts": rfc3339(time.time()),
+                "window_s": round(window, 3),  # what fps and captured_fps are measured over
                 "fps": fps,
                 "captured_fps": captured_fps,
                 "skipped": skipped,

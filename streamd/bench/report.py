@@ -164,7 +164,14 @@ def render_table(r: dict[str, Any]) -> str:
         f"machine: {r['machine']['cpu']}, {r['machine']['cpus']} CPUs, OpenVINO {r['machine']['openvino']}",
         "",
         f"{'measurement (medians of the rounds)':<46}{'FPS':>10}",
-        row("(e) baseline: newcomer loop, library defaults", r.get("baseline_fps"), "baseline", "--baseline"),
+        row(
+            "(e) baseline: newcomer loop, library defaults"
+            if r.get("baseline_fps")
+            else "(e) baseline: newcomer loop (run with --baseline)",
+            r.get("baseline_fps"),
+            "baseline",
+            "-",
+        ),
         row(
             f"(a) ceiling: bare model, {req['optimal']} requests", r["ceiling_optimal_requests_fps"], "ceiling_optimal"
         ),

@@ -23,9 +23,11 @@ CLIPS_PATH = "/clips"  # served by the health/metrics server: /clips/{source}/{f
 
 
 class RecordingStage:
-    def __init__(self, sink: MqttSink, metrics: Metrics) -> None:
+    def __init__(self, sink: MqttSink, metrics: Metrics, public_url: str = "") -> None:
+        """``public_url``: put before the clip's path in its message (``[http] public_url``)."""
         self._sink = sink
         self._metrics = metrics
+        self._public_url = public_url
         self.problems: dict[str, str] = {}  # sources whose recording is stopped, and why (/readyz)
         self._recorders: set[Recorder] = set()
         self._recording: set[str] = set()  # sources whose recorder runs (a retired one's last word is moot)
@@ -83,7 +85,7 @@ class RecordingStage:
                 "end": rfc3339(clip.end),
                 "seconds": round(clip.end - clip.start, 3),
                 "file": clip.path.name,
-                "url": f"{CLIPS_PATH}/{clip.source}/{clip.path.name}",
+                "url": f"{self._public_url}{CLIPS_PATH}/{clip.source}/{clip.path.name}",
                 "bytes": clip.bytes,
                 "codec": clip.codec,
             }

@@ -266,13 +266,24 @@ class Service(Lifecycle):
         answers = await asyncio.gather(*(w.get("/readyz") for w in self.workers))
         reasons: list[str] = []
         sources: dict[str, object] = {}
+        source_errors: dict[str, object] = {}
         workers: dict[str, object] = {}
+        connected: list[bool] = []
+        buffered = 0
+        devices: list[str] = []
         for worker, (status, raw) in zip(self.workers, answers, strict=True):
             names = ", ".join(worker.assignment.sources) or "no sources"
             info: dict[str, Any] = {}
             with contextlib.suppress(ValueError):
                 info = json.loads(raw) if raw else {}
             sources.update(info.get("sources") or {})
+            # What a single daemon's /readyz says, for every worker (#37: AUTH FAILED was lost).
+            source_errors.update(info.get("source_errors") or {})
+            if "mqtt_connected" in info:
+                connected.append(bool(info["mqtt_connected"]))
+            buffered += int(info.get("mqtt_buffered") or 0)
+            if info.get("device") and info["device"] not in devices:
+                devices.append(str(info["device"]))
             workers[str(worker.index)] = {
                 "state": worker.state.value,
                 "pid": worker.pid,
@@ -296,7 +307,16 @@ class Service(Lifecycle):
         reasons += [f"task {name} failed: {why}" for name, why in self._failed.items()]
         if not self.status.connected:
             reasons.append(f"mqtt status connection down ({self.status.last_error or 'not connected yet'})")
-        body: dict[str, object] = {"ready": not reasons, "reasons": reasons, "sources": sources, "workers": workers}
+        body: dict[str, object] = {
+            "ready": not reasons,
+            "reasons": reasons,
+            "mqtt_connected": self.status.connected and all(connected),
+            "mqtt_buffered": buffered,
+            "sources": sources,
+            "source_errors": source_errors,
+            "device": ", ".join(devices) or None,
+            "workers": workers,
+        }
         return not reasons, body
 
     async def _stats_loop(self) -> None:

@@ -90,7 +90,10 @@ class MqttSink:
         self.config = config
         self._metrics = metrics
         self.prefix = f"{config.topic_prefix}/{config.instance}"
-        self.status_topic = f"{self.prefix}/status" if worker is None else f"{self.prefix}/workers/{worker}/status"
+        # The service's status (retained; the parent's in a worker service): what Home Assistant's
+        # entities watch, so they stay available across a Home Assistant restart.
+        self.service_status_topic = f"{self.prefix}/status"
+        self.status_topic = self.service_status_topic if worker is None else f"{self.prefix}/workers/{worker}/status"
         self._retain_status = worker is None
         self._keys = itertools.count(1)
         self.outbox = Outbox(config, metrics)
@@ -110,6 +113,8 @@ class MqttSink:
         self._progress_at = time.monotonic()  # connected, or the broker acknowledged a message
         self._subscriptions: list[str] = []
         self._on_message: Callable[[str, bytes], None] | None = None
+        # Retained topics published for each source: cleared when the source is removed for good.
+        self._retained: dict[str, set[str]] = {}
 
     def subscribe(self, topics: list[str], on_message: Callable[[str, bytes], None]) -> None:
         """Subscribe (QoS 1) on every connection; ``on_message(topic, payload)`` must not raise."""
@@ -168,12 +173,36 @@ class MqttSink:
             self.outbox.dropped("rejected")
             log.error("mqtt_rejected", topic=topic[:120], bytes=len(data), error="not a valid MQTT topic or payload")
             return False
+        if retain:
+            rest = topic[len(self.prefix) + 1 :] if topic.startswith(self.prefix + "/") else ""
+            owner, sep, _ = rest.partition("/")
+            if sep:
+                self._track(owner, topic, bool(data))
         message = Message(
             topic, data, self.config.qos if qos is None else qos, retain, source, captured, next(self._keys)
         )
         self.outbox.add(message, connected=self.connected)
         self._wake.set()
         return True
+
+    def _track(self, source: str, topic: str, present: bool) -> None:
+        if present:
+            self._retained.setdefault(source, set()).add(topic)
+        elif source in self._retained:
+            self._retained[source].discard(topic)
+
+    def owns(self, source: str, topic: str) -> None:
+        """A retained topic outside ``{prefix}/{source}/`` that belongs to the source (its Home
+        Assistant discovery configs): cleared with the source's own."""
+        self._track(source, topic, True)
+
+    def forget(self, source: str) -> int:
+        """The source is gone for good: every retained message published for it is cleared (an
+        empty retained payload), so neither a subscriber nor Home Assistant keeps a ghost."""
+        topics = sorted(self._retained.pop(source, set()))
+        for topic in topics:
+            self.publish(topic, b"", qos=1, retain=True)
+        return len(topics)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mqtt-sink")

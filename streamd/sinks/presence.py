@@ -43,7 +43,7 @@ class SourcePresence:
             "name": name,
             "unique_id": slug,
             "object_id": slug,
-            "availability_topic": self._sink.status_topic,
+            "availability_topic": self._sink.service_status_topic,
             "payload_available": "online",
             "payload_not_available": "offline",
             "device": {
@@ -56,6 +56,7 @@ class SourcePresence:
         }
         topic = f"{cfg.discovery_prefix}/{component}/{slug}/config"
         self._sink.publish(topic, json.dumps(config), qos=1, retain=True)
+        self._sink.owns(self._source.name, topic)
 
     def start(self) -> None:
         """Retained discovery configs, and every sensor OFF until something is seen."""

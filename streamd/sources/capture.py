@@ -136,6 +136,7 @@ class CaptureSource:
         self._skipped = 0
         self.skipped_by: dict[str, int] = {}  # reason -> frames the motion gate kept from inference
         self._streaming_said = False  # source_streaming: once per connection, not per loop of a file
+        self._last_read_seconds = 0.0  # how long the read that ended the last connection took
         self.safe_uri = redact_uri(config.uri)
         # ``block``: free places in this source's share of the queue; the queue gives one back
         # each time it hands one of our frames to the engine.
@@ -277,8 +278,19 @@ class CaptureSource:
                 return
             self._metrics.source_reconnects.labels(self.name).inc()
             self._streaming_said = False  # a new connection says so again
+            delay = delays.next_delay()
+            stalled = self._last_read_seconds >= 0.8 * self.config.read_timeout
+            log.warning(
+                "source_stream_lost",
+                source=self.name,
+                uri=self.safe_uri,
+                reason=f"no frame for {self.config.read_timeout:g} s (read_timeout)" if stalled else "the stream ended",
+                frames=count,
+                connected_seconds=round(time.monotonic() - opened, 1),
+                retry_in=round(delay, 1),
+            )
             self._state("reconnecting")
-            self._stop.wait(delays.next_delay())
+            self._stop.wait(delay)
         self._state("ended")
 
     def _stream(self, cap: Capture) -> tuple[int, int]:
@@ -298,8 +310,10 @@ class CaptureSource:
                 if not granted:
                     break
                 # One call (one trip out of the GIL and back) unless sampling may skip the decode.
+                asked = time.monotonic()
                 grabbed, image = (cap.grab(), None) if every else cap.read()
             if not grabbed:
+                self._last_read_seconds = time.monotonic() - asked  # a stall or an end
                 break
             count += 1
             if every:

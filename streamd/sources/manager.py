@@ -113,8 +113,10 @@ class SourceSet:
         self._metrics.source_up.labels(name).set(0)
         if removed:
             self.states.pop(name, None)
-            if not moved:
+            if not moved:  # gone for good: its retained topics go too (state, switches, HA entities)
                 self._sink.publish(self._sink.topic(name, "state"), "ended", qos=1, retain=True)
+                cleared = self._sink.forget(name)
+                log.info("source_removed", source=name, retained_cleared=cleared)
 
     async def _through(self, name: str) -> None:
         await self._queue.drained(name)

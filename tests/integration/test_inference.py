@@ -211,7 +211,9 @@ def test_check_prints_placement_and_exits_0(tmp_path: Path, default_model: Path)
     result = subprocess.run(
         [sys.executable, "-m", "streamd", "check", "-c", str(cfg)], capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 0, result.stderr
+    # A camera that cannot be opened now makes check a failing gate (#37: it said so and exited 0).
+    assert result.returncode == 69, result.stderr
+    assert "1 source(s) cannot be opened now" in result.stderr
     out = result.stdout
     assert "fixed [1, 300, 300, 3]" in out and "exported [?,?,?,3]" in out
     assert "requested HETERO:GPU,CPU -> compiled CPU (absent: GPU; fallback)" in out
@@ -227,9 +229,13 @@ def test_yolo_check_shows_nms_pinned_to_cpu(tmp_path: Path) -> None:
         '[[sources]]\nname = "x"\nuri = "/nonexistent.mp4"\n'
     )
     result = subprocess.run(
-        [sys.executable, "-m", "streamd", "check", "-c", str(cfg)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "streamd", "check", "-c", str(cfg), "--config-only"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr  # the source is not opened: no camera here
+    assert "sources   not opened (--config-only)" in result.stdout
     assert "compiled HETERO:CPU" in result.stdout
     assert "pinned to CPU: NonMaxSuppression" in result.stdout
 

@@ -73,6 +73,7 @@ async def test_no_secret_in_any_output_of_run_check_reload_and_mqtt_connect(
                 text=True,
                 timeout=120,
             )
+            assert check.returncode == 69, check.stderr
             assert "slashed          REFUSED" in check.stdout, check.stdout + check.stderr  # not a crash
             assert "wrong            AUTH FAILED (401)" in check.stdout, check.stdout
             assert "loginpas=***" in check.stdout

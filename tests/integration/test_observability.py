@@ -158,10 +158,14 @@ async def test_stats_topic(launch: Launch) -> None:
             assert await daemon.wait(20) == 0
     last = stats[-1]
     assert last["device"] == "CPU" and last["states"] == {"door": "streaming"}
-    # A 15 fps clip played in real time: captured at its pace; inferred at most that (a loaded
-    # machine may drop some, counted).
+    # A 15 fps clip played in real time: captured at its pace (a loaded machine may read late).
     assert 5 < last["captured_fps"]["door"] < 30
-    assert 0 < last["fps"]["door"] <= last["captured_fps"]["door"] + 1
+    # What the contract guarantees: nothing is inferred that was not captured. Within one window
+    # a backlog of the previous one may be inferred (#37: 17 inferred vs 15 captured on a busy
+    # machine), so the bound holds over every window since the start, which both rates share.
+    inferred = sum(s["fps"]["door"] * s["window_s"] for s in stats)
+    captured = sum(s["captured_fps"]["door"] * s["window_s"] for s in stats)
+    assert last["fps"]["door"] > 0 and 0 < inferred <= captured + 0.01 * len(stats) * 2, (inferred, captured)
     assert last["inference_ms_p50"] > 0 and last["inference_ms_p95"] >= last["inference_ms_p50"]
 
 

@@ -72,5 +72,5 @@ async def test_quantize_writes_an_int8_model_that_loads_and_agrees_or_refuses(
     daemon = await Streamd("run", "-c", str(int8_config)).start()
     assert await daemon.wait(120) == 0, daemon.stderr.decode()[-2000:]
     stopped = next(e for e in daemon.events() if e["event"] == "stopped")
-    assert stopped["frames"]["cam"] > 50, "detections published with the INT8 model"
+    assert stopped["frames_published"]["cam"] > 50, "detections published with the INT8 model"
     print(f"quantize: {json.dumps(report)}")

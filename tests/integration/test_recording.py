@@ -42,7 +42,7 @@ def camera(tmp_path: Path) -> RtspCamera:
     return RtspCamera(tmp_path / "frames", fps=FPS).start()
 
 
-def config(tmp_path: Path, model: Path, url: str, port: int, http: int, **recording: Any) -> Path:
+def config(tmp_path: Path, model: Path, url: str, port: int, http: int, public_url: str = "", **recording: Any) -> Path:
     source = {
         "name": "porch",
         "uri": url,
@@ -50,7 +50,14 @@ def config(tmp_path: Path, model: Path, url: str, port: int, http: int, **record
         "tracking": {"max_age": 8},
         "recording": {"dir": tmp_path / "recordings", **RECORDING, **recording},
     }
-    return write_config(tmp_path / "streamd.toml", model, [source], port, metrics={"listen": f"127.0.0.1:{http}"})
+    return write_config(
+        tmp_path / "streamd.toml",
+        model,
+        [source],
+        port,
+        metrics={"listen": f"127.0.0.1:{http}"},
+        http={"public_url": public_url},
+    )
 
 
 def seconds(stamp: str) -> float:
@@ -287,7 +294,9 @@ async def test_a_linked_source_folder_is_written_and_pruned_privately_and_the_an
     leftover.write_bytes(b"a crash's half clip")
     before = os.umask(0o022)  # what a container or a shell gives the daemon
     try:
-        async with recording_porch(tmp_path, default_model, broker, max_bytes=1 << 20):
+        async with recording_porch(
+            tmp_path, default_model, broker, public_url="https://nvr.example.org/streamd/", max_bytes=1 << 20
+        ):
             await subscriber.wait_for(lambda c: len(c.on("/porch/clip/person")) >= 2, 120)
     finally:
         os.umask(before)
@@ -296,6 +305,8 @@ async def test_a_linked_source_folder_is_written_and_pruned_privately_and_the_an
     assert latest.is_file(), "the clip just announced is kept whatever max_bytes says"
     assert not stale_clip.exists() and not leftover.exists(), "the linked folder is pruned"
     assert os.stat(latest).st_mode & 0o777 == 0o600
+    # #37: a notification can open it: [http] public_url before the path.
+    assert clips[-1]["url"] == f"https://nvr.example.org/streamd/clips/porch/{latest.name}"
     for path in (tmp_path / "mqtt-buffer").iterdir():
         assert os.stat(path).st_mode & 0o777 == 0o600, path
     assert os.stat(tmp_path / "mqtt-buffer").st_mode & 0o777 == 0o700

@@ -58,6 +58,8 @@ async def test_rtsp_camera_restart_is_survived(
         assert await daemon.wait(30) == 0
     states = subscriber.on("/gate/state")
     assert states[:2] == [b"connecting", b"streaming"] and states[-1] in (b"streaming", b"ended")
+    lost = [e for e in daemon.events() if e["event"] == "source_stream_lost"]  # #37: the log says why
+    assert lost and lost[0]["source"] == "gate" and lost[0]["reason"], lost
     people = [d for m in subscriber.json("/gate/detections") for d in m["detections"] if d["label"] == "person"]
     assert people and all(d["score"] >= 0.4 for d in people)
     print(
@@ -124,6 +126,7 @@ async def test_a_wrong_password_is_told_apart_from_a_dead_camera(
             timeout=120,
         )
         out = check.stdout
+        assert check.returncode == 69, check.stderr  # three cameras cannot be opened now
         assert "  good             ok " in out, out
         assert "  porch            AUTH FAILED (401)" in out, out
         assert "  gone             NOT FOUND (404)" in out, out
@@ -292,3 +295,34 @@ async def test_max_fps_samples_a_live_camera_down(
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait(30) == 0
     assert 3.5 < rate < 6.5, f"{rate:.1f} frames/s from a 15 fps camera with max_fps = 5"
+
+
+async def test_check_takes_the_cameras_env_file_the_unit_reads(tmp_path: Path, default_model: Path, broker) -> None:
+    """#37: the camera's password lives in cameras.env, which only the unit loaded: `check` said
+    AUTH FAILED (401) and exited 0. Now it exits 69 for that, and --env-file reads the file."""
+    camera = rtsp_camera(tmp_path, credentials="admin:Env-Pw-93")
+    try:
+        config = write_config(
+            tmp_path / "streamd.toml",
+            default_model,
+            [{"name": "front-door", "uri": f"rtsp://127.0.0.1:{camera.port}/stream"}],
+            broker.port,
+        )
+        env = tmp_path / "cameras.env"
+        env.write_text(
+            "# the unit's EnvironmentFile=\n"
+            f"STREAMD_SOURCES__FRONT_DOOR__URI=rtsp://admin:Env-Pw-93@127.0.0.1:{camera.port}/stream\n"
+        )
+
+        def check(*extra: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "streamd", "check", "-c", str(config), *extra]
+            return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+        without = await asyncio.to_thread(check)
+        assert without.returncode == 69 and "front-door       AUTH FAILED (401)" in without.stdout, without.stdout
+        with_env = await asyncio.to_thread(check, "--env-file", str(env))
+        assert with_env.returncode == 0, with_env.stdout + with_env.stderr
+        assert "front-door       ok" in with_env.stdout and "***@127.0.0.1" in with_env.stdout
+        assert "Env-Pw-93" not in with_env.stdout + with_env.stderr
+    finally:
+        camera.kill()

@@ -181,7 +181,7 @@ async def test_sigterm_mid_stream_loses_no_frame(launch: Launch, subscriber: Col
     frames = sorted(m["frame"] for m in subscriber.json("/cam/detections"))
     stopped = next(e for e in daemon.events() if e["event"] == "stopped")
     assert frames == list(range(len(frames))), "every captured frame was published, in sequence"
-    assert len(frames) == stopped["frames"]["cam"]
+    assert len(frames) == stopped["frames_published"]["cam"]
 
 
 def test_unit_file_verifies() -> None:

@@ -19,6 +19,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from streamd.demo.broker import free_port
@@ -164,6 +165,65 @@ async def test_metrics_keep_a_finished_workers_series_until_the_service_exits(
     assert await daemon.wait(60) == 0
 
 
+async def retained(port: int, pattern: str) -> dict[str, bytes]:
+    """What a client that connects now gets as retained messages (until a quiet second)."""
+    found: dict[str, bytes] = {}
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"late-{time.monotonic_ns()}") as client:
+        await client.subscribe(pattern)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                async for message in client.messages:
+                    found[str(message.topic)] = message.payload if isinstance(message.payload, bytes) else b""
+    return found
+
+
+async def test_home_assistant_entities_of_workers_stay_available_and_a_removed_source_leaves_none(
+    launch: Launch, subscriber: Collected
+) -> None:
+    """#37: the entities watched a worker's non-retained status (unavailable after Home Assistant
+    restarted); a source removed by a reload left its entities and states retained."""
+    ha = {"discovery": True, "discovery_prefix": "streamd/ha"}
+    sources = [launch.source("keep", tracking={}), launch.source("ghost", tracking={})]
+    daemon = await launch(sources, http=True, daemon={"workers": 2}, mqtt=ha)
+    await wait_ready(launch.http_port, 200)
+    await subscriber.wait_for(lambda c: c.on("/ghost/detect/state") and c.on("/keep/detect/state"), 60)
+    before = await retained(launch.broker.port, "streamd/#")
+    configs = {t: json.loads(p) for t, p in before.items() if t.endswith("/config")}
+    assert configs and {c["availability_topic"] for c in configs.values()} == {"streamd/test/status"}
+    assert before["streamd/test/status"] == b"online", "the topic the entities watch is retained"
+    ghostly = sorted(t for t in before if "ghost" in t)
+    assert any("/ha/binary_sensor/" in t for t in ghostly) and "streamd/test/ghost/detect/state" in ghostly
+
+    launch.write([sources[0]], http=False, daemon={"workers": 2}, mqtt=ha, metrics={"listen": launch.http[7:]})
+    daemon.signal(signal.SIGHUP)
+    await daemon.wait_for_event("source_removed")
+    await subscriber.wait_for(lambda c: c.on("/ghost/state")[-1:] == [b""], 30)
+    after = await retained(launch.broker.port, "streamd/#")
+    assert not [t for t in after if "ghost" in t], sorted(t for t in after if "ghost" in t)
+    assert any("keep" in t for t in after), "the kept source's are still there"
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.wait(60) == 0
+
+
+async def test_the_services_readyz_says_why_a_camera_of_a_worker_does_not_open(
+    launch: Launch, subscriber: Collected, tmp_path: Path
+) -> None:
+    """#37: the worker said AUTH FAILED (401), the service's /readyz only "reconnecting"."""
+    from tests.integration.test_sources import rtsp_camera
+
+    camera = rtsp_camera(tmp_path, credentials="admin:right")
+    try:
+        backyard = {"name": "backyard", "uri": f"rtsp://admin:wrong@127.0.0.1:{camera.port}/stream"}
+        daemon = await launch([launch.source("front"), backyard], http=True, daemon={"workers": 2})
+        body = await wait_ready(launch.http_port, 503, 60, saying="AUTH FAILED")
+        assert body["source_errors"] == {"backyard": "AUTH FAILED (401)"}, body
+        assert body["mqtt_connected"] is True and body["device"] == "CPU" and "mqtt_buffered" in body
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(60) == 0
+    finally:
+        camera.kill()
+
+
 async def test_sigterm_drains_every_worker_and_leaves_no_process(launch: Launch, subscriber: Collected) -> None:
     tables: dict[str, Any] = {"daemon": {"workers": 2}, "mqtt": {"publish_empty": True}}
     daemon = await launch([launch.source(n) for n in NAMES], http=True, **tables)
@@ -176,7 +236,7 @@ async def test_sigterm_drains_every_worker_and_leaves_no_process(launch: Launch,
     stopped = [e for e in daemon.events() if e.get("event") == "stopped" and "worker" in e]
     assert sorted(e["worker"] for e in stopped) == [0, 1]
     for event in stopped:  # what each worker captured it published: nothing lost at the stop
-        for name, published in event["frames"].items():
+        for name, published in event["frames_published"].items():
             assert published == event["captured"][name] - event["dropped"].get(name, 0), event
     await subscriber.wait_for(lambda c: c.on("streamd/test/status")[-1:] == [b"offline"], 10)
     for name in NAMES:
@@ -250,8 +310,8 @@ async def test_sighup_moving_a_source_loses_and_duplicates_nothing(launch: Launc
     # A move is no end: no retained "ended" for the mover, only for the sources removed.
     states = subscriber.on(f"/{mover}/state")
     assert b"ended" not in states
-    for name in gone:
-        await subscriber.wait_for(lambda c, n=name: c.on(f"/{n}/state")[-1:] == [b"ended"], 10)
+    for name in gone:  # "ended", then every retained topic of the source cleared (#37)
+        await subscriber.wait_for(lambda c, n=name: c.on(f"/{n}/state")[-2:] == [b"ended", b""], 10)
     daemon.signal(signal.SIGTERM)
     assert await daemon.wait(60) == 0
 
@@ -332,6 +392,8 @@ def test_check_shows_the_worker_plan(launch: Launch) -> None:
     assert result.returncode == 0, result.stderr
     assert "workers   2 (daemon.workers = 2; 2 usable cores: 0-1)" in result.stdout
     assert "worker 0: cores 0" in result.stdout and "worker 1: cores 1" in result.stdout
+    buffers = [line for line in result.stdout.splitlines() if line.startswith("buffer ")]
+    assert len(buffers) == 2 and "mqtt-test-w0.sqlite3" in buffers[0] and "mqtt-test-w1.sqlite3" in buffers[1]
 
 
 def _epoch(ts: str) -> float:
