@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from streamd.cli import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, config_failure, startup_failure
 from streamd.config import Config, ConfigError, MqttConfig
+from streamd.exits import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, config_failure, startup_failure
 from streamd.redact import redact_uri
 
 
@@ -83,7 +83,7 @@ def check(
         out.append('buffer    memory only (mqtt.buffer_dir = "")')
     else:
         from streamd.sinks.buffer import BufferUnavailable, probe
-        from streamd.sinks.mqtt import buffer_path
+        from streamd.sinks.outbox import buffer_path
 
         for client in clients:  # each worker's own file
             path = buffer_path(client)
@@ -156,7 +156,7 @@ def _workers(config: Config) -> tuple[list[str], list[MqttConfig]]:
     """The worker plan ``run`` would start: how many, which cores and sources each (and each
     worker's MQTT settings, whose buffer files are probed like a single process's)."""
     from streamd.service.plan import format_cores, make_plan, usable_cores, worker_count
-    from streamd.sinks.mqtt import buffer_path
+    from streamd.sinks.outbox import buffer_path
 
     cores = usable_cores()
     setting = config.daemon.workers

@@ -11,23 +11,16 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from streamd import __version__
 from streamd.config import DEFAULT_CONFIG_PATH, Config, ConfigError
 from streamd.config_file import load_config, read_env_file
-from streamd.logging import configure, get_logger, mask
+from streamd.exits import EX_SOFTWARE, config_failure, startup_failure
+from streamd.logging import configure, get_logger
 from streamd.process import limit_malloc_arenas
 from streamd.shard import Shard
 from streamd.shard import apply as apply_shard
-
-if TYPE_CHECKING:
-    pass
-
-EX_OK = 0
-EX_SOFTWARE = 1
-EX_UNAVAILABLE = 69
-EX_CONFIG = 78
 
 EPILOG = """\
 examples:
@@ -336,30 +329,6 @@ def load_sharded(path: Path, shard: Shard | None) -> Config:
     """The config file (and ``STREAMD_*``), this instance's share of it with ``--shard``."""
     config = load_config(path)
     return apply_shard(config, shard) if shard is not None else config
-
-
-def config_failure(exc: ConfigError) -> int:
-    """Every problem found, one line each naming its key; exit 78 (EX_CONFIG)."""
-    for line in exc.lines():
-        print(f"streamd: config error: {mask(line)}", file=sys.stderr)
-    return EX_CONFIG
-
-
-def startup_failure(exc: Exception) -> int:
-    """One line on stderr and the exit code for what can go wrong before the first frame."""
-    from streamd.inference.model import ModelUnavailable
-    from streamd.inference.placement import PlacementError
-    from streamd.sinks.mqtt import MqttUnavailable
-
-    if isinstance(exc, ConfigError):
-        return config_failure(exc)
-    if isinstance(exc, PlacementError):
-        print(f"streamd: config error: model.device: {mask(str(exc))}", file=sys.stderr)
-        return EX_CONFIG
-    if isinstance(exc, ModelUnavailable | MqttUnavailable):
-        print(f"streamd: {mask(str(exc))}", file=sys.stderr)
-        return EX_UNAVAILABLE
-    raise exc
 
 
 def run(

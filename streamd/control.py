@@ -15,7 +15,8 @@ from pathlib import Path
 from streamd.config import MqttConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
-from streamd.sinks.mqtt import MqttSink, buffer_path
+from streamd.publish import Publisher
+from streamd.sinks.outbox import buffer_path
 
 log = get_logger(__name__)
 
@@ -35,7 +36,7 @@ def switches_path(config: MqttConfig) -> Path:
 class Switches:
     def __init__(
         self,
-        sink: MqttSink,
+        sink: Publisher,
         metrics: Metrics,
         known_sources: Callable[[], set[str]],
         appliers: dict[str, Apply],

@@ -18,6 +18,7 @@ from prometheus_client import generate_latest
 from streamd import __version__, systemd
 from streamd.config import Config
 from streamd.control import Switches, switches_path
+from streamd.exits import EX_NOINPUT
 from streamd.failures import Failures
 from streamd.filters.objects import ObjectFilterStage
 from streamd.health import HealthServer, Response, readiness, standard_routes
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
     from streamd.sinks.outbox import Message
 
 log = get_logger(__name__)
-
-EX_NOINPUT = 66  # every source was a file that could not be read
 
 
 class Observer(Protocol):

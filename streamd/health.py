@@ -25,7 +25,7 @@ from streamd.metrics import Metrics
 
 if TYPE_CHECKING:
     from streamd.inference.engine import EngineStatus
-    from streamd.sinks.mqtt import SinkStatus
+    from streamd.publish import SinkStatus
 
 log = get_logger(__name__)
 

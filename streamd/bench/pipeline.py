@@ -13,7 +13,7 @@ from streamd.bench.common import WARMUP_FRAMES, Progress, percentile, proc_statu
 from streamd.config import Config, is_file_uri
 from streamd.config_objects import TrackingConfig
 from streamd.daemon import Daemon
-from streamd.sinks.mqtt import Message
+from streamd.sinks.outbox import Message
 from streamd.types import Result
 
 

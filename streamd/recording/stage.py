@@ -12,8 +12,8 @@ from streamd.config import SourceConfig
 from streamd.config_objects import RecordingConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
+from streamd.publish import Publisher
 from streamd.recording.recorder import Clip, Recorder
-from streamd.sinks.mqtt import MqttSink
 from streamd.timestamps import rfc3339
 from streamd.types import Result
 
@@ -23,7 +23,7 @@ CLIPS_PATH = "/clips"  # served by the health/metrics server: /clips/{source}/{f
 
 
 class RecordingStage:
-    def __init__(self, sink: MqttSink, metrics: Metrics, public_url: str = "") -> None:
+    def __init__(self, sink: Publisher, metrics: Metrics, public_url: str = "") -> None:
         """``public_url``: put before the clip's path in its message (``[http] public_url``)."""
         self._sink = sink
         self._metrics = metrics

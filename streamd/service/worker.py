@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from streamd.config import ConfigError
+from streamd.exits import config_failure, startup_failure
 from streamd.logging import configure, get_logger
 from streamd.service.link import PARENT_ENV, WorkerLink
 
@@ -33,8 +34,6 @@ def die_with_parent() -> None:
 
 
 def run_worker(config_path: Path, run_dir: Path, index: int) -> int:
-    from streamd.cli import config_failure, startup_failure
-
     die_with_parent()
     link = WorkerLink(config_path, run_dir, index)
     # Before OpenVINO or OpenCV start a thread: both size their pools from this mask (checked:

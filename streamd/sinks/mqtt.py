@@ -18,7 +18,6 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import aiomqtt
 
@@ -26,9 +25,10 @@ from streamd.backoff import Backoff
 from streamd.config import MqttConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
+from streamd.publish import SinkStatus
 from streamd.sinks.connect import make_client, watch_acks, watch_messages
 from streamd.sinks.outbox import Message, Outbox, buffer_path
-from streamd.sinks.refusal import describe_refusal, refused_protocol
+from streamd.sinks.refusal import MqttUnavailable, describe_refusal, refused_protocol
 from streamd.sinks.wire import Wire
 from streamd.supervisor import end_within
 
@@ -56,23 +56,6 @@ class Connection(enum.Enum):
     DOWN = "down"  # was up, lost; retrying with backoff
     REFUSED = "refused"  # credentials or TLS refused before any success: it will not fix itself
     CLOSED = "closed"  # close(): flushed, 'offline' published, disconnected
-
-
-class MqttUnavailable(Exception):
-    """The broker refused us at start (credentials, TLS): exit 69, it will not fix itself."""
-
-
-@dataclass(frozen=True)
-class SinkStatus:
-    connected: bool  # the broker acknowledged 'online' on the current connection
-    last_error: str | None
-    buffered: int
-    capacity: int
-    disk_error: str | None  # the disk buffer refuses writes (messages wait in memory)
-    counts: dict[str, int]  # published / dropped_<reason>
-    # Connected with messages waiting, seconds since the broker last acknowledged one (else 0):
-    # readiness from progress, not only from flags.
-    waiting_for: float = 0.0
 
 
 class MqttSink:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from streamd.config import MqttConfig
-from streamd.sinks.mqtt import MqttSink
+from streamd.publish import Publisher
 from streamd.timestamps import rfc3339
 from streamd.types import Result
 
@@ -41,7 +41,7 @@ def detections_payload(result: Result, full: bool, now: float) -> dict[str, Any]
 
 
 class DetectionsStage:
-    def __init__(self, config: MqttConfig, sink: MqttSink) -> None:
+    def __init__(self, config: MqttConfig, sink: Publisher) -> None:
         self._config = config
         self._sink = sink
         self.published: dict[str, int] = {}  # frames per source, for the shutdown log

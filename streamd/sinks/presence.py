@@ -9,12 +9,12 @@ import time
 
 from streamd import __version__
 from streamd.config import MqttConfig, SourceConfig
-from streamd.sinks.mqtt import MqttSink
+from streamd.publish import Publisher
 from streamd.types import Result
 
 
 class PresenceStage:
-    def __init__(self, config: MqttConfig, sink: MqttSink) -> None:
+    def __init__(self, config: MqttConfig, sink: Publisher) -> None:
         self._config = config
         self._sink = sink
 
@@ -27,7 +27,7 @@ class SourcePresence:
 
     wants_skipped = True  # a sensor turns OFF after a quiet time, counted in frames skipped or not
 
-    def __init__(self, source: SourceConfig, config: MqttConfig, sink: MqttSink) -> None:
+    def __init__(self, source: SourceConfig, config: MqttConfig, sink: Publisher) -> None:
         self._source = source
         self._config = config
         self._sink = sink

@@ -45,3 +45,7 @@ def describe_refusal(exc: BaseException) -> str | None:
 def refused_protocol(exc: BaseException) -> bool:
     """The broker answered CONNECT with 'unsupported protocol version' (an MQTT 3.1.1 broker)."""
     return isinstance(exc, MqttConnectError) and connack_code(exc) in PROTOCOL_CODES
+
+
+class MqttUnavailable(Exception):
+    """The broker refused us at start (credentials, TLS): exit 69, it will not fix itself."""

@@ -15,7 +15,7 @@ from streamd.config import SourceConfig
 from streamd.config_objects import SnapshotConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
-from streamd.sinks.mqtt import MqttSink
+from streamd.publish import Publisher
 from streamd.snapshots.encode import encode
 from streamd.snapshots.keeper import Candidate, SnapshotKeeper
 from streamd.snapshots.store import SnapshotStore
@@ -26,7 +26,7 @@ log = get_logger(__name__)
 
 
 class SnapshotStage:
-    def __init__(self, sink: MqttSink, metrics: Metrics) -> None:
+    def __init__(self, sink: Publisher, metrics: Metrics) -> None:
         self._sink = sink
         self._metrics = metrics
         self.enabled: dict[str, bool] = {}  # the snapshots switch, per source (MQTT control)

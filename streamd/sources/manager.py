@@ -14,8 +14,8 @@ from streamd.config import SourceConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain
+from streamd.publish import Publisher
 from streamd.queue import FrameQueue
-from streamd.sinks.mqtt import MqttSink
 from streamd.sources.capture import CaptureSource, RegionInput
 from streamd.sources.numbering import FrameNumbers
 from streamd.sources.runtime import SourceRuntime
@@ -31,7 +31,7 @@ class SourceSet:
         self,
         queue: FrameQueue,
         metrics: Metrics,
-        sink: MqttSink,
+        sink: Publisher,
         chain: Chain,
         supervisor: Supervisor,
         transform: Callable[[np.ndarray], Any],

@@ -11,13 +11,13 @@ from typing import Any
 from streamd.config import SourceConfig
 from streamd.metrics import Metrics
 from streamd.pipeline import HearsTrackEnds
-from streamd.sinks.mqtt import MqttSink
+from streamd.publish import Publisher
 from streamd.tracking.events import SourceEvents
 from streamd.types import Result, TrackedObject
 
 
 class TrackingStage:
-    def __init__(self, sink: MqttSink, metrics: Metrics) -> None:
+    def __init__(self, sink: Publisher, metrics: Metrics) -> None:
         self._sink = sink
         self._metrics = metrics
         self._ids: dict[str, Iterator[int]] = {}  # track ids per source, for the whole run

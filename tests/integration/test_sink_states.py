@@ -71,7 +71,7 @@ def test_readiness_follows_progress_not_only_the_connection_flag() -> None:
     """Connected, messages waiting, none acknowledged for a while: not ready (a frozen outbox
     once looked healthy for 27 s while published_total stood still)."""
     from streamd.health import MQTT_STALLED_AFTER, readiness
-    from streamd.sinks.mqtt import SinkStatus
+    from streamd.publish import SinkStatus
 
     def status(waiting_for: float) -> SinkStatus:
         return SinkStatus(True, None, 120, 10000, None, {}, waiting_for=waiting_for)
