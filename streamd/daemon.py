@@ -11,33 +11,34 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from prometheus_client import generate_latest
 
 from streamd import __version__, systemd
-from streamd.config import Config
+from streamd.config import Config, SourceConfig
+from streamd.config_objects import state_directory
 from streamd.control import Switches, switches_path
 from streamd.exits import EX_NOINPUT
 from streamd.failures import Failures
-from streamd.filters.objects import ObjectFilterStage
 from streamd.health import HealthServer, Response, readiness, standard_routes
 from streamd.inference.slot import EngineSlot
 from streamd.lifecycle import Lifecycle
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
-from streamd.pipeline import Chain, Stage
+from streamd.pipeline import Chain
 from streamd.queue import FrameQueue
 from streamd.recording.serve import clips_handler, recording_folders
-from streamd.recording.stage import CLIPS_PATH, RecordingStage
+from streamd.recording.stage import CLIPS_PATH
 from streamd.reload import apply_reload
 from streamd.sinks.mqtt import MqttSink
 from streamd.sinks.payload import DetectionsStage
-from streamd.sinks.presence import PresenceStage
 from streamd.snapshots.stage import SnapshotStage
 from streamd.sources.capture import RegionInput
 from streamd.sources.manager import SourceSet
 from streamd.sources.numbering import FrameNumbers
+from streamd.stages import SourceHandler, Stage, StageContext
+from streamd.stages import build as build_stages
 from streamd.stats import StatsStage
 from streamd.supervisor import Supervisor
 from streamd.tracking.stage import TrackingStage
@@ -59,6 +60,34 @@ class Observer(Protocol):
     def on_result(self, result: Result) -> None: ...
 
     def on_acked(self, message: Message, seconds: float) -> None: ...
+
+
+class _Observing(Stage, SourceHandler):
+    """The observer, last in the chain, for every source."""
+
+    name = "observer"
+    order = 1000
+
+    def __init__(self, observer: Observer) -> None:
+        self._observer = observer
+
+    def for_source(self, source: SourceConfig) -> SourceHandler:
+        return self
+
+    def on_result(self, result: Result) -> None:
+        self._observer.on_result(result)
+
+
+S = TypeVar("S", bound=Stage)
+
+
+def builtin(stages: list[Stage], kind: type[S]) -> S:
+    """The built-in stage of this class (the daemon reads its state); a clear error if the
+    install does not register it (streamd's own entry points missing: reinstall it)."""
+    for stage in stages:
+        if type(stage) is kind:
+            return stage
+    raise RuntimeError(f"stage {kind.name!r} is not registered: reinstall streamd (pip install -e .)")
 
 
 class Daemon(Lifecycle):
@@ -85,23 +114,18 @@ class Daemon(Lifecycle):
             worker.index if worker else None,
             on_acked=observer.on_acked if observer else None,
         )
-        self.stats = StatsStage(self.metrics)
+        # Every registered stage (built-ins and plugins, entry points of streamd.stages), in chain
+        # order; the daemon keeps handles on the built-ins whose state it reports or switches.
+        self.stages = build_stages(StageContext(self.sink, self.metrics, config, state_directory()))
+        if observer is not None:
+            self.stages.append(_Observing(observer))
+        self.stats = builtin(self.stages, StatsStage)
+        self.snapshots = builtin(self.stages, SnapshotStage)
+        self.tracking = builtin(self.stages, TrackingStage)
+        self.detections = builtin(self.stages, DetectionsStage)
         self.queue = FrameQueue(config.queue.size, self.stats.on_drop, config.queue.max_bytes, self.stats.on_skip)
-        self.snapshots = SnapshotStage(self.sink, self.metrics)
-        self.tracking = TrackingStage(self.sink, self.metrics)
-        self.recording = RecordingStage(self.sink, self.metrics, config.http.public_url)
-        self.detections = DetectionsStage(config.mqtt, self.sink)
-        stages: list[Stage] = [
-            ObjectFilterStage(self.metrics),
-            self.stats,
-            self.tracking,
-            self.snapshots,
-            self.recording,
-        ]
-        if config.mqtt.discovery:
-            stages.append(PresenceStage(config.mqtt, self.sink))
         self.failures = Failures(self.metrics)
-        self.chain = Chain([*stages, self.detections, *([observer] if observer else [])], self.failures)
+        self.chain = Chain(self.stages, self.failures)
         self.engines = EngineSlot(self.queue, self.metrics, self.chain, self.failures)
         self.sources = SourceSet(
             self.queue,
@@ -213,8 +237,8 @@ class Daemon(Lifecycle):
         await self.engines.drain(deadline - time.monotonic())
         self.supervisor.cancel_all()
         self.sources.finish_all()
-        await self.snapshots.drain(deadline - time.monotonic())  # they and their end events first
-        await self.recording.drain(deadline - time.monotonic())  # the open clips, finished and announced
+        for stage in self.stages:  # in chain order: snapshots and their end events, then the open clips
+            await stage.drain(deadline - time.monotonic())
         await self.sink.close(max(1.0, deadline - time.monotonic()))
         if self.worker is not None:
             self.worker.save_final_metrics(generate_latest(self.metrics.registry))
@@ -249,7 +273,7 @@ class Daemon(Lifecycle):
             self.sink.status(),
             self.sources.states,
             self.supervisor.failed,
-            self.failures.reasons() + list(self.recording.problems.values()),
+            self.failures.reasons() + [problem for stage in self.stages for problem in stage.problems()],
         )
         body["source_errors"] = self.sources.problems()  # e.g. {"porch": "AUTH FAILED (401)"}
         return ready, body

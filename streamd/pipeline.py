@@ -7,109 +7,38 @@ without tracking has no tracker, and costs nothing there). The engine hands each
 to the chain, which runs the handlers of the frame's source. A stage that raises is logged and
 the next ones still see the frame.
 
-A stage is either a :class:`PerSource` factory (per-source settings or state live in the handler
-it builds) or a handler itself, the same for every source (stats, the detections payload).
+Stages and their handlers follow the public contract in ``stages.py``; the chain reads their
+plain attributes (``wants_skipped``, ``packets``, ``end_key``), never their types.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from streamd.config import SourceConfig
 from streamd.failures import Failures
 from streamd.logging import get_logger
+from streamd.stages import SourceHandler, Stage
 from streamd.types import Result
 
-if TYPE_CHECKING:
-    from streamd.recording.packets import PacketSink
-
 log = get_logger(__name__)
-
-
-class Handler(Protocol):
-    """One stage's work on one source's results."""
-
-    def on_result(self, result: Result) -> None: ...
-
-
-@runtime_checkable
-class PerSource(Protocol):
-    """A stage with per-source settings or state: builds the source's handler (or None: nothing
-    to do for it) when the source starts, again after a reload changed it or its detect switch
-    came back on. Building must not touch anything running (a reload builds before it swaps)."""
-
-    def for_source(self, config: SourceConfig) -> Handler | None: ...
-
-
-@runtime_checkable
-class Starts(Protocol):
-    """A handler with something to announce once its source runs (Home Assistant discovery)."""
-
-    def start(self) -> None: ...
-
-
-@runtime_checkable
-class Finishes(Protocol):
-    """A handler told when its source's last frame has gone through (its reader ended, a reload
-    stopped it, or its detect switch was turned off)."""
-
-    def finish(self) -> None: ...
-
-
-@runtime_checkable
-class WantsSkipped(Protocol):
-    """A handler that needs the frames the motion gate kept from inference (they travel through
-    the queue and the engine, uninferred, only where one does)."""
-
-    wants_skipped: bool
-
-
-@runtime_checkable
-class WantsPackets(Protocol):
-    """A handler that takes the source's compressed packets as they come (its recorder)."""
-
-    packets: PacketSink
-
-
-@runtime_checkable
-class HearsTrackEnds(Protocol):
-    """A handler that has something to add to a track's ``end`` event (its snapshot): a task
-    whose result the event carries under ``end_key``, or None."""
-
-    end_key: str
-
-    def track_ended(self, track_id: int) -> asyncio.Task[dict[str, Any] | None] | None: ...
-
-
-@runtime_checkable
-class EndsTracks(Protocol):
-    """A handler that ends tracks (tracking): told which later handlers of its route hear of it."""
-
-    def listen(self, listeners: Sequence[HearsTrackEnds]) -> None: ...
-
-
-Stage = PerSource | Handler  # a factory of per-source handlers, or one handler for every source
 
 
 class Route:
     """One source's handlers, in the chain's order: what its frames flow down."""
 
-    def __init__(self, source: str, handlers: list[tuple[str, Handler]]) -> None:
+    def __init__(self, source: str, handlers: list[tuple[str, SourceHandler]]) -> None:
         self.source = source
         self.handlers = handlers  # (stage name for failures and metrics, handler)
-        self.wants_skipped = any(isinstance(h, WantsSkipped) and h.wants_skipped for _, h in handlers)
-        self.packets = next((h.packets for _, h in handlers if isinstance(h, WantsPackets)), None)
-        for index, (_, handler) in enumerate(handlers):
-            if isinstance(handler, EndsTracks):
-                handler.listen([h for _, h in handlers[index + 1 :] if isinstance(h, HearsTrackEnds)])
+        self.wants_skipped = any(h.wants_skipped for _, h in handlers)
+        self.packets = next((h.packets for _, h in handlers if h.packets is not None), None)
+        for index, (_, handler) in enumerate(handlers):  # who hears of a track's end, after whom
+            handler.listen([h for _, h in handlers[index + 1 :] if h.end_key is not None])
         self.finished = False
 
     def start(self) -> None:
         for _, handler in self.handlers:
-            if isinstance(handler, Starts):
-                handler.start()
+            handler.start()
 
     def finish(self) -> None:
         """Once: every handler hears its source's last frame is through."""
@@ -117,23 +46,22 @@ class Route:
             return
         self.finished = True
         for _, handler in self.handlers:
-            if isinstance(handler, Finishes):
-                handler.finish()
+            handler.finish()
 
 
 class Chain:
     def __init__(self, stages: Sequence[Stage], failures: Failures | None = None) -> None:
-        """``stages``: :class:`PerSource` factories or :class:`Handler` objects, in order."""
+        """``stages``: in chain order (``stages.build``)."""
         self.stages = list(stages)
         self._failures = failures
         self._routes: dict[str, Route] = {}
 
-    def route(self, config: SourceConfig, last: Sequence[tuple[str, Handler]] = ()) -> Route:
+    def route(self, config: SourceConfig, last: Sequence[tuple[str, SourceHandler]] = ()) -> Route:
         """The source's handlers, built but not attached (nothing running is touched); ``last``:
         the source's own handlers after the chain's (its motion gate's feedback)."""
-        handlers: list[tuple[str, Handler]] = []
+        handlers: list[tuple[str, SourceHandler]] = []
         for stage in self.stages:
-            handler = stage.for_source(config) if isinstance(stage, PerSource) else stage
+            handler = stage.for_source(config)
             if handler is not None:
                 handlers.append((type(stage).__name__, handler))
         return Route(config.name, [*handlers, *last])

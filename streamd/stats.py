@@ -10,20 +10,30 @@ from collections.abc import Callable
 from typing import Any
 
 from streamd import systemd
-from streamd.metrics import Metrics
+from streamd.config import SourceConfig
+from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.timestamps import rfc3339
 from streamd.types import Result
 
 LATENCY_WINDOW = 512  # inference times kept for the stats topic's percentiles
 
 
-class StatsStage:
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
+class StatsStage(Stage, SourceHandler):
+    """Counts every source's results (it is its own handler for every source)."""
+
+    name = "stats"
+    order = 200
+
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context)
+        self._metrics = context.metrics
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.inferred: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
         self.skipped: dict[str, dict[str, int]] = {}  # queue-side skips (detect_off), by reason
+
+    def for_source(self, source: SourceConfig) -> SourceHandler:
+        return self
 
     def on_result(self, result: Result) -> None:
         frame = result.frame

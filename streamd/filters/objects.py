@@ -15,8 +15,9 @@ import numpy as np
 
 from streamd.config import SourceConfig
 from streamd.config_objects import ObjectFilter
+from streamd.geometry import anchor, inside, to_pixels
 from streamd.metrics import Metrics
-from streamd.tracking.zones import anchor, inside, to_pixels
+from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.types import Detection, Result
 
 PER_DETECTION = ("min_score", "min_area", "max_area", "min_ratio", "max_ratio")
@@ -88,9 +89,15 @@ class SourceFilter:
         return rejection(detection, rule, float(width * height))
 
 
-class ObjectFilterStage:
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
+class ObjectFilterStage(Stage):
+    """Per-source and per-zone rules on detections, and object masks: first in the chain."""
+
+    name = "filters"
+    order = 100
+
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context)
+        self._metrics = context.metrics
 
     def for_source(self, config: SourceConfig) -> SourceFilterHandler | None:
         if config.filters or config.object_masks or any(z.filters for z in config.zones):
@@ -98,7 +105,7 @@ class ObjectFilterStage:
         return None  # no rules: the source's results pass untouched, at no cost
 
 
-class SourceFilterHandler:
+class SourceFilterHandler(SourceHandler):
     def __init__(self, rules: SourceFilter, metrics: Metrics) -> None:
         self._rules = rules
         self._metrics = metrics

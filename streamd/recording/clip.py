@@ -13,7 +13,7 @@ import av
 import av.container
 
 from streamd.private import create_private
-from streamd.recording.packets import StoredPacket, StreamTemplate
+from streamd.sources.packets import StoredPacket, StreamTemplate
 
 # What streamd names a clip: {YYYYmmdd-HHMMSS}-{first track id}[-n].mp4 (retention and the HTTP
 # server touch no other file).

@@ -28,9 +28,9 @@ from streamd.config_objects import RecordingConfig
 from streamd.logging import get_logger
 from streamd.private import private_folder
 from streamd.recording.clip import OWN_CLIP, OWN_PARTIAL, ClipFile, partial_name
-from streamd.recording.packets import StoredPacket, StreamTemplate
 from streamd.recording.ring import PacketRing
 from streamd.retention import prune
+from streamd.sources.packets import StoredPacket, StreamTemplate
 
 log = get_logger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
-from streamd.recording.packets import StoredPacket
+from streamd.sources.packets import StoredPacket
 
 
 class PacketRing:

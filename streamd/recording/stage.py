@@ -11,9 +11,8 @@ from collections.abc import Callable
 from streamd.config import SourceConfig
 from streamd.config_objects import RecordingConfig
 from streamd.logging import get_logger
-from streamd.metrics import Metrics
-from streamd.publish import Publisher
 from streamd.recording.recorder import Clip, Recorder
+from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.timestamps import rfc3339
 from streamd.types import Result
 
@@ -22,13 +21,16 @@ log = get_logger(__name__)
 CLIPS_PATH = "/clips"  # served by the health/metrics server: /clips/{source}/{file}
 
 
-class RecordingStage:
-    def __init__(self, sink: Publisher, metrics: Metrics, public_url: str = "") -> None:
-        """``public_url``: put before the clip's path in its message (``[http] public_url``)."""
-        self._sink = sink
-        self._metrics = metrics
-        self._public_url = public_url
-        self.problems: dict[str, str] = {}  # sources whose recording is stopped, and why (/readyz)
+class RecordingStage(Stage):
+    name = "recording"
+    order = 450
+
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context)
+        self._sink = context.publisher
+        self._metrics = context.metrics
+        self._public_url = context.config.http.public_url  # before the clip's path in its message
+        self.stopped: dict[str, str] = {}  # sources whose recording is stopped, and why (/readyz)
         self._recorders: set[Recorder] = set()
         self._recording: set[str] = set()  # sources whose recorder runs (a retired one's last word is moot)
 
@@ -65,7 +67,10 @@ class RecordingStage:
     def finished(self, recorder: Recorder) -> None:
         recorder.close()  # its thread finishes the open clip (shutdown waits for it: drain)
         self._recording.discard(recorder.source)
-        self.problems.pop(recorder.source, None)
+        self.stopped.pop(recorder.source, None)
+
+    def problems(self) -> list[str]:
+        return list(self.stopped.values())
 
     async def drain(self, timeout: float) -> None:
         """Shutdown: the open clips are finished and announced before the sink closes."""
@@ -76,7 +81,7 @@ class RecordingStage:
         await asyncio.sleep(0)  # the announcements, handed over from the writer threads
 
     def _announce(self, clip: Clip) -> None:
-        self.problems.pop(clip.source, None)
+        self.stopped.pop(clip.source, None)
         for track_id, label in clip.tracks:
             payload = {
                 "id": track_id,
@@ -99,14 +104,14 @@ class RecordingStage:
 
     def _fault(self, source: str, reason: str | None, message: str | None) -> None:
         if reason is None:
-            self.problems.pop(source, None)
+            self.stopped.pop(source, None)
             return
         self._metrics.recording_errors.labels(source, reason).inc()
         if source in self._recording:  # not for a source that is gone: /readyz speaks of the running
-            self.problems[source] = f"recording {source} stopped ({message or reason})"
+            self.stopped[source] = f"recording {source} stopped ({message or reason})"
 
 
-class SourceRecording:
+class SourceRecording(SourceHandler):
     """One source's recorder, told which tracks start and end."""
 
     end_key = "clip"  # nothing is added to the end event: the clip comes post_capture later

@@ -6,8 +6,8 @@ import json
 import time
 from typing import Any
 
-from streamd.config import MqttConfig
-from streamd.publish import Publisher
+from streamd.config import SourceConfig
+from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.timestamps import rfc3339
 from streamd.types import Result
 
@@ -40,12 +40,21 @@ def detections_payload(result: Result, full: bool, now: float) -> dict[str, Any]
     return payload
 
 
-class DetectionsStage:
-    def __init__(self, config: MqttConfig, sink: Publisher) -> None:
-        self._config = config
-        self._sink = sink
+class DetectionsStage(Stage, SourceHandler):
+    """The per-frame message on ``{source}/detections`` (its own handler for every source)."""
+
+    name = "detections"
+    order = 900
+
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context)
+        self._config = context.config.mqtt
+        self._sink = context.publisher
         self.published: dict[str, int] = {}  # frames per source, for the shutdown log
-        self.wants_skipped = config.publish_empty  # a message for every frame, saying it was skipped
+        self.wants_skipped = self._config.publish_empty  # a message for every frame, saying it was skipped
+
+    def for_source(self, source: SourceConfig) -> SourceHandler:
+        return self
 
     def on_result(self, result: Result) -> None:
         cfg = self._config

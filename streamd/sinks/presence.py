@@ -8,21 +8,30 @@ import json
 import time
 
 from streamd import __version__
-from streamd.config import MqttConfig, SourceConfig
+from streamd.config import Config, MqttConfig, SourceConfig
 from streamd.publish import Publisher
+from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.types import Result
 
 
-class PresenceStage:
-    def __init__(self, config: MqttConfig, sink: Publisher) -> None:
-        self._config = config
-        self._sink = sink
+class PresenceStage(Stage):
+    name = "presence"
+    order = 800
 
-    def for_source(self, config: SourceConfig) -> SourcePresence:
-        return SourcePresence(config, self._config, self._sink)
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context)
+        self._config = context.config.mqtt
+        self._sink = context.publisher
+
+    @classmethod
+    def wanted(cls, config: Config) -> bool:
+        return config.mqtt.discovery
+
+    def for_source(self, source: SourceConfig) -> SourcePresence:
+        return SourcePresence(source, self._config, self._sink)
 
 
-class SourcePresence:
+class SourcePresence(SourceHandler):
     """One source's Home Assistant entities, and which labels are seen there now."""
 
     wants_skipped = True  # a sensor turns OFF after a quiet time, counted in frames skipped or not

@@ -14,21 +14,24 @@ from typing import Any
 from streamd.config import SourceConfig
 from streamd.config_objects import SnapshotConfig
 from streamd.logging import get_logger
-from streamd.metrics import Metrics
-from streamd.publish import Publisher
 from streamd.snapshots.encode import encode
 from streamd.snapshots.keeper import Candidate, SnapshotKeeper
 from streamd.snapshots.store import SnapshotStore
+from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.timestamps import rfc3339
 from streamd.types import Result
 
 log = get_logger(__name__)
 
 
-class SnapshotStage:
-    def __init__(self, sink: Publisher, metrics: Metrics) -> None:
-        self._sink = sink
-        self._metrics = metrics
+class SnapshotStage(Stage):
+    name = "snapshots"
+    order = 400
+
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context)
+        self._sink = context.publisher
+        self._metrics = context.metrics
         self.enabled: dict[str, bool] = {}  # the snapshots switch, per source (MQTT control)
         self._pending: set[asyncio.Task[dict[str, Any] | None]] = set()
         self.seconds: list[float] = []  # encode time of each snapshot (bench and tests)
@@ -104,7 +107,7 @@ class SnapshotStage:
         await asyncio.sleep(0)  # the end events run as the tasks' done callbacks
 
 
-class SourceSnapshots:
+class SourceSnapshots(SourceHandler):
     """One source's best view of each track, kept until the track ends."""
 
     end_key = "snapshot"  # the end event names the snapshot it published

@@ -27,10 +27,10 @@ from streamd.handoff import Handoff
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
-from streamd.recording.packets import PacketCapture, PacketRelay
 from streamd.redact import redact_uri
 from streamd.sources.diagnose import describe_failure, diagnose
 from streamd.sources.motion import MotionGate, regions
+from streamd.sources.packets import PacketCapture, PacketRelay
 from streamd.types import Frame, Region, Transform
 
 # FFmpeg's decoder threads per source (FFmpeg's own default: one per core, per capture).

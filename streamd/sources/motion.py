@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from streamd.config_objects import MotionConfig
-from streamd.tracking.zones import to_pixels
+from streamd.geometry import to_pixels
+from streamd.stages import SourceHandler
 from streamd.types import Box, Result
 
 
@@ -141,7 +142,7 @@ def regions(
     return [(round(c[0]), round(c[1]), round(c[2] - c[0]), round(c[3] - c[1])) for c in crops]
 
 
-class MotionFeedback:
+class MotionFeedback(SourceHandler):
     """The last handler of a motion-gated source's route: tells its gate whether objects are
     present (tracks, or detections where there is no tracking), which keeps ``min_interval``
     inference going."""

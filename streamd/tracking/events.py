@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from streamd.config import SourceConfig
+from streamd.geometry import Point, anchor, to_pixels
 from streamd.metrics import Metrics
 from streamd.timestamps import rfc3339
 from streamd.tracking.tracker import Track, Tracker, TrackerConfig
-from streamd.tracking.zones import Line, Point, Zone, anchor, to_pixels
+from streamd.tracking.zones import Line, Zone
 from streamd.types import Detection
 
 # (topic suffix under {prefix}/{instance}/{source}/, payload, retained)

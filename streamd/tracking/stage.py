@@ -9,17 +9,22 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from streamd.config import SourceConfig
-from streamd.metrics import Metrics
-from streamd.pipeline import HearsTrackEnds
-from streamd.publish import Publisher
+from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.tracking.events import SourceEvents
 from streamd.types import Result, TrackedObject
 
 
-class TrackingStage:
-    def __init__(self, sink: Publisher, metrics: Metrics) -> None:
-        self._sink = sink
-        self._metrics = metrics
+class TrackingStage(Stage):
+    """A tracker and its events (``new``, ``enter``, ``exit``, ``end``...) per source with
+    ``[sources.tracking]``."""
+
+    name = "tracking"
+    order = 300
+
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context)
+        self._sink = context.publisher
+        self._metrics = context.metrics
         self._ids: dict[str, Iterator[int]] = {}  # track ids per source, for the whole run
         self.seconds = 0.0  # time spent tracking, for the bench and the shutdown log
         self.frames = 0
@@ -46,7 +51,7 @@ class TrackingStage:
         return round(1000 * self.seconds / self.frames, 3) if self.frames else None
 
 
-class SourceTracking:
+class SourceTracking(SourceHandler):
     """One source's tracker and events; its tracks end when the source's last frame is through."""
 
     wants_skipped = True  # tracks age in frames where nothing moved
@@ -55,16 +60,18 @@ class SourceTracking:
         self.events = events
         self._stage = stage
         self._last_frame = 0
-        self._listeners: Sequence[HearsTrackEnds] = ()
+        self._listeners: Sequence[SourceHandler] = ()
         self._finished = False
 
-    def listen(self, listeners: Sequence[HearsTrackEnds]) -> None:
+    def listen(self, listeners: Sequence[SourceHandler]) -> None:
         """Later handlers that add to a track's end event (its snapshot)."""
         self._listeners = listeners
         self.events.before_end = self._before_end if listeners else None
 
     def _before_end(self, track_id: int) -> asyncio.Task[dict[str, Any]] | None:
-        waiting = [(listener.end_key, task) for listener in self._listeners if (task := listener.track_ended(track_id))]
+        waiting = [
+            (listener.end_key or "", task) for listener in self._listeners if (task := listener.track_ended(track_id))
+        ]
         if not waiting:
             return None
         return asyncio.get_running_loop().create_task(_gathered(waiting), name=f"end-{self.events.source}-{track_id}")

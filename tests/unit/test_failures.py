@@ -6,10 +6,19 @@ from streamd.config import SourceConfig
 from streamd.failures import FAILING_AFTER, Failures
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain
+from streamd.stages import SourceHandler, Stage
 from streamd.types import Frame, Result
 
 
-class Broken:
+class Broken(Stage, SourceHandler):
+    name = "broken"
+
+    def __init__(self) -> None:
+        return None
+
+    def for_source(self, source: SourceConfig) -> SourceHandler:
+        return self
+
     def on_result(self, result: Result) -> None:
         raise ValueError("bad payload")
 

@@ -14,9 +14,9 @@ import pytest
 
 from streamd.private import create_private, private_folder
 from streamd.recording.clip import OWN_CLIP, OWN_PARTIAL, ClipFile, partial_name
-from streamd.recording.packets import StoredPacket, StreamTemplate
 from streamd.retention import prune
 from streamd.snapshots.store import SnapshotStore
+from streamd.sources.packets import StoredPacket, StreamTemplate
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from streamd.recording.clip import OWN_CLIP
-from streamd.recording.packets import StoredPacket
 from streamd.recording.ring import PacketRing
 from streamd.retention import prune
+from streamd.sources.packets import StoredPacket
 
 DAY = 86400.0
 

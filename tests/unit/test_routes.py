@@ -3,23 +3,32 @@ and one finish however it retires."""
 
 from __future__ import annotations
 
-from streamd.config import MqttConfig, SourceConfig
+from pathlib import Path
+
+from streamd.config import Config, ModelConfig, MqttConfig, SourceConfig
 from streamd.config_objects import SnapshotConfig, TrackingConfig
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain
 from streamd.sinks.mqtt import MqttSink
 from streamd.sinks.payload import DetectionsStage
 from streamd.snapshots.stage import SnapshotStage, SourceSnapshots
+from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.stats import StatsStage
 from streamd.tracking.stage import SourceTracking, TrackingStage
 from streamd.types import Detection, Frame, Result
 
 
-class Seen:
-    """The last handler: which frames reached the end of the route."""
+class Seen(Stage, SourceHandler):
+    """The last stage, its own handler for every source: which frames reached the end."""
+
+    name = "seen"
+    order = 1000
 
     def __init__(self) -> None:
         self.frames: list[tuple[str, int]] = []
+
+    def for_source(self, source: SourceConfig) -> SourceHandler:
+        return self
 
     def on_result(self, result: Result) -> None:
         self.frames.append((result.frame.source, result.frame.seq))
@@ -28,10 +37,15 @@ class Seen:
 def chain_of(publish_empty: bool = False) -> tuple[Chain, Seen]:
     metrics = Metrics()
     mqtt = MqttConfig(instance="test", publish_empty=publish_empty)
-    sink = MqttSink(mqtt, metrics)
+    config = Config(
+        model=ModelConfig.model_construct(path=Path("model.xml")),
+        sources=[SourceConfig(name="plain", uri="/tmp/a.mp4")],
+        mqtt=mqtt,
+    )
+    context = StageContext(MqttSink(mqtt, metrics), metrics, config, Path("/tmp"))
     seen = Seen()
-    stages = [StatsStage(metrics), TrackingStage(sink, metrics), SnapshotStage(sink, metrics)]
-    return Chain([*stages, DetectionsStage(mqtt, sink), seen]), seen
+    stages = [StatsStage(context), TrackingStage(context), SnapshotStage(context), DetectionsStage(context)]
+    return Chain([*stages, seen]), seen
 
 
 def result(source: str, seq: int, detections: list[Detection]) -> Result:
