@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 import os
 import re
@@ -13,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
-from streamd.config import Config, ConfigError, is_file_uri
+from streamd.config import Config, ConfigError, SourceConfig, is_file_uri
 from streamd.logging import add_secrets
 from streamd.redact import uri_secrets
 
@@ -40,9 +41,28 @@ def _dotted(loc: tuple[int | str, ...], data: Mapping[str, Any] | None = None) -
     return key
 
 
+@functools.cache
+def config_model() -> type[Config]:
+    """``Config`` whose ``[[sources]]`` also take a ``[sources.<name>]`` section for every
+    registered stage that declares ``settings`` (a plugin's): its keys are validated, misspelt
+    ones answered with "did you mean", and without the plugin installed it is an unknown key."""
+    from streamd.stages import registered
+
+    extra: dict[str, Any] = {
+        cls.name: (cls.settings | None, None)
+        for cls in registered()
+        if cls.settings is not None and cls.name not in SourceConfig.model_fields
+    }
+    if not extra:
+        return Config
+    source = create_model("SourceConfig", __base__=SourceConfig, **extra)
+    composed = create_model("Config", __base__=Config, sources=(list[source], Field(min_length=1)))
+    return composed
+
+
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The pydantic model a key path leads to (for "did you mean")."""
-    model: Any = Config
+    model: Any = config_model()
     for part in loc:
         if isinstance(part, int):
             continue
@@ -153,7 +173,7 @@ def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any
 
 def parse_config(data: dict[str, Any]) -> Config:
     try:
-        return Config.model_validate(data)
+        return config_model().model_validate(data)
     except ValidationError as exc:
         problems = [_describe(error, data) for error in exc.errors()]
         raise ConfigError(problems[0].key, problems[0].message, problems[1:]) from None
