@@ -22,6 +22,7 @@ from streamd.control import Switches, switches_path
 from streamd.exits import EX_NOINPUT
 from streamd.failures import Failures
 from streamd.health import HealthServer, Response, readiness, standard_routes
+from streamd.inference.adapter import AdapterFactory, OpenVinoAdapter
 from streamd.inference.slot import EngineSlot
 from streamd.lifecycle import Lifecycle
 from streamd.logging import get_logger
@@ -98,10 +99,12 @@ class Daemon(Lifecycle):
         metrics: Metrics | None = None,
         worker: WorkerLink | None = None,
         observer: Observer | None = None,
+        adapter: AdapterFactory = OpenVinoAdapter,
     ) -> None:
         """``load``: reads the config again (SIGHUP). ``worker``: one of the service's worker
         processes (``service/``); the parent then owns the service-wide parts (the status topic,
-        the stats message, systemd, the public port). ``observer``: see :class:`Observer`."""
+        the stats message, systemd, the public port). ``observer``: see :class:`Observer`.
+        ``adapter``: builds the inference device (``inference/adapter.py``; a test's seam)."""
         self.config = config
         self.load = worker.load if worker else load  # what SIGHUP re-reads
         self.worker = worker
@@ -126,7 +129,7 @@ class Daemon(Lifecycle):
         self.queue = FrameQueue(config.queue.size, self.stats.on_drop, config.queue.max_bytes, self.stats.on_skip)
         self.failures = Failures(self.metrics)
         self.chain = Chain(self.stages, self.failures)
-        self.engines = EngineSlot(self.queue, self.metrics, self.chain, self.failures)
+        self.engines = EngineSlot(self.queue, self.metrics, self.chain, self.failures, adapter)
         self.sources = SourceSet(
             self.queue,
             self.metrics,

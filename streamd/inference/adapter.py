@@ -48,3 +48,8 @@ class OpenVinoAdapter:
         queue, self._queue = self._queue, None
         if queue is not None:
             queue.wait_all()
+
+
+# What the engine builds a device with (the composition root passes it in; a test passes a
+# device that misbehaves): (compiled model, requests, done) -> adapter.
+AdapterFactory = Callable[[ov.CompiledModel, int, Done], InferenceAdapter]

@@ -26,7 +26,7 @@ import openvino as ov
 
 from streamd.failures import Failures
 from streamd.handoff import Handoff
-from streamd.inference.adapter import InferenceAdapter, OpenVinoAdapter
+from streamd.inference.adapter import AdapterFactory, InferenceAdapter, OpenVinoAdapter
 from streamd.inference.model import CompiledVariant, PreparedModel, compile_variant, frame_preparer
 from streamd.inference.regions import merge, shift
 from streamd.logging import get_logger
@@ -74,8 +74,11 @@ class Engine:
         metrics: Metrics,
         on_result: ResultCallback,
         failures: Failures | None = None,
+        adapter: AdapterFactory = OpenVinoAdapter,
     ) -> None:
+        """``adapter``: builds the device for each compiled variant (the seam a test uses)."""
         self._failures = failures
+        self._adapter = adapter
         self.prepared = prepared
         self._metrics = metrics
         self._on_result = on_result
@@ -126,7 +129,7 @@ class Engine:
         runner = self._runners.get(key)
         if runner is None:
             variant = await asyncio.to_thread(compile_variant, self.prepared, key)
-            device = OpenVinoAdapter(variant.compiled, variant.requests, self._on_done)
+            device = self._adapter(variant.compiled, variant.requests, self._on_done)
             runner = self._runners[key] = _Runner(variant, device)
             log.info(
                 "model_compiled",

@@ -8,6 +8,7 @@ import openvino as ov
 
 from streamd.config import ModelConfig
 from streamd.failures import Failures
+from streamd.inference.adapter import AdapterFactory, OpenVinoAdapter
 from streamd.inference.engine import Engine, ResultCallback
 from streamd.inference.model import prepare
 from streamd.logging import get_logger
@@ -22,10 +23,11 @@ async def build_engine(
     metrics: Metrics,
     on_result: ResultCallback,
     failures: Failures | None = None,
+    adapter: AdapterFactory = OpenVinoAdapter,
 ) -> Engine:
     """Read, place and compile (in worker threads): the loop keeps serving meanwhile."""
     prepared = await asyncio.to_thread(prepare, cfg, core)
-    engine = Engine(prepared, metrics, on_result, failures)
+    engine = Engine(prepared, metrics, on_result, failures, adapter)
     variant = await engine.start()
     placed = variant.placement
     if placed.fallback:

@@ -15,6 +15,7 @@ import openvino as ov
 
 from streamd.config import ModelConfig
 from streamd.failures import Failures
+from streamd.inference.adapter import AdapterFactory, OpenVinoAdapter
 from streamd.inference.engine import Engine, EngineStatus, ResultCallback
 from streamd.inference.loader import build_engine
 from streamd.logging import get_logger
@@ -32,16 +33,19 @@ class EngineSlot:
         metrics: Metrics,
         on_result: ResultCallback,
         failures: Failures | None = None,
+        adapter: AdapterFactory = OpenVinoAdapter,
     ) -> None:
+        """``adapter``: builds each engine's device (``inference/adapter.py``)."""
         self._queue, self._metrics, self._on_result = queue, metrics, on_result
         self._failures = failures
+        self._adapter = adapter
         self._core = ov.Core()  # one for the process: a Core per reload would keep its plugins alive
         self.engine: Engine | None = None
         self._task: asyncio.Task[None] | None = None
         self._transform: Transform | None = None
 
     async def build(self, model: ModelConfig) -> Engine:
-        return await build_engine(model, self._core, self._metrics, self._on_result, self._failures)
+        return await build_engine(model, self._core, self._metrics, self._on_result, self._failures, self._adapter)
 
     def swap(self, engine: Engine) -> None:
         """The new engine takes the queue; the old one finishes its in-flight frames, then is

@@ -30,6 +30,7 @@ import aiomqtt
 import paho.mqtt.client as paho
 
 from streamd.logging import get_logger
+from streamd.sinks.internals import paho_client, paho_socket, replace_paho_socket
 from streamd.sinks.outbox import Message
 
 log = get_logger(__name__)
@@ -43,16 +44,14 @@ class Wire:
         in flight (paho's default, 20, would hold the rest back in its own queue). For the rest of
         this connection's life its socket's writes are the wire's; ``on_lost`` hears if one fails."""
         self._loop = asyncio.get_running_loop()
-        # aiomqtt has no public accessor for its paho client; 2.x keeps it here.
-        self._paho: paho.Client = client._client
+        self._paho: paho.Client = paho_client(client)
         self._on_acked = on_acked
         self._on_lost = on_lost
         self._sent: dict[int, Message] = {}  # by paho's message id
         self._chained = self._paho.on_publish  # aiomqtt's own (status, ...) publishes
         self._paho.on_publish = self._on_publish
-        # paho has no socket factory; 2.x reads and writes through this attribute only.
-        self._socket = _BatchedSocket(self._paho._sock, self._loop, on_lost)
-        self._paho._sock = self._socket
+        self._socket = _BatchedSocket(paho_socket(self._paho), self._loop, on_lost)
+        replace_paho_socket(self._paho, self._socket)
         self._flush_soon = False
         self._paho.on_socket_register_write = self._register_write
         self._paho.on_socket_unregister_write = self._unregister_write

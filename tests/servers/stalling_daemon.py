@@ -1,9 +1,10 @@
 """``python -m tests.servers.stalling_daemon -c FILE``: the real daemon on a device that stops
-answering after 15 requests, like a wedged GPU (for the watchdog test). The inference adapter is
-substituted in this process only: production code carries no hook for it."""
+answering after 15 requests, like a wedged GPU (for the watchdog test). The device is passed in
+through the daemon's adapter factory, the seam the composition root offers (nothing patched)."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 from pathlib import Path
@@ -11,9 +12,8 @@ from typing import Any
 
 import openvino as ov
 
-from streamd.cli import run
 from streamd.config_file import load_config
-from streamd.inference import engine
+from streamd.daemon import Daemon
 from streamd.inference.adapter import OpenVinoAdapter
 from streamd.logging import configure, get_logger
 
@@ -42,5 +42,4 @@ if __name__ == "__main__":
     path = Path(sys.argv[sys.argv.index("-c") + 1])
     config = load_config(path)
     configure(config.log.format, config.log.level)
-    engine.OpenVinoAdapter = WedgedDevice  # type: ignore[misc]
-    sys.exit(run(config, lambda: load_config(path)))
+    sys.exit(asyncio.run(Daemon(config, lambda: load_config(path), adapter=WedgedDevice).serve()))

@@ -87,3 +87,23 @@ def test_a_cycle_would_be_found() -> None:
 def test_only_the_composition_root_and_the_sinks_bench_know_the_mqtt_sink() -> None:
     importers = sorted(m for m, imports in import_graph().items() if "streamd.sinks.mqtt" in imports)
     assert importers == ["streamd.bench.sink", "streamd.daemon"], importers
+
+
+def test_private_mqtt_internals_are_reached_from_one_module_that_checks_versions() -> None:
+    import pytest
+
+    from streamd.sinks.internals import check_versions
+
+    check_versions({"aiomqtt": "2.5.1", "paho-mqtt": "2.2.0"})
+    with pytest.raises(ImportError, match=r"found aiomqtt 3\.0\.0"):
+        check_versions({"aiomqtt": "3.0.0", "paho-mqtt": "2.2.0"})
+    with pytest.raises(ImportError, match="paho-mqtt missing"):
+        check_versions({"aiomqtt": "2.5.1"})
+    reaching = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("_client", "_sock"):
+                base = node.value
+                if not (isinstance(base, ast.Name) and base.id == "self"):
+                    reaching.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert {r.split(":")[0] for r in reaching} == {"sinks/internals.py"}, reaching
