@@ -35,9 +35,9 @@ from streamd.reload import apply_reload
 from streamd.sinks.mqtt import MqttSink
 from streamd.sinks.payload import DetectionsStage
 from streamd.snapshots.stage import SnapshotStage
-from streamd.sources.capture import RegionInput
 from streamd.sources.manager import SourceSet
 from streamd.sources.numbering import FrameNumbers
+from streamd.sources.reading import RegionInput
 from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.stages import build as build_stages
 from streamd.stats import StatsStage

@@ -11,12 +11,16 @@ replaces it, its counters then restarting from 0 (``rate()`` treats that as a co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+
+from streamd.timestamps import rfc3339
 
 
 class _Families(Collector):
@@ -43,3 +47,31 @@ def merge_expositions(own: CollectorRegistry, workers: Iterable[tuple[int, bytes
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([families[name] for name in order]))
     return generate_latest(own) + generate_latest(registry)
+
+
+def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-source maps joined; queue and buffer summed; inference percentiles the worst worker's."""
+
+    def joined(key: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for part in parts:
+            out.update(part.get(key) or {})
+        return out
+
+    def worst(key: str) -> float | None:
+        values = [p[key] for p in parts if p.get(key) is not None]
+        return max(values) if values else None
+
+    merged: dict[str, Any] = {"ts": rfc3339(time.time())}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict):
+                merged[key] = joined(key)
+            elif key in ("queue_depth", "mqtt_buffered"):
+                merged[key] = sum(int(p.get(key) or 0) for p in parts)
+            elif key.startswith("inference_ms"):
+                merged[key] = worst(key)
+            elif key != "ts":
+                merged.setdefault(key, value)
+    merged["workers"] = len(parts)
+    return merged

@@ -34,10 +34,9 @@ from streamd.logging import get_logger
 from streamd.recording.serve import clips_handler, recording_folders
 from streamd.recording.stage import CLIPS_PATH
 from streamd.service.child import State, WorkerProcess
-from streamd.service.merge import merge_expositions
+from streamd.service.merge import merge_expositions, merge_stats
 from streamd.service.plan import Assignment, Plan, format_cores, make_plan, moved
 from streamd.service.status import ServiceStatus
-from streamd.timestamps import rfc3339
 
 log = get_logger(__name__)
 
@@ -344,31 +343,3 @@ class Service(Lifecycle):
             if interval is not None and not self._failed and all(w.progressing(now) for w in self.workers):
                 systemd.notify("WATCHDOG=1")
             await asyncio.sleep(min(interval or 2.0, 2.0))
-
-
-def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-source maps joined; queue and buffer summed; inference percentiles the worst worker's."""
-
-    def joined(key: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for part in parts:
-            out.update(part.get(key) or {})
-        return out
-
-    def worst(key: str) -> float | None:
-        values = [p[key] for p in parts if p.get(key) is not None]
-        return max(values) if values else None
-
-    merged: dict[str, Any] = {"ts": rfc3339(time.time())}
-    for part in parts:
-        for key, value in part.items():
-            if isinstance(value, dict):
-                merged[key] = joined(key)
-            elif key in ("queue_depth", "mqtt_buffered"):
-                merged[key] = sum(int(p.get(key) or 0) for p in parts)
-            elif key.startswith("inference_ms"):
-                merged[key] = worst(key)
-            elif key != "ts":
-                merged.setdefault(key, value)
-    merged["workers"] = len(parts)
-    return merged

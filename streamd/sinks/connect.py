@@ -4,6 +4,7 @@ the two watchers that tell the sink its connection is gone."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import ssl
 import time
@@ -27,6 +28,25 @@ _AIOMQTT_LOG = logging.getLogger("streamd.aiomqtt")
 # 200 MB payload never reaches this process's memory. (MQTT 3.1.1 has no such limit.)
 MAX_INCOMING_PACKET = 4096
 _AIOMQTT_LOG.setLevel(logging.ERROR)
+
+
+MAX_TOPIC = 65535  # bytes of UTF-8
+MAX_PAYLOAD = 268_435_455  # bytes: MQTT's largest packet
+
+
+def too_long(topic: str) -> bool:
+    return len(topic.encode()) > MAX_TOPIC
+
+
+class Connection(enum.Enum):
+    """The sink's one connection state."""
+
+    STARTING = "starting"  # the first attempt has not ended
+    UNREACHABLE = "unreachable"  # never connected yet; retrying with backoff
+    UP = "up"  # the broker acknowledged 'online' on this connection
+    DOWN = "down"  # was up, lost; retrying with backoff
+    REFUSED = "refused"  # credentials or TLS refused before any success: it will not fix itself
+    CLOSED = "closed"  # close(): flushed, 'offline' published, disconnected
 
 
 def make_client(

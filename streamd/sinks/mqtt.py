@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import itertools
 import ssl
 import time
@@ -26,36 +25,18 @@ from streamd.config import MqttConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.publish import SinkStatus
-from streamd.sinks.connect import make_client, watch_acks, watch_messages
-from streamd.sinks.outbox import Message, Outbox, buffer_path
+from streamd.sinks.connect import MAX_PAYLOAD, Connection, make_client, too_long, watch_acks, watch_messages
+from streamd.sinks.outbox import Message, Outbox
 from streamd.sinks.refusal import MqttUnavailable, describe_refusal, refused_protocol
+from streamd.sinks.retained import RetainedTopics
 from streamd.sinks.wire import Wire
 from streamd.supervisor import end_within
-
-__all__ = ["Message", "MqttSink", "MqttUnavailable", "SinkStatus", "buffer_path"]
 
 log = get_logger(__name__)
 
 MAX_INFLIGHT = 256  # publishes awaiting their acknowledgement at once
 HEALTHY_CONNECTION = 10.0  # a connection that lived this long resets the reconnect backoff
 ACK_TIMEOUT = 10.0  # seconds a publish may wait for its PUBACK before the connection is given up
-MAX_TOPIC = 65535  # bytes of UTF-8
-MAX_PAYLOAD = 268_435_455  # bytes: MQTT's largest packet
-
-
-def _too_long(topic: str) -> bool:
-    return len(topic.encode()) > MAX_TOPIC
-
-
-class Connection(enum.Enum):
-    """The sink's one connection state."""
-
-    STARTING = "starting"  # the first attempt has not ended
-    UNREACHABLE = "unreachable"  # never connected yet; retrying with backoff
-    UP = "up"  # the broker acknowledged 'online' on this connection
-    DOWN = "down"  # was up, lost; retrying with backoff
-    REFUSED = "refused"  # credentials or TLS refused before any success: it will not fix itself
-    CLOSED = "closed"  # close(): flushed, 'offline' published, disconnected
 
 
 class MqttSink:
@@ -97,7 +78,7 @@ class MqttSink:
         self._subscriptions: list[str] = []
         self._on_message: Callable[[str, bytes], None] | None = None
         # Retained topics published for each source: cleared when the source is removed for good.
-        self._retained: dict[str, set[str]] = {}
+        self._retained = RetainedTopics(self.prefix)
 
     def subscribe(self, topics: list[str], on_message: Callable[[str, bytes], None]) -> None:
         """Subscribe (QoS 1) on every connection; ``on_message(topic, payload)`` must not raise."""
@@ -152,15 +133,12 @@ class MqttSink:
         False: no broker would take it (a wildcard or an oversized topic or payload); dropped and
         counted now, so a caller never announces what will not be published."""
         data = payload.encode() if isinstance(payload, str) else payload
-        if "+" in topic or "#" in topic or len(data) > MAX_PAYLOAD or (len(topic) > 16383 and _too_long(topic)):
+        if "+" in topic or "#" in topic or len(data) > MAX_PAYLOAD or (len(topic) > 16383 and too_long(topic)):
             self.outbox.dropped("rejected")
             log.error("mqtt_rejected", topic=topic[:120], bytes=len(data), error="not a valid MQTT topic or payload")
             return False
         if retain:
-            rest = topic[len(self.prefix) + 1 :] if topic.startswith(self.prefix + "/") else ""
-            owner, sep, _ = rest.partition("/")
-            if sep:
-                self._track(owner, topic, bool(data))
+            self._retained.published(topic, bool(data))
         message = Message(
             topic, data, self.config.qos if qos is None else qos, retain, source, captured, next(self._keys)
         )
@@ -168,21 +146,15 @@ class MqttSink:
         self._wake.set()
         return True
 
-    def _track(self, source: str, topic: str, present: bool) -> None:
-        if present:
-            self._retained.setdefault(source, set()).add(topic)
-        elif source in self._retained:
-            self._retained[source].discard(topic)
-
     def owns(self, source: str, topic: str) -> None:
         """A retained topic outside ``{prefix}/{source}/`` that belongs to the source (its Home
         Assistant discovery configs): cleared with the source's own."""
-        self._track(source, topic, True)
+        self._retained.own(source, topic)
 
     def forget(self, source: str) -> int:
         """The source is gone for good: every retained message published for it is cleared (an
         empty retained payload), so neither a subscriber nor Home Assistant keeps a ghost."""
-        topics = sorted(self._retained.pop(source, set()))
+        topics = self._retained.take(source)
         for topic in topics:
             self.publish(topic, b"", qos=1, retain=True)
         return len(topics)

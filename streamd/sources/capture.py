@@ -9,14 +9,11 @@ the event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -31,6 +28,7 @@ from streamd.redact import redact_uri
 from streamd.sources.diagnose import describe_failure, diagnose
 from streamd.sources.motion import MotionGate, regions
 from streamd.sources.packets import PacketCapture, PacketRelay
+from streamd.sources.reading import Capture, RegionInput, decode_slot
 from streamd.types import Frame, Region, Transform
 
 # FFmpeg's decoder threads per source (FFmpeg's own default: one per core, per capture).
@@ -46,54 +44,7 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 StateCallback = Callable[[str, str], None]
 
 
-@dataclass(frozen=True)
-class RegionInput:
-    """What the reader needs from the current engine to make motion regions: the network's
-    (width, height), and a crop turned into the model's input."""
-
-    input_size: Callable[[], tuple[int, int]]
-    tensor: Callable[[np.ndarray], Any]
-
-
-class Capture(Protocol):
-    """What the reader uses of ``cv2.VideoCapture`` (``PacketCapture`` offers the same on PyAV)."""
-
-    def isOpened(self) -> bool: ...  # cv2's names
-
-    def get(self, prop: int) -> float: ...
-
-    def grab(self) -> bool: ...
-
-    def retrieve(self) -> tuple[bool, np.ndarray | None]: ...
-
-    def read(self) -> tuple[bool, np.ndarray | None]: ...
-
-    def release(self) -> None: ...
-
-
 HEALTHY_RESET = 60.0  # a connection that lived this long resets the backoff
-
-# Files never wait for data, so a hundred of them would decode all at once and starve the event
-# loop and the model of CPU (and of the GIL). They take turns, half the cores' worth at once:
-# with 100 looping files on 2 cores, inferred frames rose from 620 to 768 in the same 12 s and
-# the probes stayed under 100 ms. Live sources do not take part: their reads wait on the network.
-_FILE_DECODES = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
-
-
-@contextlib.contextmanager
-def _decode_slot(is_file: bool, stop: threading.Event) -> Iterator[bool]:
-    """A turn to decode (files only); False if the source was stopped while waiting."""
-    if not is_file:
-        yield True
-        return
-    while not _FILE_DECODES.acquire(timeout=0.5):
-        if stop.is_set():
-            yield False
-            return
-    try:
-        yield True
-    finally:
-        _FILE_DECODES.release()
 
 
 class CaptureSource:
@@ -306,7 +257,7 @@ class CaptureSource:
         count = 0
         first = True
         while not self._stop.is_set():
-            with _decode_slot(self.is_file, self._stop) as granted:
+            with decode_slot(self.is_file, self._stop) as granted:
                 if not granted:
                     break
                 # One call (one trip out of the GIL and back) unless sampling may skip the decode.
@@ -322,7 +273,7 @@ class CaptureSource:
                 if now_media < next_due:
                     continue
                 next_due = max(next_due + every, now_media)
-                with _decode_slot(self.is_file, self._stop) as granted:
+                with decode_slot(self.is_file, self._stop) as granted:
                     ok, image = cap.retrieve() if granted else (False, None)
                 if not ok:
                     break

@@ -16,8 +16,9 @@ from streamd.metrics import Metrics
 from streamd.pipeline import Chain
 from streamd.publish import Publisher
 from streamd.queue import FrameQueue
-from streamd.sources.capture import CaptureSource, RegionInput
+from streamd.sources.capture import CaptureSource
 from streamd.sources.numbering import FrameNumbers
+from streamd.sources.reading import RegionInput
 from streamd.sources.runtime import SourceRuntime
 from streamd.supervisor import Supervisor
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from streamd.config import MqttConfig
 from streamd.demo.broker import free_port
 from streamd.metrics import Metrics
-from streamd.sinks.mqtt import Connection, MqttSink
+from streamd.sinks.connect import Connection
+from streamd.sinks.mqtt import MqttSink
 
 
 async def started(config: MqttConfig) -> MqttSink:

@@ -107,3 +107,26 @@ def test_private_mqtt_internals_are_reached_from_one_module_that_checks_versions
                 if not (isinstance(base, ast.Name) and base.id == "self"):
                     reaching.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert {r.split(":")[0] for r in reaching} == {"sinks/internals.py"}, reaching
+
+
+def test_no_module_over_350_lines_and_the_daemon_composes_in_at_most_250() -> None:
+    long = {
+        str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 350
+    }
+    assert long == {}, long
+    tree = ast.parse((PACKAGE / "daemon.py").read_text())
+    daemon = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "Daemon")
+    assert daemon.end_lineno is not None and daemon.end_lineno - daemon.lineno + 1 <= 250
+
+
+def test_stages_are_told_apart_by_attributes_not_by_isinstance() -> None:
+    contract = {"Stage", "SourceHandler", "Handler", "PerSource", "Starts", "Finishes", "WantsSkipped"}
+    contract |= {"WantsPackets", "HearsTrackEnds", "EndsTracks"}
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance":
+                names = {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)}
+                if names & contract:
+                    found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert found == []

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from streamd.bench.common import Progress
-from streamd.cli import build_parser
+from streamd.commands import build_parser
 
 
 def test_help_lists_no_hidden_command() -> None:

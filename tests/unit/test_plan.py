@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamd.service.merge import merge_expositions
-from streamd.service.parent import merge_stats
+from streamd.service.merge import merge_expositions, merge_stats
 from streamd.service.plan import Assignment, assign, format_cores, make_plan, moved, split_cores, worker_count
 
 
