@@ -125,7 +125,7 @@ class SourceSet:
 
     async def stop_all(self, timeout: float) -> None:
         """Shutdown, first step: readers notice the stop within one frame read; their last
-        frames still count (:meth:`finish_all` once the engine has drained)."""
+        frames still count (:meth:`retire_all` once the engine has drained)."""
         readers = [runtime.reader for runtime in self.runtimes.values()]
         for reader in readers:
             reader.stop()
@@ -133,11 +133,11 @@ class SourceSet:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readers)), timeout)
 
-    def finish_all(self) -> None:
-        """Shutdown, once the engine has drained: every source's handlers finish (tracks end,
-        their end events go out before MQTT closes)."""
-        for runtime in self.runtimes.values():
-            self._chain.detach(runtime.route)
+    async def retire_all(self, timeout: float) -> None:
+        """Shutdown, once the engine has drained: every source retires the one way a source
+        does (its handlers finish, tracks end, their end events go out before MQTT closes)."""
+        runtimes = list(self.runtimes.values())
+        await asyncio.gather(*(r.retire(stop_reader=False, timeout=timeout) for r in runtimes))
 
     async def all_done(self) -> None:
         while True:
