@@ -12,21 +12,15 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from streamd.config_objects import (
-    MAX_NAME,
-    LineConfig,
-    MotionConfig,
-    ObjectFilter,
-    Polygon,
-    RecordingConfig,
-    SnapshotConfig,
-    TrackingConfig,
-    ZoneConfig,
-    topic_name,
-)
+from streamd.config_objects import MAX_NAME, Polygon, Strict, topic_name
+from streamd.filters.config import ObjectFilter
+from streamd.recording.config import RecordingConfig
 from streamd.redact import CameraUrlError, parse_camera_url, redact_uri
+from streamd.snapshots.config import SnapshotConfig
+from streamd.sources.motion_config import MotionConfig
+from streamd.tracking.config import LineConfig, TrackingConfig, ZoneConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/streamd/streamd.toml")
 
@@ -52,15 +46,10 @@ def _default_instance() -> str:
     return re.sub(r"[^a-z0-9_-]", "-", host) or "streamd"
 
 
-class _Strict(BaseModel):
-    # No inf or nan anywhere: every number has a range an operator can reason about.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
 Device = Annotated[str, Field(min_length=1, pattern=r"^[A-Z][A-Z0-9_.:,]*$")]
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     path: Path
     decoder: Literal["auto", "tf-od", "ssd", "yolo", "paddle-det", "classification"] = "auto"
     labels: str = "coco"
@@ -108,7 +97,7 @@ class ModelConfig(_Strict):
         return value
 
 
-class SourceConfig(_Strict):
+class SourceConfig(Strict):
     name: str
     uri: str
     max_fps: float = Field(default=0.0, ge=0.0, le=1000.0)
@@ -200,7 +189,7 @@ def _default_queue_bytes() -> int:
     return int(min(1 << 30, physical // 8))
 
 
-class QueueConfig(_Strict):
+class QueueConfig(Strict):
     size: int = Field(default=64, gt=0, le=100_000)  # frames kept per source while inference is busy
     # All sources together, in bytes of frame data: memory stays bounded whatever the number of
     # sources (past it, the oldest frame of the source holding the most is dropped; 'block'
@@ -208,13 +197,13 @@ class QueueConfig(_Strict):
     max_bytes: int = Field(default_factory=_default_queue_bytes, ge=1 << 20, le=1 << 40)
 
 
-class TlsConfig(_Strict):
+class TlsConfig(Strict):
     ca: str = ""
     cert: str = ""
     key: str = ""
 
 
-class MqttConfig(_Strict):
+class MqttConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, gt=0, lt=65536)
     topic_prefix: str = "streamd"
@@ -264,7 +253,7 @@ class MqttConfig(_Strict):
         return value
 
 
-class MetricsConfig(_Strict):
+class MetricsConfig(Strict):
     listen: str = "127.0.0.1:9108"  # "" disables the HTTP endpoint
 
     @field_validator("listen")
@@ -277,7 +266,7 @@ class MetricsConfig(_Strict):
         return value
 
 
-class HttpConfig(_Strict):
+class HttpConfig(Strict):
     # What a notification can open: the base URL this server is reached at from outside (a reverse
     # proxy, the host's name), put before the paths in messages (a clip's ``url``). "" = paths only.
     public_url: str = ""
@@ -290,12 +279,12 @@ class HttpConfig(_Strict):
         return value.rstrip("/")
 
 
-class LogConfig(_Strict):
+class LogConfig(Strict):
     format: Literal["json", "console", "auto"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class DaemonConfig(_Strict):
+class DaemonConfig(Strict):
     shutdown_timeout: float = Field(default=10.0, gt=0, le=3600)
     stats_interval: float = Field(default=10.0, ge=1.0, le=86400)
     # Worker processes, each a whole pipeline for its share of the sources on its own cores:
@@ -303,7 +292,7 @@ class DaemonConfig(_Strict):
     workers: Literal["auto"] | Annotated[int, Field(ge=1, le=256)] = "auto"
 
 
-class Config(_Strict):
+class Config(Strict):
     model: ModelConfig
     sources: list[SourceConfig] = Field(min_length=1)
     queue: QueueConfig = Field(default_factory=QueueConfig)

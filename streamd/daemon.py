@@ -19,6 +19,7 @@ from streamd import __version__, systemd
 from streamd.config import Config, SourceConfig
 from streamd.config_objects import state_directory
 from streamd.control import Switches, switches_path
+from streamd.detections.stage import DetectionsStage
 from streamd.exits import EX_NOINPUT
 from streamd.failures import Failures
 from streamd.health import HealthServer, Response, readiness, standard_routes
@@ -33,14 +34,13 @@ from streamd.recording.serve import clips_handler, recording_folders
 from streamd.recording.stage import CLIPS_PATH
 from streamd.reload import apply_reload
 from streamd.sinks.mqtt import MqttSink
-from streamd.sinks.payload import DetectionsStage
 from streamd.snapshots.stage import SnapshotStage
 from streamd.sources.manager import SourceSet
 from streamd.sources.numbering import FrameNumbers
 from streamd.sources.reading import RegionInput
 from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.stages import build as build_stages
-from streamd.stats import StatsStage
+from streamd.stats.stage import StatsStage
 from streamd.supervisor import Supervisor
 from streamd.tracking.stage import TrackingStage
 from streamd.types import Result

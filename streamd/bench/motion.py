@@ -17,8 +17,8 @@ from typing import Any
 
 from streamd.bench.pipeline import measure_pipeline
 from streamd.config import Config, SourceConfig
-from streamd.config_objects import MotionConfig
 from streamd.demo.clip import make_quiet_clip
+from streamd.sources.motion_config import MotionConfig
 from streamd.types import Result
 
 FPS = 15.0

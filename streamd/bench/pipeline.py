@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from streamd.bench.common import WARMUP_FRAMES, Progress, percentile, proc_status, rss_mb, thread_cpu_seconds
 from streamd.config import Config, is_file_uri
-from streamd.config_objects import TrackingConfig
 from streamd.daemon import Daemon
 from streamd.sinks.outbox import Message
+from streamd.tracking.config import TrackingConfig
 from streamd.types import Result
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from streamd.bench.pipeline import measure_pipeline
 from streamd.config import Config
-from streamd.config_objects import RecordingConfig, TrackingConfig
+from streamd.recording.config import RecordingConfig
+from streamd.tracking.config import TrackingConfig
 
 ARMS = ("off", "ring_only", "on")
 

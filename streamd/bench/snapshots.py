@@ -10,7 +10,8 @@ from typing import Any
 
 from streamd.bench.pipeline import measure_pipeline
 from streamd.config import Config
-from streamd.config_objects import SnapshotConfig, TrackingConfig
+from streamd.snapshots.config import SnapshotConfig
+from streamd.tracking.config import TrackingConfig
 
 
 def with_snapshots(config: Config, on: bool) -> Config:

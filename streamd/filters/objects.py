@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamd.config import SourceConfig
-from streamd.config_objects import ObjectFilter
+from streamd.filters.config import ObjectFilter
 from streamd.geometry import anchor, inside, to_pixels
 from streamd.metrics import Metrics
 from streamd.stages import SourceHandler, Stage, StageContext

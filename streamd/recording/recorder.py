@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamd.config_objects import RecordingConfig
 from streamd.logging import get_logger
 from streamd.private import private_folder
 from streamd.recording.clip import OWN_CLIP, OWN_PARTIAL, ClipFile, partial_name
+from streamd.recording.config import RecordingConfig
 from streamd.recording.ring import PacketRing
 from streamd.retention import prune
 from streamd.sources.packets import StoredPacket, StreamTemplate

@@ -9,8 +9,8 @@ import json
 from collections.abc import Callable
 
 from streamd.config import SourceConfig
-from streamd.config_objects import RecordingConfig
 from streamd.logging import get_logger
+from streamd.recording.config import RecordingConfig
 from streamd.recording.recorder import Clip, Recorder
 from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.timestamps import rfc3339

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamd.config_objects import SnapshotConfig
+from streamd.snapshots.config import SnapshotConfig
 from streamd.types import Box
 
 EDGE = 2.0  # pixels: a box this close to the frame's edge is cut by it

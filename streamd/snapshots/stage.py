@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from streamd.config import SourceConfig
-from streamd.config_objects import SnapshotConfig
 from streamd.logging import get_logger
+from streamd.snapshots.config import SnapshotConfig
 from streamd.snapshots.encode import encode
 from streamd.snapshots.keeper import Candidate, SnapshotKeeper
 from streamd.snapshots.store import SnapshotStore

@@ -13,8 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from streamd.config_objects import MotionConfig
 from streamd.geometry import to_pixels
+from streamd.sources.motion_config import MotionConfig
 from streamd.stages import SourceHandler
 from streamd.types import Box, Result
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamd.config_objects import MotionConfig
 from streamd.sources.motion import MotionDetector, MotionGate
+from streamd.sources.motion_config import MotionConfig
 
 RNG = np.random.default_rng(1)
 SCENE = RNG.integers(60, 200, (480, 640, 3), dtype=np.uint8)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamd.config_objects import ObjectFilter, SnapshotConfig
+from streamd.filters.config import ObjectFilter
 from streamd.filters.objects import merged, rejection
+from streamd.snapshots.config import SnapshotConfig
 from streamd.snapshots.keeper import SnapshotKeeper
 from streamd.tracking.tracker import Tracker, TrackerConfig
 from streamd.types import Detection

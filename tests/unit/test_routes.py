@@ -6,14 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamd.config import Config, ModelConfig, MqttConfig, SourceConfig
-from streamd.config_objects import SnapshotConfig, TrackingConfig
+from streamd.detections.stage import DetectionsStage
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain
 from streamd.sinks.mqtt import MqttSink
-from streamd.sinks.payload import DetectionsStage
+from streamd.snapshots.config import SnapshotConfig
 from streamd.snapshots.stage import SnapshotStage, SourceSnapshots
 from streamd.stages import SourceHandler, Stage, StageContext
-from streamd.stats import StatsStage
+from streamd.stats.stage import StatsStage
+from streamd.tracking.config import TrackingConfig
 from streamd.tracking.stage import SourceTracking, TrackingStage
 from streamd.types import Detection, Frame, Result
 

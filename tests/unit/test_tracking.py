@@ -7,9 +7,9 @@ import json
 import numpy as np
 
 from streamd.config import SourceConfig
-from streamd.config_objects import TrackingConfig
 from streamd.metrics import Metrics
 from streamd.timestamps import rfc3339
+from streamd.tracking.config import TrackingConfig
 from streamd.tracking.events import SourceEvents
 from streamd.tracking.tracker import Tracker, TrackerConfig
 from streamd.tracking.zones import Line, Zone

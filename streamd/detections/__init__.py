@@ -1,0 +1,1 @@
+"""The per-frame detections message on ``{source}/detections``."""

@@ -1,0 +1,1 @@
+"""Home Assistant MQTT discovery: entities per source and label, and whether each label is seen."""

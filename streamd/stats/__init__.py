@@ -1,0 +1,1 @@
+"""Per-frame counters and the ``{prefix}/{instance}/stats`` message."""
