@@ -64,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         configure(config.log.format, config.log.level)
         return run(config, load, workers=args.workers, config_path=args.config)
     if args.command == "check":
-        from streamd.check import check
+        from streamd.tools.check import check
 
         configure(config.log.format, config.log.level)  # its log lines (e.g. device_fallback) as run's
         return check(config, args.verify, (args.box_tolerance, args.score_tolerance), not args.config_only)
     if args.command == "quantize":
-        from streamd.quantize import quantize
+        from streamd.tools.quantize import quantize
 
         out = args.out or config.model.path.parent
         code, report = quantize(config, args.frames, out, args.min_agreement, tuple(args.ignore))

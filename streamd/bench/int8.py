@@ -13,7 +13,7 @@ from streamd.bench.model import run_benchmark_app
 from streamd.bench.pipeline import measure_pipeline
 from streamd.config import Config, is_file_uri
 from streamd.inference.model import compile_variant, prepare
-from streamd.quantize import check_agreement, reference_config, sample_frames
+from streamd.tools.quantize import check_agreement, reference_config, sample_frames
 
 
 def run_compare_int8(config: Config, int8_path: Path, frames: int, rounds: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from streamd.bench.model import measure_baseline, measure_ceiling, measure_decod
 from streamd.bench.pipeline import PipelineRun, measure_pipeline
 from streamd.config import Config
 from streamd.inference.model import compile_variant, prepare
-from streamd.verify import reference_input
+from streamd.tools.verify import reference_input
 
 
 def run_soak(config: Config, seconds: float) -> dict[str, Any]:

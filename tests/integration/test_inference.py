@@ -16,8 +16,8 @@ from streamd.config import Config, ConfigError, ModelConfig
 from streamd.config_file import parse_config
 from streamd.demo.clip import photo
 from streamd.inference.model import PreparedModel, compile_variant, frame_preparer, prepare, with_preprocessing
+from streamd.tools.verify import Tolerance, verify
 from streamd.types import Detection
-from streamd.verify import Tolerance, verify
 from tests import models
 from tests.clips import iou, mixed_clip
 

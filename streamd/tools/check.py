@@ -180,7 +180,7 @@ def _workers(config: Config) -> tuple[list[str], list[MqttConfig]]:
 
 def _verify(config: Config, clip_arg: str, tolerance: tuple[float, float]) -> int:
     from streamd.config import is_file_uri
-    from streamd.verify import Tolerance, verify
+    from streamd.tools.verify import Tolerance, verify
 
     clip = clip_arg or next((s.uri for s in config.sources if is_file_uri(s.uri)), "")
     if not clip:

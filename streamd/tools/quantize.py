@@ -31,9 +31,9 @@ from streamd.config import Config, ModelConfig
 from streamd.inference.model import PreparedModel, compile_variant, prepare
 from streamd.inference.shapes import fix_shapes
 from streamd.logging import get_logger
+from streamd.tools.verify import reference_input
 from streamd.tracking.tracker import greedy_match, iou_matrix
 from streamd.types import Detection
-from streamd.verify import reference_input
 
 log = get_logger(__name__)
 
