@@ -17,7 +17,7 @@ from streamd.config import Config, ConfigError
 from streamd.config_file import load_config, read_env_file
 from streamd.exits import EX_SOFTWARE, config_failure, startup_failure
 from streamd.logging import configure, get_logger
-from streamd.process import limit_malloc_arenas
+from streamd.runtime.process import limit_malloc_arenas
 from streamd.shard import Shard
 from streamd.shard import apply as apply_shard
 

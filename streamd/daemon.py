@@ -15,17 +15,15 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from prometheus_client import generate_latest
 
-from streamd import __version__, systemd
+from streamd import __version__
 from streamd.config import Config, SourceConfig
 from streamd.config_objects import state_directory
 from streamd.control import Switches, switches_path
 from streamd.detections.stage import DetectionsStage
 from streamd.exits import EX_NOINPUT
-from streamd.failures import Failures
 from streamd.health import HealthServer, Response, readiness, standard_routes
 from streamd.inference.adapter import AdapterFactory, OpenVinoAdapter
 from streamd.inference.slot import EngineSlot
-from streamd.lifecycle import Lifecycle
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain
@@ -33,6 +31,11 @@ from streamd.queue import FrameQueue
 from streamd.recording.serve import clips_handler, recording_folders
 from streamd.recording.stage import CLIPS_PATH
 from streamd.reload import apply_reload
+from streamd.runtime import systemd
+from streamd.runtime.failures import Failures
+from streamd.runtime.lifecycle import Lifecycle
+from streamd.runtime.supervisor import Supervisor
+from streamd.runtime.watchdog import ping_while_healthy
 from streamd.sinks.mqtt import MqttSink
 from streamd.snapshots.stage import SnapshotStage
 from streamd.sources.manager import SourceSet
@@ -41,10 +44,8 @@ from streamd.sources.reading import RegionInput
 from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.stages import build as build_stages
 from streamd.stats.stage import StatsStage
-from streamd.supervisor import Supervisor
 from streamd.tracking.stage import TrackingStage
 from streamd.types import Result
-from streamd.watchdog import ping_while_healthy
 
 if TYPE_CHECKING:
     from streamd.service.link import WorkerLink

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from streamd.config import SourceConfig
-from streamd.failures import Failures
 from streamd.logging import get_logger
+from streamd.runtime.failures import Failures
 from streamd.stages import SourceHandler, Stage
 from streamd.types import Result
 

@@ -24,14 +24,14 @@ from math import isfinite
 import numpy as np
 import openvino as ov
 
-from streamd.failures import Failures
-from streamd.handoff import Handoff
 from streamd.inference.adapter import AdapterFactory, InferenceAdapter, OpenVinoAdapter
 from streamd.inference.model import CompiledVariant, PreparedModel, compile_variant, frame_preparer
 from streamd.inference.regions import merge, shift
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue, QueueClosed
+from streamd.runtime.failures import Failures
+from streamd.runtime.handoff import Handoff
 from streamd.types import Detection, Frame, Result, Transform
 
 log = get_logger(__name__)

@@ -7,12 +7,12 @@ import asyncio
 import openvino as ov
 
 from streamd.config import ModelConfig
-from streamd.failures import Failures
 from streamd.inference.adapter import AdapterFactory, OpenVinoAdapter
 from streamd.inference.engine import Engine, ResultCallback
 from streamd.inference.model import prepare
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
+from streamd.runtime.failures import Failures
 
 log = get_logger(__name__)
 

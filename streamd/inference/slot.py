@@ -14,13 +14,13 @@ import numpy as np
 import openvino as ov
 
 from streamd.config import ModelConfig
-from streamd.failures import Failures
 from streamd.inference.adapter import AdapterFactory, OpenVinoAdapter
 from streamd.inference.engine import Engine, EngineStatus, ResultCallback
 from streamd.inference.loader import build_engine
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
+from streamd.runtime.failures import Failures
 from streamd.types import Transform
 
 log = get_logger(__name__)

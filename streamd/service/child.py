@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from streamd.backoff import Backoff
 from streamd.logging import get_logger
+from streamd.runtime.backoff import Backoff
 from streamd.service.link import PARENT_ENV, assignment_path, final_metrics_path, http_socket, notify_socket
 from streamd.service.plan import Assignment
 from streamd.sources.numbering import EPOCH_ENV, RESTARTED_ENV

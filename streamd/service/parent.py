@@ -26,13 +26,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.process_collector import ProcessCollector
 
-from streamd import __version__, systemd
+from streamd import __version__
 from streamd.config import Config, ConfigError, is_file_uri
 from streamd.health import HealthServer, Response, healthz, readiness_response
-from streamd.lifecycle import Lifecycle
 from streamd.logging import get_logger
 from streamd.recording.serve import clips_handler, recording_folders
 from streamd.recording.stage import CLIPS_PATH
+from streamd.runtime import systemd
+from streamd.runtime.lifecycle import Lifecycle
 from streamd.service.child import State, WorkerProcess
 from streamd.service.merge import merge_expositions, merge_stats
 from streamd.service.plan import Assignment, Plan, format_cores, make_plan, moved

@@ -12,12 +12,12 @@ import ssl
 
 import aiomqtt
 
-from streamd.backoff import Backoff
 from streamd.config import MqttConfig
 from streamd.logging import get_logger
+from streamd.runtime.backoff import Backoff
+from streamd.runtime.supervisor import end_within
 from streamd.sinks.connect import make_client
 from streamd.sinks.refusal import describe_refusal, refused_protocol
-from streamd.supervisor import end_within
 
 log = get_logger(__name__)
 

@@ -20,17 +20,17 @@ from collections.abc import Callable
 
 import aiomqtt
 
-from streamd.backoff import Backoff
 from streamd.config import MqttConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.publish import SinkStatus
+from streamd.runtime.backoff import Backoff
+from streamd.runtime.supervisor import end_within
 from streamd.sinks.connect import MAX_PAYLOAD, Connection, make_client, too_long, watch_acks, watch_messages
 from streamd.sinks.outbox import Message, Outbox
 from streamd.sinks.refusal import MqttUnavailable, describe_refusal, refused_protocol
 from streamd.sinks.retained import RetainedTopics
 from streamd.sinks.wire import Wire
-from streamd.supervisor import end_within
 
 log = get_logger(__name__)
 

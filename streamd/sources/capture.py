@@ -18,13 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamd.backoff import Backoff
 from streamd.config import SourceConfig, is_file_uri
-from streamd.handoff import Handoff
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
 from streamd.redact import redact_uri
+from streamd.runtime.backoff import Backoff
+from streamd.runtime.handoff import Handoff
 from streamd.sources.diagnose import describe_failure, diagnose
 from streamd.sources.motion import MotionGate, regions
 from streamd.sources.packets import PacketCapture, PacketRelay

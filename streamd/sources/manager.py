@@ -16,11 +16,11 @@ from streamd.metrics import Metrics
 from streamd.pipeline import Chain
 from streamd.publish import Publisher
 from streamd.queue import FrameQueue
+from streamd.runtime.supervisor import Supervisor
 from streamd.sources.capture import CaptureSource
 from streamd.sources.numbering import FrameNumbers
 from streamd.sources.reading import RegionInput
 from streamd.sources.runtime import SourceRuntime
-from streamd.supervisor import Supervisor
 
 log = get_logger(__name__)
 

@@ -9,8 +9,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from streamd import systemd
 from streamd.config import SourceConfig
+from streamd.runtime import systemd
 from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.timestamps import rfc3339
 from streamd.types import Result

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from streamd import systemd
+from streamd.runtime import systemd
 from tests.clips import mixed_clip
 from tests.conftest import REPO, Collected, Launch, Streamd, write_config
 

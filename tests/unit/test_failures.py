@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from streamd.config import SourceConfig
-from streamd.failures import FAILING_AFTER, Failures
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain
+from streamd.runtime.failures import FAILING_AFTER, Failures
 from streamd.stages import SourceHandler, Stage
 from streamd.types import Frame, Result
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from streamd.handoff import Handoff
+from streamd.runtime.handoff import Handoff
 
 
 async def test_batches_keep_order_against_the_threads_other_calls() -> None:

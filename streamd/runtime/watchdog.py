@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from streamd import systemd
 from streamd.logging import get_logger
+from streamd.runtime import systemd
 
 log = get_logger(__name__)
 

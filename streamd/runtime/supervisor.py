@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from streamd import systemd
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
+from streamd.runtime import systemd
 
 log = get_logger(__name__)
 
