@@ -7,13 +7,29 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 from abc import ABC, abstractmethod
+from types import FrameType
 
 from streamd.logging import get_logger
 
 log = get_logger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# A stop signal that came before ``serve()`` took the signals over (a worker still importing or
+# reading its config when its parent dies or stops the service): honoured once it has.
+EARLY_STOP = threading.Event()
+
+
+def catch_early_stop() -> None:
+    """From now until ``serve()`` runs, SIGTERM/SIGINT are remembered instead of killing the
+    process at once (their default), so a process stopped while it starts still drains."""
+
+    def remember(sig: int, frame: FrameType | None) -> None:
+        EARLY_STOP.set()
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, remember)
 
 
 class Lifecycle(ABC):
@@ -25,6 +41,8 @@ class Lifecycle(ABC):
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self.handle_exit, sig)
         loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
+        if EARLY_STOP.is_set():
+            self.handle_exit(signal.SIGTERM)
         self.on_loop(loop)
         try:
             await self.startup()

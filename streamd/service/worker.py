@@ -16,6 +16,7 @@ from pathlib import Path
 from streamd.config import ConfigError
 from streamd.exits import config_failure, startup_failure
 from streamd.logging import configure, get_logger
+from streamd.runtime.lifecycle import catch_early_stop
 from streamd.service.link import PARENT_ENV, WorkerLink
 
 PR_SET_PDEATHSIG = 1
@@ -34,6 +35,7 @@ def die_with_parent() -> None:
 
 
 def run_worker(config_path: Path, run_dir: Path, index: int) -> int:
+    catch_early_stop()  # a stop while this worker starts is a drain once it runs, not a silent death
     die_with_parent()
     link = WorkerLink(config_path, run_dir, index)
     # Before OpenVINO or OpenCV start a thread: both size their pools from this mask (checked:
