@@ -37,6 +37,11 @@ def sources(dead: int, camera_port: int) -> list[dict[str, object]]:
     ]
 
 
+async def streamd_check(config: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "streamd", "check", "-c", str(config)]
+    return await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=120)
+
+
 def assert_clean(*outputs: bytes | str) -> None:
     text = "".join(o.decode(errors="replace") if isinstance(o, bytes) else o for o in outputs)
     for name, secret in [*SECRETS.items(), ("broker", BROKER_PASSWORD)]:
@@ -66,13 +71,7 @@ async def test_no_secret_in_any_output_of_run_check_reload_and_mqtt_connect(
             metrics={"listen": f"127.0.0.1:{port}"},
         )
         try:
-            check = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "streamd", "check", "-c", str(config)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            check = await streamd_check(config)
             assert check.returncode == 69, check.stderr
             assert "slashed          REFUSED" in check.stdout, check.stdout + check.stderr  # not a crash
             assert "wrong            AUTH FAILED (401)" in check.stdout, check.stdout
@@ -121,13 +120,7 @@ async def test_an_unparsable_camera_url_is_a_config_error_naming_the_key(tmp_pat
         ("http://[::1/x", "IPv6"),
     ):
         config = write_config(tmp_path / "streamd.toml", default_model, [{"name": "cam", "uri": uri}], 1883)
-        result = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "streamd", "check", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = await streamd_check(config)
         assert result.returncode == 78, result.stderr
         assert 'sources["cam"].uri' in result.stderr and says in result.stderr, result.stderr
         assert "pw0rd" not in result.stdout + result.stderr
