@@ -29,9 +29,6 @@ SOURCE_ERROR_KINDS = ("missing", "unreadable", "corrupt", "truncated")
 STREAM_ERROR_KINDS = ("auth", "refused", "timeout", "not_found", "no_video", "unreachable")
 
 
-RECORDING_ERRORS = ("no_space", "unwritable", "write_error", "backlog", "crashed")
-
-
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -116,20 +113,6 @@ class Metrics:
         self.tracks_stationary = Gauge(
             "streamd_tracks_stationary", "Confirmed tracks that stand still", ["source"], registry=r
         )
-        outcomes = "Snapshots by outcome (published, error, save_error, rejected)"
-        self.snapshots = counter("snapshots", outcomes, ("source", "outcome"))
-        self.clips = counter("clips", "Clips recorded and announced, one per track they show", ("source", "label"))
-        self.recording_bytes = Gauge(
-            "streamd_recording_bytes", "Bytes of this source's clips on disk", ("source",), registry=r
-        )
-        reasons = "Recording refused by the disk (no_space, unwritable, write_error) or packets dropped (backlog)"
-        self.recording_errors = counter("recording_errors", reasons, ("source", "reason"))
-        self.snapshot_seconds = Histogram(
-            "streamd_snapshot_seconds",
-            "JPEG encoding of one snapshot (in a worker thread)",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
-            registry=r,
-        )
         self.processing_errors = counter(
             "processing_errors", "Frames a decoder or a stage failed on (see the log)", ("source", "stage")
         )
@@ -170,15 +153,6 @@ class Metrics:
         if config.tracking is not None:
             self.tracks_active.labels(source)
             self.tracks_stationary.labels(source)
-        if config.snapshots is not None:
-            for outcome in ("published", "error", "save_error", "rejected"):
-                self.snapshots.labels(source, outcome)
-        if config.recording is not None:
-            self.recording_bytes.labels(source)
-            for reason in RECORDING_ERRORS:
-                self.recording_errors.labels(source, reason)
-            for label in config.recording.labels:
-                self.clips.labels(source, label)
         for label, rule in config.filters.items():
             for reason, value in rule.model_dump().items():
                 if value not in (None, [], 0, 0.0):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from streamd.config import SourceConfig
 from streamd.logging import get_logger
 from streamd.recording.config import RecordingConfig
+from streamd.recording.metrics import RecordingMetrics
 from streamd.recording.recorder import Clip, Recorder
 from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.timestamps import rfc3339
@@ -28,7 +29,7 @@ class RecordingStage(Stage):
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
         self._sink = context.publisher
-        self._metrics = context.metrics
+        self._metrics = RecordingMetrics(context.metrics.registry)
         self._public_url = context.config.http.public_url  # before the clip's path in its message
         self.stopped: dict[str, str] = {}  # sources whose recording is stopped, and why (/readyz)
         self._recorders: set[Recorder] = set()
@@ -59,6 +60,7 @@ class RecordingStage(Stage):
         return SourceRecording(recorder, config.recording, self)
 
     def started(self, recorder: Recorder) -> None:
+        self._metrics.init_source(recorder.source, recorder.config)
         self._recorders = {r for r in self._recorders if r.alive}  # those of retired sources, once done
         self._recorders.add(recorder)
         self._recording.add(recorder.source)
@@ -100,13 +102,13 @@ class RecordingStage(Stage):
         log.info("clip_saved", source=clip.source, file=str(clip.path), bytes=clip.bytes, tracks=len(clip.tracks))
 
     def _stored(self, source: str, total: int) -> None:
-        self._metrics.recording_bytes.labels(source).set(total)
+        self._metrics.bytes.labels(source).set(total)
 
     def _fault(self, source: str, reason: str | None, message: str | None) -> None:
         if reason is None:
             self.stopped.pop(source, None)
             return
-        self._metrics.recording_errors.labels(source, reason).inc()
+        self._metrics.errors.labels(source, reason).inc()
         if source in self._recording:  # not for a source that is gone: /readyz speaks of the running
             self.stopped[source] = f"recording {source} stopped ({message or reason})"
 

@@ -16,6 +16,7 @@ from streamd.logging import get_logger
 from streamd.snapshots.config import SnapshotConfig
 from streamd.snapshots.encode import encode
 from streamd.snapshots.keeper import Candidate, SnapshotKeeper
+from streamd.snapshots.metrics import SnapshotMetrics
 from streamd.snapshots.store import SnapshotStore
 from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.timestamps import rfc3339
@@ -31,7 +32,7 @@ class SnapshotStage(Stage):
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
         self._sink = context.publisher
-        self._metrics = context.metrics
+        self._metrics = SnapshotMetrics(context.metrics.registry)
         self.enabled: dict[str, bool] = {}  # the snapshots switch, per source (MQTT control)
         self._pending: set[asyncio.Task[dict[str, Any] | None]] = set()
         self.seconds: list[float] = []  # encode time of each snapshot (bench and tests)
@@ -44,6 +45,9 @@ class SnapshotStage(Stage):
         if config.save_dir:
             store = SnapshotStore(Path(config.save_dir).expanduser(), config.max_bytes, config.max_age)
         return SourceSnapshots(source_config.name, config, store, self)
+
+    def metrics_of(self, source: str) -> None:
+        self._metrics.init_source(source)
 
     def set_enabled(self, source: str, on: bool) -> None:
         self.enabled[source] = on
@@ -74,7 +78,7 @@ class SnapshotStage(Stage):
             return None
         seconds = time.perf_counter() - started
         self.seconds.append(seconds)
-        self._metrics.snapshot_seconds.observe(seconds)
+        self._metrics.seconds.observe(seconds)
         label = candidate.label.replace(" ", "_")
         topic = self._sink.topic(source, f"snapshot/{label}")
         if not self._sink.publish(topic, crop, retain=True):
@@ -136,6 +140,9 @@ class SourceSnapshots(SourceHandler):
         if candidate is None or not self._stage.is_enabled(self._source):
             return None
         return self._stage.publish(self._source, candidate, self._config, self._store)
+
+    def start(self) -> None:
+        self._stage.metrics_of(self._source)
 
     def finish(self) -> None:
         self._keeper.clear()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import generate_latest
 
-from streamd.config import SourceConfig
+from streamd.config import Config, ModelConfig, MqttConfig, SourceConfig
 from streamd.metrics import Metrics
+from streamd.sinks.mqtt import MqttSink
+from streamd.snapshots.stage import SnapshotStage
+from streamd.stages import StageContext
 
 
 def _names(metrics: Metrics, source: str) -> set[str]:
@@ -19,17 +24,23 @@ def _names(metrics: Metrics, source: str) -> set[str]:
 
 def test_series_exist_from_the_start_for_the_features_a_source_has() -> None:
     metrics = Metrics()
-    metrics.init_source(
-        SourceConfig(
-            name="drive",
-            uri="rtsp://cam/1",
-            tracking={},
-            snapshots={},
-            motion={},
-            filters={"person": {"min_score": 0.6}},
-        )
+    drive_config = SourceConfig(
+        name="drive",
+        uri="rtsp://cam/1",
+        tracking={},
+        snapshots={},
+        motion={},
+        filters={"person": {"min_score": 0.6}},
     )
+    metrics.init_source(drive_config)
     metrics.init_source(SourceConfig(name="plain", uri="/clips/a.mp4"))
+    # A feature's own series come with its stage's handler, when the source starts.
+    mqtt = MqttConfig(instance="test")
+    config = Config(model=ModelConfig.model_construct(path=Path("m.xml")), sources=[drive_config], mqtt=mqtt)
+    snapshots = SnapshotStage(StageContext(MqttSink(mqtt, metrics), metrics, config, Path("/tmp")))
+    handler = snapshots.for_source(drive_config)
+    assert handler is not None and snapshots.for_source(SourceConfig(name="plain", uri="/clips/a.mp4")) is None
+    handler.start()
     drive, plain = _names(metrics, "drive"), _names(metrics, "plain")
     assert 'streamd_frames_skipped_total{reason="no_motion",source="drive"' in drive
     assert 'streamd_tracks_stationary{source="drive"' in drive
