@@ -84,16 +84,6 @@ class Metrics:
         )
         self.detections = Counter("streamd_detections", "Objects detected", ["source", "label"], registry=r)
         self.build = Info("streamd_build", "streamd version", registry=r)
-        self.tracks_active = Gauge("streamd_tracks_active", "Confirmed tracks per source", ["source"], registry=r)
-        self.track_events = Counter(
-            "streamd_track_events",
-            "Track events (new, update, end, enter, exit, cross, stationary, active)",
-            ["source", "type"],
-            registry=r,
-        )
-        self.zone_occupancy = Gauge(
-            "streamd_zone_occupancy", "Tracked objects inside a zone", ["source", "zone", "label"], registry=r
-        )
 
         self.mqtt_buffer_unwritable = Gauge(
             "streamd_mqtt_buffer_unwritable",
@@ -109,9 +99,6 @@ class Metrics:
         # Object filters and masks, and tracks never announced (threshold, required_zones).
         self.detections_filtered = counter(
             "detections_filtered", "Detections removed by filters", ("source", "label", "reason")
-        )
-        self.tracks_stationary = Gauge(
-            "streamd_tracks_stationary", "Confirmed tracks that stand still", ["source"], registry=r
         )
         self.processing_errors = counter(
             "processing_errors", "Frames a decoder or a stage failed on (see the log)", ("source", "stage")
@@ -150,9 +137,6 @@ class Metrics:
         if config.motion is not None:
             for reason in ("no_motion", "interval"):
                 self.frames_skipped.labels(source, reason)
-        if config.tracking is not None:
-            self.tracks_active.labels(source)
-            self.tracks_stationary.labels(source)
         for label, rule in config.filters.items():
             for reason, value in rule.model_dump().items():
                 if value not in (None, [], 0, 0.0):

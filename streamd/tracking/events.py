@@ -14,8 +14,8 @@ from typing import Any
 
 from streamd.config import SourceConfig
 from streamd.geometry import Point, anchor, to_pixels
-from streamd.metrics import Metrics
 from streamd.timestamps import rfc3339
+from streamd.tracking.metrics import TrackingMetrics
 from streamd.tracking.tracker import Track, Tracker, TrackerConfig
 from streamd.tracking.zones import Line, Zone
 from streamd.types import Detection
@@ -33,7 +33,7 @@ class SourceEvents:
         self,
         config: SourceConfig,
         publish: Publish,
-        metrics: Metrics,
+        metrics: TrackingMetrics,
         before_end: BeforeEnd | None = None,
         ids: Iterator[int] | None = None,
     ) -> None:
@@ -158,7 +158,7 @@ class SourceEvents:
         if track.id in self._pending:
             self._pending.discard(track.id)
             reason = self._held_back_by(track) or "required_zones"  # one of the two held it back
-            self._metrics.detections_filtered.labels(self.source, track.label, reason).inc()
+            self._metrics.filtered.labels(self.source, track.label, reason).inc()
             for zone in self.zones:
                 zone.forget(track.id)
             return

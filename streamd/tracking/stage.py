@@ -11,6 +11,7 @@ from typing import Any
 from streamd.config import SourceConfig
 from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.tracking.events import SourceEvents
+from streamd.tracking.metrics import TrackingMetrics
 from streamd.types import Result, TrackedObject
 
 
@@ -24,7 +25,7 @@ class TrackingStage(Stage):
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
         self._sink = context.publisher
-        self._metrics = context.metrics
+        self._metrics = TrackingMetrics(context.metrics.registry, context.metrics.detections_filtered)
         self._ids: dict[str, Iterator[int]] = {}  # track ids per source, for the whole run
         self.seconds = 0.0  # time spent tracking, for the bench and the shutdown log
         self.frames = 0
@@ -41,6 +42,9 @@ class TrackingStage(Stage):
             ids=self._ids.setdefault(source, itertools.count(1)),
         )
         return SourceTracking(events, self)
+
+    def series_for(self, source: str) -> None:
+        self._metrics.init_source(source)
 
     def add_time(self, seconds: float) -> None:
         self.seconds += seconds
@@ -62,6 +66,9 @@ class SourceTracking(SourceHandler):
         self._last_frame = 0
         self._listeners: Sequence[SourceHandler] = ()
         self._finished = False
+
+    def start(self) -> None:
+        self._stage.series_for(self.events.source)
 
     def listen(self, listeners: Sequence[SourceHandler]) -> None:
         """Later handlers that add to a track's end event (its snapshot)."""

@@ -11,6 +11,7 @@ from streamd.metrics import Metrics
 from streamd.sinks.mqtt import MqttSink
 from streamd.snapshots.stage import SnapshotStage
 from streamd.stages import StageContext
+from streamd.tracking.stage import TrackingStage
 
 
 def _names(metrics: Metrics, source: str) -> set[str]:
@@ -37,10 +38,11 @@ def test_series_exist_from_the_start_for_the_features_a_source_has() -> None:
     # A feature's own series come with its stage's handler, when the source starts.
     mqtt = MqttConfig(instance="test")
     config = Config(model=ModelConfig.model_construct(path=Path("m.xml")), sources=[drive_config], mqtt=mqtt)
-    snapshots = SnapshotStage(StageContext(MqttSink(mqtt, metrics), metrics, config, Path("/tmp")))
-    handler = snapshots.for_source(drive_config)
-    assert handler is not None and snapshots.for_source(SourceConfig(name="plain", uri="/clips/a.mp4")) is None
-    handler.start()
+    context = StageContext(MqttSink(mqtt, metrics), metrics, config, Path("/tmp"))
+    for stage in (SnapshotStage(context), TrackingStage(context)):
+        handler = stage.for_source(drive_config)
+        assert handler is not None and stage.for_source(SourceConfig(name="plain", uri="/clips/a.mp4")) is None
+        handler.start()
     drive, plain = _names(metrics, "drive"), _names(metrics, "plain")
     assert 'streamd_frames_skipped_total{reason="no_motion",source="drive"' in drive
     assert 'streamd_tracks_stationary{source="drive"' in drive

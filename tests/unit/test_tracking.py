@@ -11,6 +11,7 @@ from streamd.metrics import Metrics
 from streamd.timestamps import rfc3339
 from streamd.tracking.config import TrackingConfig
 from streamd.tracking.events import SourceEvents
+from streamd.tracking.metrics import TrackingMetrics
 from streamd.tracking.tracker import Tracker, TrackerConfig
 from streamd.tracking.zones import Line, Zone
 from streamd.types import Detection
@@ -68,7 +69,10 @@ def test_line_counts_only_crossings_between_its_ends() -> None:
 def test_end_reports_the_last_observed_box_inside_the_frame_not_the_prediction() -> None:
     published: list[tuple[str, str, bool]] = []
     config = SourceConfig(name="cam", uri="a.mp4", tracking=TrackingConfig(min_hits=2, max_age=30))
-    events = SourceEvents(config, lambda *m: published.append(m), Metrics())
+    metrics = Metrics()
+    events = SourceEvents(
+        config, lambda *m: published.append(m), TrackingMetrics(metrics.registry, metrics.detections_filtered)
+    )
     # Walking right 40 px a frame, leaving a 640-wide frame at frame 13; then nothing for max_age.
     last = None
     for frame in range(45):
