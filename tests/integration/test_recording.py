@@ -310,3 +310,36 @@ async def test_a_linked_source_folder_is_written_and_pruned_privately_and_the_an
     for path in (tmp_path / "mqtt-buffer").iterdir():
         assert os.stat(path).st_mode & 0o777 == 0o600, path
     assert os.stat(tmp_path / "mqtt-buffer").st_mode & 0o777 == 0o700
+
+
+async def test_a_killed_parent_is_one_drain_and_the_open_clip_is_finished_and_announced(
+    tmp_path: Path, default_model: Path, broker, subscriber: Collected
+) -> None:
+    """#32: ``kill -9`` of the worker service's parent sent the workers SIGTERM twice; the second
+    cut the drain short and the open clip stayed a ``.part`` with no message."""
+    from tests.clips import mixed_clip
+
+    rtsp = camera(tmp_path)
+    clip, _ = mixed_clip(tmp_path)
+    porch = {
+        "name": "porch",
+        "uri": rtsp.url,
+        "read_timeout": 5.0,
+        "tracking": {"max_age": 8},
+        "recording": {"dir": tmp_path / "recordings", **RECORDING},
+    }
+    other = {"name": "yard", "uri": clip, "loop": True}
+    config = write_config(tmp_path / "streamd.toml", default_model, [porch, other], broker.port, daemon={"workers": 2})
+    daemon = await Streamd("run", "-c", str(config)).start()
+    try:
+        await subscriber.wait_for(lambda c: any(e["type"] == "new" for e in c.json("/porch/events")), 90)
+        daemon.signal(signal.SIGKILL)  # the person is still there: their clip is open
+        await daemon.wait(60)
+    finally:
+        rtsp.kill()
+    await subscriber.wait_for(lambda c: c.on("/porch/clip/person"), 30)
+    message = subscriber.json("/porch/clip/person")[0]
+    folder = tmp_path / "recordings" / "porch"
+    assert (folder / message["file"]).is_file() and not list(folder.glob(".*.part"))
+    drained = [e for e in daemon.events() if e.get("event") == "stopped" and "worker" in e]
+    assert len(drained) == 2 and not [e for e in daemon.events() if e.get("event") == "forced_exit"]
