@@ -45,36 +45,32 @@ def mask(text: str) -> str:
 
 
 def _masked(value: Any) -> Any:
+    """The value with secrets masked; an object becomes its masked text here, so no renderer's
+    ``repr`` or ``str`` can bring a secret back."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, str):
         return mask(value)
     if isinstance(value, dict):
         return {k: _masked(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return [_masked(v) for v in value]
     if isinstance(value, BaseException):
         return mask(repr(value))
-    return value
+    return mask(str(value))
 
 
 def mask_secrets(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """A structlog processor, after the traceback is formatted: secrets out of every field."""
+    """A structlog processor, after the traceback is formatted: secrets out of every field. An
+    event name (a bare identifier, written in code) is left as it is, so a password that happens
+    to be a word (``stream``) cannot rename ``source_streaming``; a library's message is masked."""
     if not _secrets:
         return event
     for key, value in event.items():
+        if key == "event" and isinstance(value, str) and value.isidentifier():
+            continue
         event[key] = _masked(value)
     return event
-
-
-class _Rendered:
-    """The renderer, then the mask once more over the finished line: a value rendered by
-    ``repr`` or ``str`` after the field walk (an object's own text) cannot carry a secret out."""
-
-    def __init__(self, renderer: Any) -> None:
-        self.renderer = renderer
-
-    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
-        line = self.renderer(logger, method, event)
-        return mask(line) if isinstance(line, str) and _secrets else line
 
 
 class _ToStructlog(logging.Handler):
@@ -124,7 +120,7 @@ def configure(fmt: str = "json", level: str = "info", **fields: Any) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             mask_secrets,
-            _Rendered(renderer),
+            renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         # One write per line (message and newline together): worker processes share the

@@ -16,6 +16,7 @@ from typing import ClassVar
 import pytest
 import structlog
 
+from streamd import logging as streamd_logging
 from streamd.logging import add_secrets, configure, get_logger
 from streamd.redact import CameraUrlError, parse_camera_url, redact_uri, uri_secrets
 from streamd.sources.diagnose import diagnose
@@ -67,8 +68,10 @@ def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     out = io.StringIO()
     monkeypatch.setattr(sys, "stderr", out)
     hooks = sys.excepthook, threading.excepthook, logging.getLogger().handlers[:]
+    known = list(streamd_logging._secrets)
     configure("json", "info")
     yield out
+    streamd_logging._secrets[:] = known  # this test's secrets are not the rest of the session's
     sys.excepthook, threading.excepthook = hooks[0], hooks[1]
     logging.getLogger().handlers = hooks[2]
     structlog.reset_defaults()
@@ -147,3 +150,11 @@ def test_a_redirect_on_the_same_origin_keeps_them(two_hosts: tuple[int, int]) ->
     _Recorder.redirect_to = f"http://127.0.0.1:{camera}/moved"
     assert diagnose(f"http://user:pw@127.0.0.1:{camera}/cam", 5.0) == ("auth", 401)
     assert [auth is not None for _, auth in _Recorder.seen] == [True, True]
+
+
+def test_a_password_that_is_a_word_does_not_rename_events(log_output: io.StringIO) -> None:
+    add_secrets({"stream"})
+    get_logger("test").info("source_streaming", uri="rtsp://u:stream@cam/x", note="a stream of frames")
+    event = json.loads(log_output.getvalue().splitlines()[-1])
+    assert event["event"] == "source_streaming" and event["uri"] == "rtsp://u:***@cam/x"
+    assert event["note"] == "a *** of frames"  # hiding too much, never too little
