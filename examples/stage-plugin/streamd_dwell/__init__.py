@@ -18,9 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from streamd.config import SourceConfig
 from streamd.geometry import anchor, inside, to_pixels
+from streamd.logging import get_logger
 from streamd.publish import Publisher
 from streamd.stages import SourceHandler, Stage
 from streamd.types import Result
+
+log = get_logger(__name__)
 
 
 class DwellSettings(BaseModel):
@@ -74,6 +77,9 @@ class DwellStage(Stage):
     def for_source(self, source: SourceConfig) -> SourceHandler | None:
         settings = self.settings_of(source)
         if settings is None:
+            return None
+        if source.tracking is None:  # it reads tracks: without tracking it would never say a thing
+            log.warning("dwell_needs_tracking", source=source.name, note="add [sources.tracking]")
             return None
         return SourceDwell(source.name, settings, self.context.publisher)
 
