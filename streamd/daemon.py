@@ -164,7 +164,10 @@ class Daemon(Lifecycle):
     # -- lifecycle --------------------------------------------------------------------------
 
     def drain_whatever_comes(self) -> bool:
-        return self.worker is not None and self.worker.orphaned()
+        """A worker never takes a second signal as "exit now": its parent escalates with SIGKILL,
+        and when the parent dies the kernel may signal it once per thread of the dying parent
+        (PR_SET_PDEATHSIG follows the thread the worker was reparented to)."""
+        return self.worker is not None
 
     def on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.set_exception_handler(self.supervisor.loop_exception)

@@ -51,6 +51,9 @@ class Lifecycle(ABC):
             await self.shutdown()
             for sig in (*STOP_SIGNALS, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            # Drained: a late signal must not kill the process in its last steps (a worker
+            # cleaning its run directory) by the default action; the process exits anyway.
+            catch_early_stop()
         return self.exit_code
 
     def handle_exit(self, sig: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 from pathlib import Path
 
 from streamd.config import Config
@@ -24,6 +25,12 @@ def http_socket(run_dir: Path, index: int) -> Path:
 
 def notify_socket(run_dir: Path, index: int) -> Path:
     return run_dir / f"worker-{index}.notify"
+
+
+def stopping_marker(run_dir: Path) -> Path:
+    """Written by the parent before it stops its workers: a worker that finds it was stopped by a
+    living parent, which cleans the run directory itself."""
+    return run_dir / "stopping"
 
 
 def final_metrics_path(run_dir: Path, index: int) -> Path:
@@ -47,6 +54,7 @@ class WorkerLink:
         self.run_dir = run_dir
         self.index = index
         self.assignment = Assignment.read(assignment_path(run_dir, index))
+        self._parent = _open_parent()
 
     def load(self) -> Config:
         """The config file with only this worker's sources, its own MQTT identity (client id and
@@ -78,8 +86,16 @@ class WorkerLink:
         except OSError:
             pass  # the parent shows the last exposition it scraped instead
 
-    def orphaned(self) -> bool:
-        """The parent is gone (killed): nobody will clean the run directory but us."""
+    def orphaned(self, wait: float = 0.0) -> bool:
+        """The parent is gone (killed): nobody will clean the run directory but us. A parent that
+        stops its workers says so first (``stopping_marker``). Otherwise the parent may be dying:
+        the kernel's parent-death signal comes as its first thread exits, and a worker drains in
+        milliseconds, before the parent is gone and ``getppid()`` changes, so its process
+        descriptor is waited on (at most ``wait`` seconds)."""
+        if stopping_marker(self.run_dir).exists():
+            return False
+        if self._parent is not None:
+            return bool(select.select([self._parent], [], [], wait)[0])
         expected = os.environ.get(PARENT_ENV, "")
         return expected.isdigit() and os.getppid() != int(expected)
 
@@ -95,3 +111,14 @@ class WorkerLink:
     def elsewhere(self, source: str) -> bool:
         """A source another worker runs (its control messages are that worker's to answer)."""
         return self.assignment.elsewhere(source)
+
+
+def _open_parent() -> int | None:
+    """A process descriptor of the parent (readable once it has exited), where Linux has them."""
+    expected = os.environ.get(PARENT_ENV, "")
+    if not expected.isdigit() or not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(int(expected))
+    except OSError:  # gone already, or no pidfd in this kernel
+        return None

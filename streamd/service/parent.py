@@ -35,6 +35,7 @@ from streamd.recording.stage import CLIPS_PATH
 from streamd.runtime import systemd
 from streamd.runtime.lifecycle import Lifecycle
 from streamd.service.child import State, WorkerProcess
+from streamd.service.link import stopping_marker
 from streamd.service.merge import merge_expositions, merge_stats
 from streamd.service.plan import Assignment, Plan, format_cores, make_plan, moved
 from streamd.service.status import ServiceStatus
@@ -173,6 +174,8 @@ class Service(Lifecycle):
 
     async def shutdown(self) -> None:
         systemd.notify("STOPPING=1")
+        with contextlib.suppress(OSError):
+            stopping_marker(self.run_dir).touch()  # the workers know a living parent stops them
         for worker in self.workers:
             worker.stop()
         grace = self.config.daemon.shutdown_timeout + 5.0

@@ -66,6 +66,6 @@ def run_worker(config_path: Path, run_dir: Path, index: int) -> int:
     except Exception as exc:
         return startup_failure(exc)
     finally:
-        if link.orphaned():
+        if link.orphaned(wait=2.0):
             get_logger(__name__).warning("worker_orphaned", note="the parent died: drained, run directory cleaned")
             link.clean_up()

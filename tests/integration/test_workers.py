@@ -260,7 +260,7 @@ async def test_a_killed_parent_takes_its_workers_with_it(launch: Launch, subscri
     for index in (0, 1):
         mine = [e["event"] for e in events if e["worker"] == index]
         assert mine.count("shutdown_requested") == 1 and "forced_exit" not in mine, mine
-        assert "stopped" in mine and "worker_orphaned" in mine, mine
+        assert "stopped" in mine and "worker_orphaned" in mine, [e for e in events if e["worker"] == index]
     assert not await asyncio.to_thread(run_dir.exists), "the run directory is left behind"
 
 
