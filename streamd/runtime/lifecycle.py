@@ -19,6 +19,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # A stop signal that came before ``serve()`` took the signals over (a worker still importing or
 # reading its config when its parent dies or stops the service): honoured once it has.
 EARLY_STOP = threading.Event()
+SIGNALLED = threading.Event()  # a stop signal came (as opposed to files that ended by themselves)
 
 
 def catch_early_stop() -> None:
@@ -57,6 +58,7 @@ class Lifecycle(ABC):
         return self.exit_code
 
     def handle_exit(self, sig: int) -> None:
+        SIGNALLED.set()
         if self.should_exit.is_set() and not self.drain_whatever_comes():
             log.warning("forced_exit", signal=signal.Signals(sig).name)
             self.before_forced_exit()

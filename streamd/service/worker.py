@@ -16,7 +16,7 @@ from pathlib import Path
 from streamd.config import ConfigError
 from streamd.exits import config_failure, startup_failure
 from streamd.logging import configure, get_logger
-from streamd.runtime.lifecycle import catch_early_stop
+from streamd.runtime.lifecycle import SIGNALLED, catch_early_stop
 from streamd.service.link import PARENT_ENV, WorkerLink
 
 PR_SET_PDEATHSIG = 1
@@ -66,6 +66,10 @@ def run_worker(config_path: Path, run_dir: Path, index: int) -> int:
     except Exception as exc:
         return startup_failure(exc)
     finally:
-        if link.orphaned(wait=2.0):
+        # Closing the loop gave the stop signals back their default action (exit at once): a
+        # dying parent's late signals must not cut what follows short.
+        catch_early_stop()
+        # Signalled without the parent's stop mark: the parent may be dying; wait to know.
+        if link.orphaned(wait=2.0 if SIGNALLED.is_set() else 0.0):
             get_logger(__name__).warning("worker_orphaned", note="the parent died: drained, run directory cleaned")
             link.clean_up()
