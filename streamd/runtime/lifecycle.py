@@ -52,8 +52,9 @@ class Lifecycle(ABC):
             await self.shutdown()
             for sig in (*STOP_SIGNALS, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            # Drained: a late signal must not kill the process in its last steps (a worker
-            # cleaning its run directory) by the default action; the process exits anyway.
+            # Drained: a late signal must not kill the process by the default action while
+            # asyncio.run winds down (closing the loop resets the signals again: a worker re-arms
+            # this before its own last steps, service/worker.py).
             catch_early_stop()
         return self.exit_code
 
@@ -74,8 +75,8 @@ class Lifecycle(ABC):
         return None
 
     def drain_whatever_comes(self) -> bool:
-        """True when a second signal must not cut the drain short (a worker whose parent died:
-        nobody is there to insist, the signals are the kernel's and its cleaners')."""
+        """True when a second signal must not cut the drain short (a worker: its parent escalates
+        with SIGKILL, and a dying parent's kernel may signal it more than once)."""
         return False
 
     def before_forced_exit(self) -> None:
