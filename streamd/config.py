@@ -21,6 +21,7 @@ from streamd.redact import CameraUrlError, parse_camera_url, redact_uri
 from streamd.snapshots.config import SnapshotConfig
 from streamd.sources.motion_config import MotionConfig
 from streamd.tracking.config import LineConfig, TrackingConfig, ZoneConfig
+from streamd.web.config import HttpConfig, MetricsConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/streamd/streamd.toml")
 
@@ -253,32 +254,6 @@ class MqttConfig(Strict):
         return value
 
 
-class MetricsConfig(Strict):
-    listen: str = "127.0.0.1:9108"  # "" disables the HTTP endpoint
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        if value:
-            _, sep, port = value.rpartition(":")
-            if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-                raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9108")
-        return value
-
-
-class HttpConfig(Strict):
-    # What a notification can open: the base URL this server is reached at from outside (a reverse
-    # proxy, the host's name), put before the paths in messages (a clip's ``url``). "" = paths only.
-    public_url: str = ""
-
-    @field_validator("public_url")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
-            raise ValueError("must be an http:// or https:// URL, e.g. https://nvr.example.org/streamd")
-        return value.rstrip("/")
-
-
 class LogConfig(Strict):
     format: Literal["json", "console", "auto"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -301,6 +276,17 @@ class Config(Strict):
     http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_metrics_listen(cls, data: Any) -> Any:
+        """``metrics.listen`` (before 0.8.0) still sets the server's address unless ``http.listen`` does."""
+        metrics, http = (data.get(k) if isinstance(data, dict) else None for k in ("metrics", "http"))
+        if isinstance(metrics, dict) and isinstance(metrics.get("listen"), str):
+            http = dict(http) if isinstance(http, dict) else {}
+            http.setdefault("listen", metrics["listen"])
+            data = {**data, "http": http}
+        return data
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Config:

@@ -214,11 +214,12 @@ def _secrets_in(data: Mapping[str, Any]) -> set[str]:
         uri = source.get("uri") if isinstance(source, dict) else None
         if isinstance(uri, str):
             found |= uri_secrets(uri)
-    mqtt = data.get("mqtt")
-    password_file = mqtt.get("password_file") if isinstance(mqtt, dict) else None
-    if isinstance(password_file, str) and password_file:
-        with contextlib.suppress(OSError, UnicodeDecodeError):  # the MQTT sink says so when it connects
-            found.add(Path(password_file).expanduser().read_text().strip())
+    for section in ("mqtt", "http"):  # the broker's password, the web page's
+        table = data.get(section)
+        password_file = table.get("password_file") if isinstance(table, dict) else None
+        if isinstance(password_file, str) and password_file:
+            with contextlib.suppress(OSError, UnicodeDecodeError):  # the MQTT sink says so when it connects
+                found.add(Path(password_file).expanduser().read_text().strip())
     return found
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from aiohttp import web
 from prometheus_client import generate_latest
 
 from streamd import __version__
@@ -21,15 +22,16 @@ from streamd.config_objects import state_directory
 from streamd.control import Switches, switches_path
 from streamd.detections.stage import DetectionsStage
 from streamd.exits import EX_NOINPUT
-from streamd.health import HealthServer, Response, readiness, standard_routes
+from streamd.health import readiness, standard_routes
 from streamd.inference.adapter import AdapterFactory, OpenVinoAdapter
 from streamd.inference.slot import EngineSlot
+from streamd.live.api import live_routes
+from streamd.live.stage import LiveStage
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain
 from streamd.queue import FrameQueue
-from streamd.recording.serve import clips_handler, recording_folders
-from streamd.recording.stage import CLIPS_PATH
+from streamd.recording.serve import clips_route, recording_folders
 from streamd.reload import apply_reload
 from streamd.runtime import systemd
 from streamd.runtime.failures import Failures
@@ -46,6 +48,9 @@ from streamd.stages import build as build_stages
 from streamd.stats.stage import StatsStage
 from streamd.tracking.stage import TrackingStage
 from streamd.types import Result
+from streamd.web.auth import credentials
+from streamd.web.pages import page_routes
+from streamd.web.server import WebServer, deprecated_listen
 
 if TYPE_CHECKING:
     from streamd.service.link import WorkerLink
@@ -155,7 +160,7 @@ class Daemon(Lifecycle):
             )
             self.sink.subscribe(self.switches.topics, self.switches.on_message)
             self.sources.on_started.append(self.switches.source_started)
-        self.health: HealthServer | None = None
+        self.health: WebServer | None = None
         self.last_stats = b"{}"  # the latest stats message (a worker's parent merges them)
         self._reload_lock = asyncio.Lock()
         self._started = False
@@ -182,13 +187,11 @@ class Daemon(Lifecycle):
         cfg = self.config
         self.metrics.build.info({"version": __version__})
         self.metrics.init_mqtt(cfg.mqtt.buffer)
-        if cfg.metrics.listen:
-            routes = standard_routes(self.metrics, self.readiness)
-            if self.worker is not None:
-                routes["/stats"] = self._stats_route
-            clips = {CLIPS_PATH: clips_handler(lambda: recording_folders(self.config))}
-            self.health = HealthServer(cfg.metrics.listen, routes, clips)
+        if cfg.http.listen:
+            self.health = WebServer(cfg.http.listen, self._routes(), None if self.worker else credentials(cfg.http))
             await self.health.start()
+            if self.worker is None:
+                deprecated_listen(cfg)
         # The sink connects while the model compiles; it flushes at shutdown (close() ends it).
         self.sink.start()
         assert self.sink.task is not None
@@ -294,8 +297,21 @@ class Daemon(Lifecycle):
         if self.worker is None:  # a worker's go out merged, from its parent
             self.sink.publish(f"{self.sink.prefix}/stats", payload, qos=0)
 
-    async def _stats_route(self) -> Response:
-        return "200 OK", "application/json", self.last_stats
+    def _routes(self) -> list[web.AbstractRouteDef]:
+        """The probes and /metrics; the clips; the live view, the API and the page."""
+        routes: list[web.AbstractRouteDef] = [*standard_routes(self.metrics, self.readiness)]
+        routes.append(clips_route(lambda: recording_folders(self.config)))
+        live = next((stage for stage in self.stages if type(stage) is LiveStage), None)
+        if live is not None:
+            sources = lambda: list(self.config.sources)  # noqa: E731
+            routes += live_routes(live, sources, lambda: self.sources.states, self.config.http.max_viewers)
+        routes += page_routes()
+        if self.worker is not None:
+            routes.append(web.get("/stats", self._stats_route))
+        return routes
+
+    async def _stats_route(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.last_stats, content_type="application/json")
 
     def _snapshot(self) -> dict[str, Any]:
         return {

@@ -32,6 +32,7 @@ class Route:
         self.handlers = handlers  # (stage name for failures and metrics, handler)
         self.wants_skipped = any(h.wants_skipped for _, h in handlers)
         self.packets = next((h.packets for _, h in handlers if h.packets is not None), None)
+        self.taps = tuple(h.frames for _, h in handlers if h.frames is not None)
         for index, (_, handler) in enumerate(handlers):  # who hears of a track's end, after whom
             handler.listen([h for _, h in handlers[index + 1 :] if h.end_key is not None])
         self.finished = False

@@ -16,7 +16,8 @@ config, the data directory), and for each source that starts, :meth:`Stage.for_s
 source's :class:`SourceHandler`, or None when it has nothing to do there (no cost). A handler
 gets every inferred :class:`~streamd.types.Result` of its source in capture order and may ask for
 more with plain attributes: ``wants_skipped`` (frames the motion gate kept from inference),
-``packets`` (the camera's compressed packets), ``end_key`` (it adds to a track's ``end`` event).
+``packets`` (the camera's compressed packets), ``frames`` (the decoded pictures, while it wants
+them: a live view), ``end_key`` (it adds to a track's ``end`` event).
 It is told ``start()`` when its source runs and ``finish()`` once its last frame is through.
 Every stage drains at shutdown (:meth:`Stage.drain`) and reports what keeps it from working
 (:meth:`Stage.problems`, shown by ``/readyz``). Stages publish through
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
@@ -39,7 +40,7 @@ from streamd.config import Config, SourceConfig
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.publish import Publisher
-from streamd.types import Result
+from streamd.types import Picture, Result
 
 if TYPE_CHECKING:
     from streamd.sources.packets import PacketSink
@@ -59,11 +60,22 @@ class StageContext:
     data_dir: Path  # where a stage may keep files (the state directory)
 
 
+class FrameTap(Protocol):
+    """Sees the decoded pictures in the reader thread (a live view). ``wanted()`` is asked for
+    every frame and must be cheap; ``offer()`` is called only after it said yes, with the
+    picture the reader holds anyway (no copy: keep it, never write to it)."""
+
+    def wanted(self) -> bool: ...
+
+    def offer(self, picture: Picture) -> None: ...
+
+
 class SourceHandler:
     """One stage's work for one source. Override what you need; the defaults do nothing."""
 
     wants_skipped: bool = False  # also get the frames the motion gate kept from inference
     packets: PacketSink | None = None  # takes the camera's compressed packets (a recorder)
+    frames: FrameTap | None = None  # sees the decoded pictures while it wants them (a live view)
     end_key: str | None = None  # adds what ``track_ended`` returns to a track's end event
 
     def on_result(self, result: Result) -> None:

@@ -53,6 +53,20 @@ class Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class Picture:
+    """A decoded frame as a live view shows it: the full-size BGR image, with what the motion
+    gate saw in it (moving areas, the crops it sent the detector)."""
+
+    source: str
+    seq: int
+    ts: float
+    image: np.ndarray
+    skipped: str | None = None
+    motion: tuple[Box, ...] = ()
+    regions: tuple[tuple[int, int, int, int], ...] = ()  # x, y, width, height
+
+
+@dataclass(frozen=True, slots=True)
 class Detection:
     label: str
     class_id: int

@@ -86,7 +86,7 @@ async def measure_pipeline(
         update={
             "sources": sources,
             "mqtt": config.mqtt.model_copy(update={"publish_empty": publish_empty}),
-            "metrics": config.metrics.model_copy(update={"listen": ""}),
+            "http": config.http.model_copy(update={"listen": ""}),
         }
     )
     result = PipelineRun()

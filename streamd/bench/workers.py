@@ -97,7 +97,7 @@ def measure_service(config: Config, workers: int, seconds: float, directory: Pat
         update={
             "sources": sources,
             "mqtt": config.mqtt.model_copy(update={"publish_empty": True}),
-            "metrics": config.metrics.model_copy(update={"listen": f"127.0.0.1:{port}"}),
+            "http": config.http.model_copy(update={"listen": f"127.0.0.1:{port}"}),
             "log": config.log.model_copy(update={"format": "json", "level": "warning"}),
             "daemon": config.daemon.model_copy(update={"workers": workers}),
         }

@@ -70,9 +70,7 @@ class WorkerLink:
                 "mqtt": mqtt.model_copy(
                     update={"instance": self.assignment.instance, "client_id": f"{mqtt.identity}-w{self.index}"}
                 ),
-                "metrics": config.metrics.model_copy(
-                    update={"listen": f"unix:{http_socket(self.run_dir, self.index)}"}
-                ),
+                "http": config.http.model_copy(update={"listen": f"unix:{http_socket(self.run_dir, self.index)}"}),
                 "model": model.model_copy(update={"threads": model.threads or len(self.assignment.cores)}),
             }
         )

@@ -11,8 +11,10 @@ replaces it, its counters then restarting from 0 (``rate()`` treats that as a co
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -20,6 +22,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from streamd.service.child import State, WorkerProcess
+from streamd.service.plan import format_cores
 from streamd.timestamps import rfc3339
 
 
@@ -75,3 +79,62 @@ def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
                 merged.setdefault(key, value)
     merged["workers"] = len(parts)
     return merged
+
+
+def merge_readiness(
+    workers: Sequence[WorkerProcess], answers: Sequence[tuple[int, bytes]], extra: list[str], status_connected: bool
+) -> tuple[bool, dict[str, object]]:
+    """The service's /readyz from its workers' (``answers``, in ``workers`` order), then the
+    parent's own ``extra`` reasons: ready when every worker is and a source streams somewhere."""
+    reasons: list[str] = []
+    sources: dict[str, object] = {}
+    source_errors: dict[str, object] = {}
+    states: dict[str, object] = {}
+    connected: list[bool] = []
+    buffered = 0
+    devices: list[str] = []
+    for worker, (status, raw) in zip(workers, answers, strict=True):
+        names = ", ".join(worker.assignment.sources) or "no sources"
+        info: dict[str, Any] = {}
+        with contextlib.suppress(ValueError):
+            info = json.loads(raw) if raw else {}
+        sources.update(info.get("sources") or {})
+        # What a single daemon's /readyz says, for every worker (#37: AUTH FAILED was lost).
+        source_errors.update(info.get("source_errors") or {})
+        if "mqtt_connected" in info:
+            connected.append(bool(info["mqtt_connected"]))
+        buffered += int(info.get("mqtt_buffered") or 0)
+        if info.get("device") and info["device"] not in devices:
+            devices.append(str(info["device"]))
+        states[str(worker.index)] = {
+            "state": worker.state.value,
+            "pid": worker.pid,
+            "cores": format_cores(worker.assignment.cores),
+            "sources": worker.assignment.sources,
+            "restarts": worker.restarts,
+        }
+        if worker.state is State.DONE:
+            continue
+        if worker.state is not State.READY:
+            why = f" after {worker.last_exit}" if worker.last_exit else ""
+            reasons.append(f"worker {worker.index} ({names}) {worker.state.value}{why}")
+            continue
+        if status == 0:
+            reasons.append(f"worker {worker.index} ({names}) does not answer")
+        for reason in info.get("reasons") or []:
+            if reason != "no source streaming":
+                reasons.append(f"worker {worker.index}: {reason}")
+    if not any(state == "streaming" for state in sources.values()):
+        reasons.append("no source streaming")
+    reasons += extra
+    body: dict[str, object] = {
+        "ready": not reasons,
+        "reasons": reasons,
+        "mqtt_connected": status_connected and all(connected),
+        "mqtt_buffered": buffered,
+        "sources": sources,
+        "source_errors": source_errors,
+        "device": ", ".join(devices) or None,
+        "workers": states,
+    }
+    return not reasons, body

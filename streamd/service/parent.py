@@ -3,7 +3,7 @@
 Shaped like the daemon (and uvicorn's supervisors): ``serve()`` = startup -> main loop ->
 shutdown. It plans which worker runs which sources on which cores (``plan.py``), keeps every
 worker running (``child.py``: restarts with backoff, stalls killed), serves one ``/metrics``,
-``/healthz`` and ``/readyz`` for all on ``metrics.listen``, publishes the service's status and
+``/healthz``, ``/readyz``, the API and the page for all on ``http.listen``, publishes the service's status and
 merged stats (``status.py``), tells systemd ``READY=1`` when every worker is ready and
 ``WATCHDOG=1`` only while every worker makes progress, forwards SIGHUP (sources that move finish
 in their old worker before they start in the new one) and SIGTERM (every worker drains).
@@ -23,22 +23,26 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.process_collector import ProcessCollector
 
 from streamd import __version__
 from streamd.config import Config, ConfigError, is_file_uri
-from streamd.health import HealthServer, Response, healthz, readiness_response
+from streamd.health import exposition, healthz, readiness_response
 from streamd.logging import get_logger
-from streamd.recording.serve import clips_handler, recording_folders
-from streamd.recording.stage import CLIPS_PATH
+from streamd.recording.serve import clips_route, recording_folders
 from streamd.runtime import systemd
 from streamd.runtime.lifecycle import Lifecycle
 from streamd.service.child import State, WorkerProcess
+from streamd.service.gateway import gateway_routes
 from streamd.service.link import stopping_marker
-from streamd.service.merge import merge_expositions, merge_stats
+from streamd.service.merge import merge_expositions, merge_readiness, merge_stats
 from streamd.service.plan import Assignment, Plan, format_cores, make_plan, moved
 from streamd.service.status import ServiceStatus
+from streamd.web.auth import credentials
+from streamd.web.pages import page_routes
+from streamd.web.server import WebServer, deprecated_listen
 
 log = get_logger(__name__)
 
@@ -74,7 +78,7 @@ class Service(Lifecycle):
         for worker in self.workers:
             worker.finite = self._finite(worker.assignment)
         self.status = ServiceStatus(config.mqtt)
-        self.health: HealthServer | None = None
+        self.health: WebServer | None = None
         self.should_exit = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -112,14 +116,18 @@ class Service(Lifecycle):
         )
         for worker in self.workers:
             worker.write_assignment(worker.assignment)
-        listen = self.config.metrics.listen
-        if listen:
-            self.health = HealthServer(
-                listen,
-                {"/metrics": self._metrics, "/healthz": healthz, "/readyz": self._readyz},
-                {CLIPS_PATH: clips_handler(lambda: recording_folders(self.config))},  # the workers' clips
-            )
+        if self.config.http.listen:
+            routes = [
+                web.get("/metrics", self._metrics),
+                web.get("/healthz", healthz),
+                web.get("/readyz", self._readyz),
+                clips_route(lambda: recording_folders(self.config)),  # the workers' clips
+                *gateway_routes(lambda: self.workers, lambda: self.plan.placement),
+                *page_routes(),
+            ]
+            self.health = WebServer(self.config.http.listen, routes, credentials(self.config.http))
             await self.health.start()
+            deprecated_listen(self.config)
         self.status.start()
         for worker in self.workers:
             self._spawn(worker.run(), f"worker-{worker.index}")
@@ -246,7 +254,7 @@ class Service(Lifecycle):
 
     # -- what the service tells the world ---------------------------------------------------------
 
-    async def _metrics(self) -> Response:
+    async def _metrics(self, request: web.Request) -> web.Response:
         for worker in self.workers:
             self.worker_up.labels(str(worker.index)).set(1 if worker.state is State.READY else 0)
         answers = await asyncio.gather(*(w.get("/metrics") for w in self.workers))
@@ -258,69 +266,19 @@ class Service(Lifecycle):
             # replaced: a finished file source's counts stay visible until the service exits.
             if worker.last_metrics:
                 texts.append((worker.index, worker.last_metrics))
-        return "200 OK", "text/plain; version=0.0.4; charset=utf-8", merge_expositions(self.registry, texts)
+        return exposition(merge_expositions(self.registry, texts))
 
-    async def _readyz(self) -> Response:
+    async def _readyz(self, request: web.Request) -> web.Response:
         ready, body = await self.readiness()
         return readiness_response(ready, body)
 
     async def readiness(self) -> tuple[bool, dict[str, object]]:
         """Ready when every worker is ready and says so, and a source streams somewhere."""
         answers = await asyncio.gather(*(w.get("/readyz") for w in self.workers))
-        reasons: list[str] = []
-        sources: dict[str, object] = {}
-        source_errors: dict[str, object] = {}
-        workers: dict[str, object] = {}
-        connected: list[bool] = []
-        buffered = 0
-        devices: list[str] = []
-        for worker, (status, raw) in zip(self.workers, answers, strict=True):
-            names = ", ".join(worker.assignment.sources) or "no sources"
-            info: dict[str, Any] = {}
-            with contextlib.suppress(ValueError):
-                info = json.loads(raw) if raw else {}
-            sources.update(info.get("sources") or {})
-            # What a single daemon's /readyz says, for every worker (#37: AUTH FAILED was lost).
-            source_errors.update(info.get("source_errors") or {})
-            if "mqtt_connected" in info:
-                connected.append(bool(info["mqtt_connected"]))
-            buffered += int(info.get("mqtt_buffered") or 0)
-            if info.get("device") and info["device"] not in devices:
-                devices.append(str(info["device"]))
-            workers[str(worker.index)] = {
-                "state": worker.state.value,
-                "pid": worker.pid,
-                "cores": format_cores(worker.assignment.cores),
-                "sources": worker.assignment.sources,
-                "restarts": worker.restarts,
-            }
-            if worker.state is State.DONE:
-                continue
-            if worker.state is not State.READY:
-                why = f" after {worker.last_exit}" if worker.last_exit else ""
-                reasons.append(f"worker {worker.index} ({names}) {worker.state.value}{why}")
-                continue
-            if status == 0:
-                reasons.append(f"worker {worker.index} ({names}) does not answer")
-            for reason in info.get("reasons") or []:
-                if reason != "no source streaming":
-                    reasons.append(f"worker {worker.index}: {reason}")
-        if not any(state == "streaming" for state in sources.values()):
-            reasons.append("no source streaming")
-        reasons += [f"task {name} failed: {why}" for name, why in self._failed.items()]
+        reasons = [f"task {name} failed: {why}" for name, why in self._failed.items()]
         if not self.status.connected:
             reasons.append(f"mqtt status connection down ({self.status.last_error or 'not connected yet'})")
-        body: dict[str, object] = {
-            "ready": not reasons,
-            "reasons": reasons,
-            "mqtt_connected": self.status.connected and all(connected),
-            "mqtt_buffered": buffered,
-            "sources": sources,
-            "source_errors": source_errors,
-            "device": ", ".join(devices) or None,
-            "workers": workers,
-        }
-        return not reasons, body
+        return merge_readiness(self.workers, answers, reasons, self.status.connected)
 
     async def _stats_loop(self) -> None:
         """Every ``daemon.stats_interval``: the workers' latest stats as one message."""

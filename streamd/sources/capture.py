@@ -9,11 +9,11 @@ the event loop.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -27,19 +27,16 @@ from streamd.runtime.backoff import Backoff
 from streamd.runtime.handoff import Handoff
 from streamd.sources.diagnose import describe_failure, diagnose
 from streamd.sources.motion import MotionGate, regions
-from streamd.sources.packets import PacketCapture, PacketRelay
+from streamd.sources.opening import open_capture
+from streamd.sources.packets import PacketRelay
 from streamd.sources.reading import Capture, RegionInput, decode_slot
-from streamd.types import Frame, Region, Transform
+from streamd.types import Frame, Picture, Region, Transform
 
-# FFmpeg's decoder threads per source (FFmpeg's own default: one per core, per capture).
-DEFAULT_DECODE_THREADS = 2
+if TYPE_CHECKING:
+    from streamd.stages import FrameTap
 
 log = get_logger(__name__)
 
-_FFMPEG_OPTIONS = threading.Lock()
-# OpenCV and FFmpeg print their own errors to stderr, some with the URL they failed on
-# (credentials included); streamd logs every failure itself, with the URL redacted.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 StateCallback = Callable[[str, str], None]
 
@@ -75,6 +72,7 @@ class CaptureSource:
         # Skipped frames travel to the stages only where one needs them (tracking ages its tracks,
         # presence times its OFF, publish_empty reports them): set from the source's route.
         self.forward_skipped = True
+        self.taps: tuple[FrameTap, ...] = ()  # live views: see the decoded pictures while they want them
         # Recording: the camera's packets go to its recorder from this one connection.
         self.relay = PacketRelay() if config.recording is not None else None
         self._stop = threading.Event()
@@ -127,37 +125,6 @@ class CaptureSource:
     def _state(self, state: str) -> None:
         self._loop.call_soon_threadsafe(self._on_state, self.name, state)
 
-    def _open(self) -> Capture:
-        cfg = self.config
-        if self.relay is not None:
-            threads = cfg.decode_threads or DEFAULT_DECODE_THREADS
-            return PacketCapture(cfg.uri, self.relay, cfg.read_timeout, cfg.rtsp_transport, threads)
-        if cfg.uri.startswith("/dev/video"):
-            return cv2.VideoCapture(cfg.uri, cv2.CAP_V4L2)
-        timeout_ms = int(cfg.read_timeout * 1000)
-        # FFmpeg's own timeouts: a dead camera fails the open or the read instead of blocking.
-        params = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-            timeout_ms,
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-            timeout_ms,
-            cv2.CAP_PROP_N_THREADS,
-            cfg.decode_threads or DEFAULT_DECODE_THREADS,
-        ]
-        if not cfg.uri.startswith("rtsp"):
-            return cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG, params)
-        # The transport is an FFmpeg option that OpenCV reads from the environment at open time.
-        with _FFMPEG_OPTIONS:
-            previous = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{cfg.rtsp_transport}"
-            try:
-                return cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG, params)
-            finally:
-                if previous is None:
-                    os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
-                else:
-                    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = previous
-
     def _run(self) -> None:
         try:
             self._read_until_done()
@@ -181,7 +148,7 @@ class CaptureSource:
                 self._metrics.source_errors.labels(self.name, "missing").inc()
                 self._state("failed")
                 return
-            cap = self._open()
+            cap = open_capture(self.config, self.relay)
             if not cap.isOpened():
                 cap.release()
                 if self.is_file:
@@ -309,6 +276,7 @@ class CaptureSource:
             self._metrics.frames_skipped.labels(self.name, skipped).inc()
             self._skipped += 1
             self.skipped_by[skipped] = self.skipped_by.get(skipped, 0) + 1
+            self._show(image, skipped, ())
             if not self.forward_skipped:
                 self._seq += 1  # nothing downstream needs it: it ends here, counted
                 self._metrics.captured_for(self.name).inc()
@@ -318,10 +286,12 @@ class CaptureSource:
             frame = Frame(self.name, self._first + self._seq, time.time(), now, width, height, None, skipped=skipped)
         elif (crops := self._crops(width, height)) is not None:
             assert self._regions is not None
+            self._show(image, None, tuple(crops))
             parts = [Region(x, y, w, h, self._regions.tensor(image[y : y + h, x : x + w])) for x, y, w, h in crops]
             frame = Frame(self.name, self._first + self._seq, time.time(), now, width, height, None, regions=parts)
             frame.nbytes = sum(int(getattr(p.tensor, "byte_size", 0)) for p in parts)
         else:
+            self._show(image, None, ())
             tensor = self._transform(image)
             frame = Frame(self.name, self._first + self._seq, time.time(), now, width, height, tensor)
             frame.nbytes = int(getattr(tensor, "byte_size", 0) or getattr(tensor, "nbytes", 0))
@@ -343,6 +313,13 @@ class CaptureSource:
                     self._loop.call_soon_threadsafe(self._queue.drop, frame, "shutdown")
                     return
         self._frames.put(frame)
+
+    def _show(self, image: np.ndarray, skipped: str | None, crops: tuple[tuple[int, int, int, int], ...]) -> None:
+        """The picture to the live views that want it now (nothing is kept otherwise)."""
+        for tap in self.taps:
+            if tap.wanted():
+                motion = tuple(self.gate.boxes) if self.gate is not None else ()
+                tap.offer(Picture(self.name, self._first + self._seq, time.time(), image, skipped, motion, crops))
 
     def _enqueue(self, frames: list[Frame]) -> None:
         put, drop = self._queue.put_nowait, self.config.drop

@@ -32,6 +32,7 @@ class SourceRuntime:
         # Skipped frames travel to the handlers only where one needs them (tracking ages its
         # tracks, presence times its OFF, publish_empty reports them).
         self.reader.forward_skipped = route.wants_skipped
+        self.reader.taps = route.taps
         if self.reader.relay is not None:  # one connection: the camera's packets reach its recorder
             self.reader.relay.attach(route.packets)
         return route
@@ -65,6 +66,7 @@ class SourceRuntime:
             await asyncio.wait_for(self._through(self.name), timeout)
         if still():
             self._chain.detach(self.route)
+            self.reader.taps = ()
             if self.reader.relay is not None:
                 self.reader.relay.attach(None)
 
