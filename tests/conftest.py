@@ -54,7 +54,7 @@ def write_config(
         # avx512_bf16/AMX (test_inference checks what "auto" does against f32 on its own).
         "model": {"path": model_path, "device": "CPU", "cache_dir": "", "precision": "f32"},
         "mqtt": {"host": "127.0.0.1", "port": port, "instance": "test", "buffer_dir": path.parent / "mqtt-buffer"},
-        "metrics": {"listen": ""},
+        "http": {"listen": ""},
         "log": {"format": "json"},
     }
     for name, values in tables.items():
@@ -275,19 +275,34 @@ class Launch:
         """The clip as a looping real-time source; ``settings`` add to or override that."""
         return {"name": name, "uri": self.clip, "realtime": True, "loop": True} | settings
 
-    def write(self, sources: list[dict[str, Any]] | None = None, *, http: bool = False, **tables: Any) -> Path:
+    def write(
+        self,
+        sources: list[dict[str, Any]] | None = None,
+        *,
+        http: bool = False,
+        web: dict[str, Any] | None = None,
+        **tables: Any,
+    ) -> Path:
+        """``web``: more ``[http]`` keys (``http`` says whether it listens)."""
         from streamd.demo.broker import free_port
 
         if http:
             self.http_port = free_port()
-            tables.setdefault("metrics", {})["listen"] = f"127.0.0.1:{self.http_port}"
+            tables.setdefault("http", {})["listen"] = f"127.0.0.1:{self.http_port}"
+        if web:
+            tables.setdefault("http", {}).update(web)
         sources = sources or [self.source()]
         return write_config(self.config, self.model, sources, self.broker.port, **tables)
 
     async def __call__(
-        self, sources: list[dict[str, Any]] | None = None, *, http: bool = False, **tables: Any
+        self,
+        sources: list[dict[str, Any]] | None = None,
+        *,
+        http: bool = False,
+        web: dict[str, Any] | None = None,
+        **tables: Any,
     ) -> Streamd:
-        self.write(sources, http=http, **tables)
+        self.write(sources, http=http, web=web, **tables)
         return await Streamd("run", "-c", str(self.config)).start()
 
 

@@ -48,7 +48,7 @@ def render(
         canvas = cv2.resize(image, (max(1, round(full_w * scale)), height), interpolation=cv2.INTER_AREA)
     else:
         canvas = image.copy() if overlays.any else image
-    thick = max(1, round(canvas.shape[0] / 360))
+    thick = max(2, round(canvas.shape[0] / 360))
     objects = _objects(seen)
     if overlays.masks:
         _masks(canvas, source, full_w, full_h, scale)

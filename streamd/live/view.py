@@ -1,6 +1,6 @@
 """One source's live view: the reader offers it pictures only while someone asked in the last
-KEEP seconds (otherwise one clock read per frame, nothing kept), and it keeps the latest picture
-and the latest inferred result (boxes) beside it."""
+KEEP seconds (otherwise one clock read per frame, no picture kept), and it keeps the latest
+picture and the latest inferred frame's boxes beside it."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class Rates:
 
     def add(self, now: float, seq: int, inferred: bool) -> None:
         self.inferred += inferred
-        if not self.samples or now - self.samples[-1][0] >= 0.5:
+        if not self.samples or now - self.samples[-1][0] >= 0.25:
             self.samples.append((now, seq, self.inferred))
         while len(self.samples) > 2 and now - self.samples[1][0] > RATE_WINDOW:
             self.samples.popleft()
@@ -85,7 +85,6 @@ class LiveSource(SourceHandler):
             return True
         if self.picture is not None:  # nobody looks any more: let the memory go
             self.picture = None
-            self.seen = None
             with self._lock:
                 self._encoded.clear()
         return False
@@ -102,7 +101,7 @@ class LiveSource(SourceHandler):
         frame = result.frame
         self.width, self.height = frame.width, frame.height
         self._rates.add(frame.captured, frame.seq, result.skipped is None)
-        if result.skipped is None and time.monotonic() < self._asked_until:
+        if result.skipped is None:  # a few boxes, kept so the first picture asked for has them
             self.seen = Seen(frame.seq, list(result.detections), list(result.tracks))
 
     # -- the web's side --------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -74,18 +73,6 @@ class HttpConfig(Strict):
         if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
             raise ValueError("must be an http:// or https:// URL, e.g. https://nvr.example.org/streamd")
         return value.rstrip("/")
-
-    @field_validator("password_file")
-    @classmethod
-    def _readable(cls, value: str) -> str:
-        if value:
-            try:
-                password = Path(value).expanduser().read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ValueError(f"cannot read the password file: {getattr(exc, 'strerror', None) or exc}") from None
-            if not password:
-                raise ValueError("the password file is empty")
-        return value
 
     @model_validator(mode="after")
     def _password_with_username(self) -> HttpConfig:

@@ -42,7 +42,14 @@ class WebServer:
             middlewares.append(require_credentials(credentials, ALWAYS_ANSWERED))
         self.app = web.Application(middlewares=middlewares, handler_args={"max_field_size": 16384})
         self.app.add_routes(routes)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_GRACE,
+            # A client that goes away ends its handler at once (a live stream frees its viewer's place).
+            handler_cancellation=True,
+        )
 
     async def start(self) -> None:
         await self._runner.setup()

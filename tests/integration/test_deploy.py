@@ -48,7 +48,7 @@ def test_compose_images_are_pinned_and_every_mount_exists() -> None:
 def test_compose_pieces_agree_with_each_other() -> None:
     stack = compose()
     streamd_config = tomllib.loads((COMPOSE_DIR / "streamd.toml").read_text())
-    metrics_port = streamd_config["metrics"]["listen"].rsplit(":", 1)[1]
+    metrics_port = streamd_config["http"]["listen"].rsplit(":", 1)[1]
     assert f"{metrics_port}:{metrics_port}" in stack["services"]["streamd"]["ports"]
     assert streamd_config["mqtt"]["host"] == "mosquitto" and "mosquitto" in stack["services"]
     assert streamd_config["mqtt"]["password_file"] == "/run/secrets/mqtt-password"

@@ -338,7 +338,7 @@ async def test_a_reload_that_fails_half_way_leaves_the_running_service_as_it_was
     clip, _ = mixed_clip(tmp_path)
     path = tmp_path / "streamd.toml"
     cam = {"name": "cam", "uri": clip, "realtime": True, "loop": True}
-    write_config(path, default_model, [cam], broker.port, model={"device": "CPU"}, metrics={"listen": ""})
+    write_config(path, default_model, [cam], broker.port, model={"device": "CPU"}, http={"listen": ""})
     daemon = Daemon(load_config(path), load=lambda: load_config(path))
     serving = asyncio.create_task(daemon.serve())
     await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= 3, 60)
@@ -359,7 +359,7 @@ async def test_a_reload_that_fails_half_way_leaves_the_running_service_as_it_was
         [{**cam, "max_fps": 5}, {"name": "new", "uri": clip}],
         broker.port,
         model={"device": "CPU", "confidence": 0.6},
-        metrics={"listen": ""},
+        http={"listen": ""},
     )
     events: list[dict[str, Any]] = []
     monkeypatch.setattr("streamd.reload.log.error", lambda event, **kw: events.append({"event": event, **kw}))
@@ -422,7 +422,7 @@ async def test_a_server_that_accepts_and_drops_is_not_a_connection(tmp_path: Pat
             default_model,
             [{"name": "cam", "uri": clip, "realtime": True, "loop": True}],
             server.port,
-            metrics={"listen": f"127.0.0.1:{http_port}"},
+            http={"listen": f"127.0.0.1:{http_port}"},
         )
         daemon = await Streamd("run", "-c", str(config)).start()
         await wait_ready(http_port, 503, 60)
@@ -690,9 +690,9 @@ def test_a_metrics_port_in_use_exits_78_with_one_line(tmp_path: Path, default_mo
             default_model,
             [{"name": "cam", "uri": clip, "realtime": False}],
             free_port(),
-            metrics={"listen": f"127.0.0.1:{port}"},
+            http={"listen": f"127.0.0.1:{port}"},
         )
         result = _run("run", "-c", str(config))
     assert result.returncode == 78, result.stderr[-2000:]
-    assert f"streamd: config error: metrics.listen: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert f"streamd: config error: http.listen: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr

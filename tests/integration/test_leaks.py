@@ -68,7 +68,7 @@ async def test_no_secret_in_any_output_of_run_check_reload_and_mqtt_connect(
             sources(dead, camera.port),
             broker.port,
             mqtt=mqtt,
-            metrics={"listen": f"127.0.0.1:{port}"},
+            http={"listen": f"127.0.0.1:{port}"},
         )
         try:
             check = await streamd_check(config)
@@ -89,7 +89,7 @@ async def test_no_secret_in_any_output_of_run_check_reload_and_mqtt_connect(
             fresh = {"name": "fresh", "uri": f"rtsp://u:{SECRETS['reload']}@127.0.0.1:{dead}/y", "read_timeout": 2.0}
             write_config(
                 config, default_model, [*sources(dead, camera.port), fresh], broker.port, mqtt=mqtt,
-                metrics={"listen": f"127.0.0.1:{port}"},
+                http={"listen": f"127.0.0.1:{port}"},
             )  # fmt: skip
             daemon.signal(signal.SIGHUP)
             await daemon.wait_for_event("reload_done")

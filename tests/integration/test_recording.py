@@ -55,7 +55,7 @@ def config(tmp_path: Path, model: Path, url: str, port: int, http: int, public_u
         model,
         [source],
         port,
-        metrics={"listen": f"127.0.0.1:{http}"},
+        http={"listen": f"127.0.0.1:{http}"},
         http={"public_url": public_url},
     )
 

@@ -80,7 +80,7 @@ async def test_mjpeg_camera_with_credentials_never_leaks_them(
             default_model,
             [{"name": "yard", "uri": uri}],
             broker.port,
-            metrics={"listen": f"127.0.0.1:{metrics_port}"},
+            http={"listen": f"127.0.0.1:{metrics_port}"},
         )
         check = await Streamd("check", "-c", str(config)).start()
         assert await check.wait(60) == 0
@@ -135,7 +135,7 @@ async def test_a_wrong_password_is_told_apart_from_a_dead_camera(
 
         port = free_port()
         write_config(
-            tmp_path / "streamd.toml", default_model, sources, broker.port, metrics={"listen": f"127.0.0.1:{port}"}
+            tmp_path / "streamd.toml", default_model, sources, broker.port, http={"listen": f"127.0.0.1:{port}"}
         )
         daemon = await Streamd("run", "-c", str(config)).start()
         await subscriber.wait_for(lambda c: len(c.on("/good/detections")) >= 1, 60)

@@ -1,0 +1,132 @@
+// streamd's page: a grid of cameras, a camera's live view with overlay toggles, and an editor
+// that turns clicks on the picture into the TOML block of a zone, a line or a mask.
+"use strict";
+
+const api = (path) => fetch(path, { cache: "no-store" }).then((r) => {
+  if (!r.ok) throw new Error(`${path}: ${r.status}`);
+  return r.json();
+});
+const $ = (id) => document.getElementById(id);
+const points = [];
+let timer = null;
+
+function show(section) {
+  for (const id of ["grid", "camera"]) $(id).hidden = id !== section;
+}
+
+async function grid() {
+  show("grid");
+  const sources = await api("api/sources");
+  const cards = sources.map((s) => {
+    const card = document.createElement("a");
+    card.className = "card";
+    card.href = `#/source/${encodeURIComponent(s.name)}`;
+    card.dataset.source = s.name;
+    const img = document.createElement("img");
+    img.alt = s.name;
+    img.src = `api/sources/${encodeURIComponent(s.name)}/latest.jpg?h=240&bbox=1&t=${Date.now()}`;
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const name = document.createElement("span");
+    name.textContent = s.name;
+    const state = document.createElement("span");
+    state.className = `state-${s.state}`;
+    state.textContent = `${s.state} · ${s.fps.toFixed(1)} fps`;
+    meta.append(name, state);
+    card.append(img, meta);
+    return card;
+  });
+  $("grid").replaceChildren(...cards);
+  $("status").textContent = `${sources.length} camera(s)`;
+}
+
+function overlayQuery() {
+  const flags = [...document.querySelectorAll("#overlays input")].map((i) => `${i.name}=${i.checked ? 1 : 0}`);
+  return flags.join("&");
+}
+
+function refreshLive(name) {
+  $("live").src = `api/sources/${encodeURIComponent(name)}/live.mjpeg?fps=5&${overlayQuery()}`;
+}
+
+async function camera(name) {
+  show("camera");
+  $("camera-name").textContent = name;
+  const sources = await api("api/sources");
+  const source = sources.find((s) => s.name === name);
+  $("camera-info").textContent = source
+    ? `${source.state} · ${source.width}×${source.height} · ${source.fps.toFixed(1)} fps inferred of ` +
+      `${source.captured_fps.toFixed(1)} captured · ${source.features.join(", ") || "detection only"}`
+    : "no such camera";
+  points.length = 0;
+  draw();
+  refreshLive(name);
+}
+
+function round(value) {
+  return Math.round(value * 10000) / 10000;
+}
+
+function pairs(list) {
+  return "[" + list.map(([x, y]) => `[${x}, ${y}]`).join(", ") + "]";
+}
+
+function toml() {
+  const shape = $("shape").value;
+  const name = $("shape-name").value || "zone1";
+  if (!points.length) return "";
+  if (shape === "zone") return `[[sources.zones]]\nname = "${name}"\npolygon = ${pairs(points)}\n`;
+  if (shape === "line") return `[[sources.lines]]\nname = "${name}"\npoints = ${pairs(points.slice(0, 2))}\n`;
+  if (shape === "object_mask") return `object_masks = [${pairs(points)}]\n`;
+  return `[sources.motion]\nmasks = [${pairs(points)}]\n`;
+}
+
+function draw() {
+  const svg = $("drawing");
+  const shape = points.length > 2 && $("shape").value !== "line" ? "polygon" : "polyline";
+  const outline = document.createElementNS("http://www.w3.org/2000/svg", shape);
+  outline.setAttribute("points", points.map(([x, y]) => `${x},${y}`).join(" "));
+  const dots = points.map(([x, y]) => {
+    const dot = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+    dot.setAttribute("cx", x);
+    dot.setAttribute("cy", y);
+    dot.setAttribute("r", 0.006);
+    return dot;
+  });
+  svg.replaceChildren(outline, ...dots);
+  $("toml").textContent = toml();
+}
+
+function click(event) {
+  const box = $("live").getBoundingClientRect();
+  if ($("shape").value === "line" && points.length >= 2) points.length = 0;
+  points.push([round((event.clientX - box.left) / box.width), round((event.clientY - box.top) / box.height)]);
+  draw();
+}
+
+function route() {
+  clearInterval(timer);
+  $("live").removeAttribute("src"); // a hidden stream is closed, not kept running
+  const match = location.hash.match(/^#\/source\/(.+)$/);
+  if (match) {
+    camera(decodeURIComponent(match[1])).catch(fail);
+  } else {
+    grid().catch(fail);
+    timer = setInterval(() => grid().catch(fail), 2000);
+  }
+}
+
+function fail(error) {
+  $("status").textContent = String(error.message || error);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("stage").addEventListener("click", click);
+  $("overlays").addEventListener("change", () => refreshLive($("camera-name").textContent));
+  $("shape").addEventListener("change", () => { points.length = 0; draw(); });
+  $("shape-name").addEventListener("input", draw);
+  $("undo").addEventListener("click", () => { points.pop(); draw(); });
+  $("clear").addEventListener("click", () => { points.length = 0; draw(); });
+  window.addEventListener("hashchange", route);
+  route();
+});
