@@ -21,7 +21,7 @@ from streamd.redact import CameraUrlError, parse_camera_url, redact_uri
 from streamd.snapshots.config import SnapshotConfig
 from streamd.sources.motion_config import MotionConfig
 from streamd.tracking.config import LineConfig, TrackingConfig, ZoneConfig
-from streamd.web.config import HttpConfig, MetricsConfig
+from streamd.web.config import HttpConfig, MetricsConfig, well_formed
 
 DEFAULT_CONFIG_PATH = Path("/etc/streamd/streamd.toml")
 
@@ -282,7 +282,7 @@ class Config(Strict):
     def _deprecated_metrics_listen(cls, data: Any) -> Any:
         """``metrics.listen`` (before 0.8.0) still sets the server's address unless ``http.listen`` does."""
         metrics, http = (data.get(k) if isinstance(data, dict) else None for k in ("metrics", "http"))
-        if isinstance(metrics, dict) and isinstance(metrics.get("listen"), str):
+        if isinstance(metrics, dict) and isinstance(metrics.get("listen"), str) and well_formed(metrics["listen"]):
             http = dict(http) if isinstance(http, dict) else {}
             http.setdefault("listen", metrics["listen"])
             data = {**data, "http": http}

@@ -20,6 +20,14 @@ def _host_port(value: str) -> str:
     return value
 
 
+def well_formed(listen: str) -> bool:
+    try:
+        _host_port(listen)
+    except ValueError:
+        return False
+    return True
+
+
 def is_loopback(listen: str) -> bool:
     """A listen address only this host reaches (a Unix socket counts)."""
     if listen.startswith("unix:"):

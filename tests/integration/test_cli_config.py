@@ -42,6 +42,10 @@ BAD_CASES = [
         "model.confidance: unknown key; did you mean confidence?",
     ),
     ("bad listen", GOOD + '\n[metrics]\nlisten = "nowhere"\n', "metrics.listen: must be HOST:PORT"),
+    # Camera footage is private (#34): a listen address other hosts reach needs a user.
+    ("public, no user", GOOD + '\n[http]\nlisten = "0.0.0.0:9108"\n', "http.listen: '0.0.0.0:9108' is reachable"),
+    ("old key, public", GOOD + '\n[metrics]\nlisten = "[::]:9108"\n', "http.listen: '[::]:9108' is reachable"),
+    ("user, no password", GOOD + '\n[http]\nusername = "me"\n', "http: username needs password_file"),
     ("unknown table", GOOD + "\n[camera]\nx = 1\n", "camera: unknown key"),
     ("bad toml", GOOD + "\n[model\n", "invalid TOML"),
     ("inline password", GOOD + '\n[mqtt]\npassword = "hunter2"\n', "mqtt.password: inline passwords are refused"),

@@ -463,7 +463,7 @@ async def test_a_message_the_client_refuses_is_dropped_and_counted_not_retried(b
 # -- 7. hostile HTTP --------------------------------------------------------------------------------
 
 
-async def test_oversized_requests_get_414_and_431_and_probes_keep_answering(launch: Launch) -> None:
+async def test_oversized_requests_are_refused_and_probes_keep_answering(launch: Launch) -> None:
     daemon = await launch(http=True)
     http_port = launch.http_port
     await wait_ready(http_port, 200, 60)
@@ -475,8 +475,11 @@ async def test_oversized_requests_get_414_and_431_and_probes_keep_answering(laun
 
     long_line = b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n"
     many_headers = b"GET /metrics HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(10_000)) + b"\r\n"
-    assert (await asyncio.to_thread(raw, long_line)).startswith(b"HTTP/1.1 414")
-    assert (await asyncio.to_thread(raw, many_headers)).startswith(b"HTTP/1.1 431")
+    # Refused before a handler runs: 400 from aiohttp's parser (#34; 414 and 431 from the
+    # hand-written server before it), never a traceback.
+    for request in (long_line, many_headers):
+        status = (await asyncio.to_thread(raw, request)).split(b" ", 2)[1]
+        assert status in (b"400", b"414", b"431"), status
     # Hold many idle connections open: the cap closes the extra ones; probes still answer after.
     idle = [socket.create_connection(("127.0.0.1", http_port)) for _ in range(200)]
     for conn in idle:

@@ -55,8 +55,7 @@ def config(tmp_path: Path, model: Path, url: str, port: int, http: int, public_u
         model,
         [source],
         port,
-        http={"listen": f"127.0.0.1:{http}"},
-        http={"public_url": public_url},
+        http={"listen": f"127.0.0.1:{http}", "public_url": public_url},
     )
 
 
@@ -257,14 +256,14 @@ async def test_a_long_stay_makes_consecutive_clips_that_each_decode(
 
 async def test_a_clip_larger_than_a_chunk_is_streamed_whole_and_in_ranges(tmp_path: Path) -> None:
     """The server sends clips in 1 MiB chunks after the headers (no clip is held in memory)."""
-    from streamd.health import HealthServer
-    from streamd.recording.serve import clips_handler
+    from streamd.recording.serve import clips_route
+    from streamd.web.server import WebServer
 
     folder = tmp_path / "porch"
     folder.mkdir()
     data = os.urandom(3 * (1 << 20) + 12345)
     (folder / "20261130-120000-7.mp4").write_bytes(data)
-    server = HealthServer("127.0.0.1:0", {}, {"/clips": clips_handler(lambda: {"porch": folder})})
+    server = WebServer("127.0.0.1:0", [clips_route(lambda: {"porch": folder})], None)
     await server.start()
     try:
         url = f"http://127.0.0.1:{server.port}/clips/porch/20261130-120000-7.mp4"

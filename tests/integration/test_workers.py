@@ -194,7 +194,7 @@ async def test_home_assistant_entities_of_workers_stay_available_and_a_removed_s
     ghostly = sorted(t for t in before if "ghost" in t)
     assert any("/ha/binary_sensor/" in t for t in ghostly) and "streamd/test/ghost/detect/state" in ghostly
 
-    launch.write([sources[0]], http=False, daemon={"workers": 2}, mqtt=ha, http={"listen": launch.http[7:]})
+    launch.write([sources[0]], daemon={"workers": 2}, mqtt=ha, web={"listen": launch.http[7:]})
     daemon.signal(signal.SIGHUP)
     await daemon.wait_for_event("source_removed")
     await subscriber.wait_for(lambda c: c.on("/ghost/state")[-1:] == [b""], 30)
@@ -274,7 +274,7 @@ async def test_sighup_moving_a_source_loses_and_duplicates_nothing(launch: Launc
     gone = set(workers["0"]["sources"])
     staying = [s for s in sources if s["name"] not in gone]
     await subscriber.wait_for(lambda c: all(len(frames_of(c, s["name"])) >= 5 for s in staying), 30)
-    launch.write(staying, http=False, **tables, http={"listen": f"127.0.0.1:{launch.http_port}"})
+    launch.write(staying, **tables, web={"listen": f"127.0.0.1:{launch.http_port}"})
     daemon.signal(signal.SIGHUP)
 
     def parents(name: str) -> list[dict[str, Any]]:
