@@ -10,10 +10,12 @@ parent serves what it gathers from (or routes to) its workers.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.typedefs import Middleware
 
 from streamd.config import Config, ConfigError
@@ -21,6 +23,22 @@ from streamd.logging import get_logger
 from streamd.web.auth import Credentials, require_credentials
 
 log = get_logger(__name__)
+
+
+class _ClientMistakes(logging.Filter):
+    """A malformed or oversized request is the client's mistake, answered 400 by aiohttp: one
+    line without a traceback (it would carry the request's bytes), not an error of ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BadHttpMessage):
+            record.exc_info, record.exc_text = None, None
+            record.msg, record.args = "http_bad_request: %s", (type(error).__name__,)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_ClientMistakes())
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ALWAYS_ANSWERED = frozenset({"/healthz", "/readyz", "/metrics"})
