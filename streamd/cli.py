@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             free_model=args.free_model,
             seconds=args.seconds,
+            viewers=args.viewers,
         )
     log.error("unknown_command", command=args.command)
     return EX_SOFTWARE

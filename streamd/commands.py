@@ -184,7 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the service as `streamd run` starts it: 1 worker against N, in alternating rounds of --seconds",
     )
-    bench.add_argument("--seconds", type=float, default=20.0, help="--workers: seconds per arm (default %(default)s)")
+    bench.add_argument(
+        "--seconds", type=float, default=20.0, help="--workers, --viewers: seconds per arm (default %(default)s)"
+    )
+    bench.add_argument(
+        "--viewers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the live view's cost: no viewer vs N live.mjpeg viewers per source (inferred FPS), then one "
+        "viewer vs none at the clip's pace (CPU per camera), in alternating rounds of --seconds",
+    )
     bench.add_argument(
         "--free-model",
         action="store_true",

@@ -28,6 +28,7 @@ from streamd.bench.recording import run_recording
 from streamd.bench.report import render_soak, render_table, run_rounds, run_soak
 from streamd.bench.sink import measure_sink
 from streamd.bench.snapshots import run_snapshots
+from streamd.bench.viewers import run_viewers
 from streamd.bench.workers import render_workers, run_workers
 from streamd.config import Config, is_file_uri
 from streamd.demo.broker import Mosquitto, port_open
@@ -51,6 +52,7 @@ def run_bench(
     workers: int = 0,
     free_model: bool = False,
     seconds: float = 20.0,
+    viewers: int = 0,
 ) -> int:
     configure("console", "warning")
     config = bench_config(config, copies, tracking)
@@ -73,6 +75,8 @@ def run_bench(
     try:
         if workers:
             report = run_workers(config, workers, rounds, seconds)
+        elif viewers:
+            report = run_viewers(config, viewers, seconds, rounds)
         elif sink:
             report = measure_sink(config, sink)
         elif motion is not None:
@@ -98,7 +102,7 @@ def run_bench(
     else:
         print(
             json.dumps(report, indent=2)
-            if sink or snapshots or recording or compare_int8 or motion
+            if sink or snapshots or recording or compare_int8 or motion or viewers
             else render_soak(report)
             if soak
             else render_table(report)

@@ -65,12 +65,14 @@ async def measure_pipeline(
     seconds: float | None = None,
     observe: Callable[[Result], None] | None = None,
     publish_empty: bool = True,
+    listen: str = "",
 ) -> PipelineRun:
     """The real daemon; sources loop, files run unpaced (or paced at ``speed``) and lose nothing.
 
     Stops after ``frames`` acknowledged messages, or after ``seconds`` (the soak), sampling RSS.
     ``observe`` sees every Result inside the measured window (a stage at the end of the chain);
-    with ``publish_empty`` off, a timed run opens its window after a warm-up of 3 s."""
+    with ``publish_empty`` off, a timed run opens its window after a warm-up of 3 s. ``listen``: the
+    HTTP server's address (off by default: the bench measures the pipeline)."""
     sources = [
         s.model_copy(
             update={
@@ -86,7 +88,7 @@ async def measure_pipeline(
         update={
             "sources": sources,
             "mqtt": config.mqtt.model_copy(update={"publish_empty": publish_empty}),
-            "http": config.http.model_copy(update={"listen": ""}),
+            "http": config.http.model_copy(update={"listen": listen}),
         }
     )
     result = PipelineRun()

@@ -66,7 +66,7 @@ class LiveSource(SourceHandler):
         self._asked_until = 0.0
         self._rates = Rates()
         self._lock = threading.Lock()
-        self._encoded: dict[tuple[object, ...], tuple[int, bytes]] = {}
+        self._encoded: dict[tuple[object, ...], tuple[int, float, bytes]] = {}
         self._arrival: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None  # a request waits
 
     def start(self) -> None:
@@ -124,14 +124,14 @@ class LiveSource(SourceHandler):
     def rates(self) -> tuple[float, float]:
         return self._rates.per_second(time.monotonic())
 
-    def cached(self, key: tuple[object, ...], seq: int) -> bytes | None:
+    def cached(self, key: tuple[object, ...]) -> tuple[int, float, bytes] | None:
+        """The latest picture encoded with these options: (seq, capture time, JPEG)."""
         with self._lock:
-            hit = self._encoded.get(key)
-        return hit[1] if hit is not None and hit[0] == seq else None
+            return self._encoded.get(key)
 
-    def remember(self, key: tuple[object, ...], seq: int, jpeg: bytes) -> None:
+    def remember(self, key: tuple[object, ...], picture: Picture, jpeg: bytes) -> None:
         with self._lock:
             self._encoded.pop(key, None)
             while len(self._encoded) >= CACHE:
                 del self._encoded[next(iter(self._encoded))]
-            self._encoded[key] = (seq, jpeg)
+            self._encoded[key] = (picture.seq, picture.ts, jpeg)
