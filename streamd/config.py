@@ -115,6 +115,9 @@ class SourceConfig(Strict):
     # faster than any camera sends it with 2; FFmpeg's own default is a thread per core, so 16
     # sources on 16 cores made ~600 threads).
     decode_threads: int = Field(default=0, ge=0, le=64)
+    # Where the video is decoded: "cpu", "auto" (the first hardware device FFmpeg can open, else
+    # the CPU) or a PyAV device type ("cuda", "qsv", "vaapi"...); an absent one falls back to the CPU.
+    decode: str = Field(default="cpu", pattern=r"^[a-z0-9_]+$", max_length=32)
     tracking: TrackingConfig | None = None  # None: off, the pipeline does no tracking work
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)

@@ -84,6 +84,12 @@ class Metrics:
         )
         self.detections = Counter("streamd_detections", "Objects detected", ["source", "label"], registry=r)
         self.build = Info("streamd_build", "streamd version", registry=r)
+        self.decode_info = Gauge(
+            "streamd_source_decode_info",
+            "1 on the device that decodes the source's video (requested: its decode setting)",
+            ["source", "requested", "device"],
+            registry=r,
+        )
 
         self.mqtt_buffer_unwritable = Gauge(
             "streamd_mqtt_buffer_unwritable",

@@ -7,16 +7,12 @@ the stages in pipeline.py (tracking, presence, payload, MQTT) see every Result i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in the original frame's pixels
-
-# A decoded BGR frame -> what the engine feeds the model (made in the reader thread).
-Transform = Callable[[np.ndarray], Any]
 
 
 @dataclass(slots=True)

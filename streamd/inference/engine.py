@@ -24,6 +24,7 @@ from math import isfinite
 import numpy as np
 import openvino as ov
 
+from streamd.images import Decoded, Transform
 from streamd.inference.adapter import AdapterFactory, InferenceAdapter, OpenVinoAdapter
 from streamd.inference.model import CompiledVariant, PreparedModel, compile_variant, frame_preparer
 from streamd.inference.regions import merge, shift
@@ -32,7 +33,7 @@ from streamd.metrics import Metrics
 from streamd.queue import FrameQueue, QueueClosed
 from streamd.runtime.failures import Failures
 from streamd.runtime.handoff import Handoff
-from streamd.types import Detection, Frame, Result, Transform
+from streamd.types import Detection, Frame, Result
 
 log = get_logger(__name__)
 
@@ -112,7 +113,7 @@ class Engine:
         that shares their memory (start_async then skips its numpy dispatch)."""
         prepare_frame = frame_preparer(self.prepared)
 
-        def transform(frame: np.ndarray) -> ov.Tensor:
+        def transform(frame: Decoded) -> ov.Tensor:
             return ov.Tensor(prepare_frame(frame), shared_memory=True)
 
         return transform

@@ -21,6 +21,7 @@ import openvino as ov
 from openvino.preprocess import ColorFormat, PrePostProcessor, ResizeAlgorithm
 
 from streamd.config import ConfigError, ModelConfig
+from streamd.images import Decoded
 from streamd.inference import placement as placement_mod
 from streamd.inference.decoders import Decoder, DecoderError, Preprocessing, decoder_class
 from streamd.inference.labels import load_labels
@@ -126,20 +127,22 @@ def prepare(cfg: ModelConfig, core: ov.Core | None = None) -> PreparedModel:
     )
 
 
-def frame_preparer(prepared: PreparedModel) -> Callable[[np.ndarray], np.ndarray]:
-    """What is done to a decoded BGR frame before it meets the compiled model (the graph does
-    the rest, see :func:`with_preprocessing`): in host mode, resize and colour order with cv2."""
+def frame_preparer(prepared: PreparedModel) -> Callable[[Decoded], np.ndarray]:
+    """What is done to a decoded picture before it meets the compiled model (the graph does the
+    rest, see :func:`with_preprocessing`): in host mode, scaled to the network's size and put in
+    its colour order in one step from the decoder's planes (``images.Decoded.scaled``)."""
     image = prepared.image
     host = prepared.preprocess_mode == "host"
     size = image.size if host and image.static else None
     to_rgb = host and prepared.preprocessing.color_order == "RGB"
 
-    def prepare_frame(frame: np.ndarray) -> np.ndarray:
-        if size is not None and (frame.shape[1], frame.shape[0]) != size:
-            frame = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+    def prepare_frame(frame: Decoded) -> np.ndarray:
+        if size is not None:
+            return frame.scaled((int(size[0]), int(size[1])), to_rgb)[np.newaxis]
+        image = frame.bgr()
         if to_rgb:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        return frame[np.newaxis]
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return image[np.newaxis]
 
     return prepare_frame
 

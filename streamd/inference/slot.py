@@ -14,6 +14,7 @@ import numpy as np
 import openvino as ov
 
 from streamd.config import ModelConfig
+from streamd.images import BgrImage, Decoded, Transform
 from streamd.inference.adapter import AdapterFactory, OpenVinoAdapter
 from streamd.inference.engine import Engine, EngineStatus, ResultCallback
 from streamd.inference.loader import build_engine
@@ -21,7 +22,6 @@ from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
 from streamd.runtime.failures import Failures
-from streamd.types import Transform
 
 log = get_logger(__name__)
 
@@ -58,7 +58,7 @@ class EngineSlot:
             old.retire(old_task)
             old_task.add_done_callback(lambda _: old.close())
 
-    def transform(self, image: np.ndarray) -> Any:
+    def transform(self, image: Decoded) -> Any:
         assert self._transform is not None
         return self._transform(image)
 
@@ -71,7 +71,7 @@ class EngineSlot:
     def region_input(self, crop: np.ndarray) -> Any:
         """A motion region as the model takes it: resized to the network's input on the host."""
         resized = cv2.resize(crop, self.input_size(), interpolation=cv2.INTER_AREA)
-        return self.transform(resized)
+        return self.transform(BgrImage(resized))
 
     @property
     def device(self) -> str | None:

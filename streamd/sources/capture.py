@@ -16,21 +16,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
-import numpy as np
 
 from streamd.config import SourceConfig, is_file_uri
+from streamd.images import Decoded, Transform
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
 from streamd.redact import redact_uri
 from streamd.runtime.backoff import Backoff
 from streamd.runtime.handoff import Handoff
+from streamd.sources.decoding import DecodeChoice
 from streamd.sources.diagnose import describe_failure, diagnose
 from streamd.sources.motion import MotionGate, regions
 from streamd.sources.opening import open_capture
 from streamd.sources.packets import PacketRelay
 from streamd.sources.reading import Capture, RegionInput, decode_slot
-from streamd.types import Frame, Picture, Region, Transform
+from streamd.types import Frame, Picture, Region
 
 if TYPE_CHECKING:
     from streamd.stages import FrameTap
@@ -75,6 +76,7 @@ class CaptureSource:
         self.taps: tuple[FrameTap, ...] = ()  # live views: see the decoded pictures while they want them
         # Recording: the camera's packets go to its recorder from this one connection.
         self.relay = PacketRelay() if config.recording is not None else None
+        self.decoding = DecodeChoice(self.name, config.decode, metrics)  # where its video is decoded
         self._stop = threading.Event()
         self.failure: str | None = None  # why it does not open, e.g. "AUTH FAILED (401)" (reader thread)
         self._done: asyncio.Future[None] = loop.create_future()
@@ -148,7 +150,7 @@ class CaptureSource:
                 self._metrics.source_errors.labels(self.name, "missing").inc()
                 self._state("failed")
                 return
-            cap = open_capture(self.config, self.relay)
+            cap = open_capture(self.config, self.relay, self.decoding)
             if not cap.isOpened():
                 cap.release()
                 if self.is_file:
@@ -256,8 +258,9 @@ class CaptureSource:
                     "source_streaming",
                     source=self.name,
                     uri=self.safe_uri,
-                    width=image.shape[1],
-                    height=image.shape[0],
+                    width=image.width,
+                    height=image.height,
+                    decode=self.decoding.device,
                     fps=round(fps, 2),
                 )
             if first:
@@ -268,8 +271,8 @@ class CaptureSource:
             self._deliver(image)
         return count, expected
 
-    def _deliver(self, image: np.ndarray) -> None:
-        height, width = image.shape[:2]
+    def _deliver(self, image: Decoded) -> None:
+        height, width = image.height, image.width
         now = time.monotonic()
         skipped = self.gate.decide(image, now) if self.gate is not None else None
         if skipped is not None:
@@ -287,7 +290,8 @@ class CaptureSource:
         elif (crops := self._crops(width, height)) is not None:
             assert self._regions is not None
             self._show(image, None, tuple(crops))
-            parts = [Region(x, y, w, h, self._regions.tensor(image[y : y + h, x : x + w])) for x, y, w, h in crops]
+            bgr = image.bgr()
+            parts = [Region(x, y, w, h, self._regions.tensor(bgr[y : y + h, x : x + w])) for x, y, w, h in crops]
             frame = Frame(self.name, self._first + self._seq, time.time(), now, width, height, None, regions=parts)
             frame.nbytes = sum(int(getattr(p.tensor, "byte_size", 0)) for p in parts)
         else:
@@ -296,9 +300,9 @@ class CaptureSource:
             frame = Frame(self.name, self._first + self._seq, time.time(), now, width, height, tensor)
             frame.nbytes = int(getattr(tensor, "byte_size", 0) or getattr(tensor, "nbytes", 0))
             if self._keep_image:  # snapshots crop from the decoded frame, not the model's input
-                frame.image = image
-                if frame.nbytes < image.nbytes:  # a host-resized tensor: the frame is held as well
-                    frame.nbytes += image.nbytes
+                frame.image = image.bgr()
+                if frame.nbytes < frame.image.nbytes:  # a host-resized tensor: the frame is held as well
+                    frame.nbytes += frame.image.nbytes
         self._seq += 1
         self._metrics.captured_for(self.name).inc()
         if self._room is not None:
@@ -314,12 +318,13 @@ class CaptureSource:
                     return
         self._frames.put(frame)
 
-    def _show(self, image: np.ndarray, skipped: str | None, crops: tuple[tuple[int, int, int, int], ...]) -> None:
-        """The picture to the live views that want it now (nothing is kept otherwise)."""
+    def _show(self, image: Decoded, skipped: str | None, crops: tuple[tuple[int, int, int, int], ...]) -> None:
+        """The picture to the live views that want it now (nothing is made or kept otherwise)."""
         for tap in self.taps:
             if tap.wanted():
                 motion = tuple(self.gate.boxes) if self.gate is not None else ()
-                tap.offer(Picture(self.name, self._first + self._seq, time.time(), image, skipped, motion, crops))
+                seq = self._first + self._seq
+                tap.offer(Picture(self.name, seq, time.time(), image.bgr(), skipped, motion, crops))
 
     def _enqueue(self, frames: list[Frame]) -> None:
         put, drop = self._queue.put_nowait, self.config.drop

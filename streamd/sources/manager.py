@@ -8,9 +8,8 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from streamd.config import SourceConfig
+from streamd.images import Transform
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.pipeline import Chain
@@ -35,7 +34,7 @@ class SourceSet:
         sink: Publisher,
         chain: Chain,
         supervisor: Supervisor,
-        transform: Callable[[np.ndarray], Any],
+        transform: Transform,
         flushed: Flushed,
         regions: RegionInput | None = None,
         numbers: FrameNumbers | None = None,

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from streamd.geometry import to_pixels
+from streamd.images import Decoded, decoded
 from streamd.sources.motion_config import MotionConfig
 from streamd.stages import SourceHandler
 from streamd.types import Box, Result
@@ -40,18 +41,17 @@ class MotionDetector:
             self._mask = mask
         return small_w, small_h
 
-    def detect(self, image: np.ndarray) -> list[Box]:
-        """Moving areas, as boxes in the frame's pixels (empty: nothing moved)."""
-        height, width = image.shape[:2]
+    def detect(self, picture: np.ndarray | Decoded) -> list[Box]:
+        """Moving areas, as boxes in the frame's pixels (empty: nothing moved). Only a small grey
+        picture is made of the frame (from the decoder's luma plane where there is one)."""
+        image = decoded(picture)
+        height, width = image.height, image.width
         if self._background is None or round(width / self._scale) != self._background.shape[1]:
             small_w, small_h = self._setup(width, height)
             self._background = None
         else:
             small_h, small_w = self._background.shape
-        # INTER_LINEAR: 0.13 ms for 640x480 here, INTER_AREA 1.0 ms (the blur below evens out noise).
-        small = cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_LINEAR)
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        grey = cv2.GaussianBlur(grey, (3, 3), 0).astype(np.float32)
+        grey = cv2.GaussianBlur(image.grey((small_w, small_h)), (3, 3), 0).astype(np.float32)
         if self._background is None:
             # Nothing to compare with: the whole frame counts as moving, so what is already in
             # the scene at start (a parked car, someone sitting) is seen once and tracked.
@@ -85,7 +85,7 @@ class MotionGate:
         self._last_inferred = float("-inf")
         self._since_inferred = config.detect_interval  # the first frame may go
 
-    def decide(self, image: np.ndarray, now: float) -> str | None:
+    def decide(self, image: np.ndarray | Decoded, now: float) -> str | None:
         """None: infer this frame; otherwise why not (``no_motion``, ``interval``). The moving
         areas stay in :attr:`boxes` (for regions)."""
         self.boxes = self.detector.detect(image)

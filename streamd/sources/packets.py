@@ -1,5 +1,7 @@
-"""One connection per camera: PyAV demuxes the stream, every compressed packet goes to the
-recorder as it came, and the same packets are decoded for the detector.
+"""One connection per camera or file: PyAV demuxes the stream, every compressed packet goes to
+the recorder (if the source records) as it came, and the same packets are decoded for the
+detector, on the CPU or a hardware device (``decoding.py``), as pictures converted only into
+what is asked of them (``av_image.py``).
 
 :class:`PacketCapture` offers the reading surface of ``cv2.VideoCapture`` that the source's
 reader uses (``grab``/``retrieve``/``read``/``get``), so a recording source runs the same
@@ -15,7 +17,7 @@ import io
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
@@ -25,10 +27,12 @@ import av.container
 import av.video.frame
 import av.video.stream
 import cv2
-import numpy as np
+from av.codec.hwaccel import HWAccel
 
+from streamd.images import Decoded
 from streamd.logging import get_logger
 from streamd.redact import redact_uri
+from streamd.sources.av_image import AvImage
 
 log = get_logger(__name__)
 
@@ -94,14 +98,32 @@ class PacketRelay:
 
 
 class PacketCapture:
-    def __init__(self, uri: str, packets: PacketSink, timeout: float, transport: str, threads: int) -> None:
+    def __init__(
+        self,
+        uri: str,
+        packets: PacketSink | None,
+        timeout: float,
+        transport: str,
+        threads: int,
+        hwaccel: HWAccel | None = None,
+        on_fallback: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        """``packets``: the recorder's relay, or None; ``hwaccel``: decode on that device, and
+        tell ``on_fallback`` why not if it cannot (the stream is then decoded on the CPU)."""
         options = {"rtsp_transport": transport} if uri.startswith("rtsp") else {}
         self._packets = packets
         self._container: av.container.InputContainer | None = None
         self._frames: deque[av.video.frame.VideoFrame] = deque()
         self._frame: av.video.frame.VideoFrame | None = None
+        self._on_fallback = on_fallback if hwaccel is not None else None  # said once, at the first frame
         try:
-            self._container = av.open(uri, options=options, timeout=(timeout, timeout))
+            try:
+                self._container = av.open(uri, options=options, timeout=(timeout, timeout), hwaccel=hwaccel)
+            except (av.FFmpegError, OSError) as exc:
+                if hwaccel is None:
+                    raise
+                self._container = av.open(uri, options=options, timeout=(timeout, timeout))
+                self._fell_back(str(exc))  # the device failed, not the camera
             self._stream = self._container.streams.video[0]
         except (av.FFmpegError, IndexError, OSError) as exc:  # the reader diagnoses and retries
             log.debug("packets_open_failed", error=str(exc).replace(uri, redact_uri(uri)))
@@ -110,7 +132,13 @@ class PacketCapture:
         self._stream.thread_type = "AUTO"
         self._stream.codec_context.thread_count = threads
         self._demux: Iterator[av.Packet[av.video.stream.VideoStream]] = self._container.demux(self._stream)
-        packets.opened(StreamTemplate(self._stream))
+        if packets is not None:
+            packets.opened(StreamTemplate(self._stream))
+
+    def _fell_back(self, reason: str) -> None:
+        if self._on_fallback is not None:
+            self._on_fallback(reason)
+            self._on_fallback = None
 
     def isOpened(self) -> bool:  # cv2.VideoCapture's name
         return self._container is not None
@@ -132,7 +160,7 @@ class PacketCapture:
                 packet = next(self._demux)
             except (StopIteration, av.FFmpegError, OSError):
                 return False
-            if packet.size and packet.dts is not None:
+            if self._packets is not None and packet.size and packet.dts is not None:
                 self._packets.packet(
                     StoredPacket(
                         bytes(packet), packet.pts, packet.dts, packet.is_keyframe, packet.time_base, time.time()
@@ -144,17 +172,17 @@ class PacketCapture:
                 continue  # a damaged packet: its frame is lost, the stream goes on
             self._frames.extend(f for f in frames if isinstance(f, av.video.frame.VideoFrame))
         self._frame = self._frames.popleft()
+        if self._on_fallback is not None and not self._stream.codec_context.is_hwaccel:
+            codec = self._stream.codec_context.name
+            self._fell_back(f"the hardware decoder does not take this stream ({codec}): decoded on the CPU")
+        self._on_fallback = None
         return True
 
-    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+    def retrieve(self) -> tuple[bool, Decoded | None]:
         frame = self._frame
-        if frame is None:
-            return False, None
-        if frame.format.name == "yuv420p":
-            return True, cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
-        return True, frame.to_ndarray(format="bgr24")
+        return (True, AvImage(frame)) if frame is not None else (False, None)
 
-    def read(self) -> tuple[bool, np.ndarray | None]:
+    def read(self) -> tuple[bool, Decoded | None]:
         return self.retrieve() if self.grab() else (False, None)
 
     def release(self) -> None:

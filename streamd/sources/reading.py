@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from streamd.images import Decoded
+
 
 @dataclass(frozen=True)
 class RegionInput:
@@ -24,7 +26,9 @@ class RegionInput:
 
 
 class Capture(Protocol):
-    """What the reader uses of ``cv2.VideoCapture`` (``PacketCapture`` offers the same on PyAV)."""
+    """What the reader reads through: ``cv2.VideoCapture``'s names (``opening.OpenCvCapture``
+    for V4L2, ``packets.PacketCapture`` on PyAV for the rest), giving decoded pictures that are
+    converted only into what is asked of them (``images.Decoded``)."""
 
     def isOpened(self) -> bool: ...  # cv2's names
 
@@ -32,9 +36,9 @@ class Capture(Protocol):
 
     def grab(self) -> bool: ...
 
-    def retrieve(self) -> tuple[bool, np.ndarray | None]: ...
+    def retrieve(self) -> tuple[bool, Decoded | None]: ...
 
-    def read(self) -> tuple[bool, np.ndarray | None]: ...
+    def read(self) -> tuple[bool, Decoded | None]: ...
 
     def release(self) -> None: ...
 
