@@ -14,7 +14,9 @@ if [ "$STREAMD_EXTRAS" = test ]; then
   [ -e /usr/lib/x86_64-linux-gnu/girepository-1.0/GstRtspServer-1.0.typelib ] \
     || ls /usr/lib/*/girepository-1.0/GstRtspServer-1.0.typelib >/dev/null 2>&1 \
     || missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-                 gstreamer1.0-plugins-ugly)
+                 gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad)
+  # x265enc (an H.265 camera) is in plugins-bad.
+  dpkg -s gstreamer1.0-plugins-bad >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-bad)
   # A real browser for the page's tests (driven by Playwright, never downloading its own).
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi

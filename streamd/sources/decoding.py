@@ -43,10 +43,13 @@ def first_hardware() -> str | None:
 class DecodeChoice:
     """One source's decoder, chosen at its first connection and kept (a fallback is said once)."""
 
-    def __init__(self, source: str, requested: str, metrics: Metrics) -> None:
+    def __init__(self, source: str, requested: str, metrics: Metrics, quiet: bool = False) -> None:
+        """``quiet``: no log line (``streamd check`` prints :attr:`reason` itself)."""
         self.source, self.requested = source, requested
         self._metrics = metrics
+        self._quiet = quiet
         self.device: str | None = None  # decided at the first open
+        self.reason: str | None = None  # why the requested device is not used
 
     def hwaccel(self) -> HWAccel | None:
         if self.device is None:
@@ -67,7 +70,9 @@ class DecodeChoice:
 
     def fell_back(self, reason: str) -> None:
         """The device failed this source: CPU decoding from now on, said once."""
-        log.warning("decode_fallback", source=self.source, requested=self.requested, reason=reason, device=CPU)
+        self.reason = reason
+        if not self._quiet:
+            log.warning("decode_fallback", source=self.source, requested=self.requested, reason=reason, device=CPU)
         self._metrics.decode_info.labels(self.source, self.requested, self.device or self.requested).set(0)
         self.device = CPU
         self._metrics.decode_info.labels(self.source, self.requested, CPU).set(1)

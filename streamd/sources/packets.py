@@ -151,6 +151,9 @@ class PacketCapture:
             return float(rate) if rate else 0.0
         if prop == cv2.CAP_PROP_FRAME_COUNT:
             return float(self._stream.frames)
+        if prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT):
+            context = self._stream.codec_context
+            return float(context.width if prop == cv2.CAP_PROP_FRAME_WIDTH else context.height)
         return 0.0
 
     def grab(self) -> bool:

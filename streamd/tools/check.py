@@ -117,16 +117,18 @@ def _sources(config: Config) -> tuple[list[str], int]:
     import cv2
 
     from streamd.config import is_file_uri
+    from streamd.metrics import Metrics
+    from streamd.sources.decoding import DecodeChoice
     from streamd.sources.diagnose import describe_failure, diagnose
+    from streamd.sources.opening import open_capture
 
     out = ["sources"]
     unreachable = 0
     for source in config.sources:
         uri = redact_uri(source.uri)
-        if is_file_uri(source.uri):
-            cap = cv2.VideoCapture(source.uri, cv2.CAP_FFMPEG) if Path(source.uri).is_file() else None
-        else:
-            cap = cv2.VideoCapture(source.uri, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000])
+        decoding = DecodeChoice(source.name, source.decode, Metrics(), quiet=True)
+        missing = is_file_uri(source.uri) and not Path(source.uri).is_file()
+        cap = None if missing else open_capture(source.model_copy(update={"read_timeout": 5.0}), None, decoding)
         ok = cap is not None and cap.isOpened()
         verdict = "ok "
         if not ok and not is_file_uri(source.uri):
@@ -143,6 +145,8 @@ def _sources(config: Config) -> tuple[list[str], int]:
             cap.release()
         unreachable += not ok
         out.append(f"  {source.name:<16} {verdict}{detail}  {uri}")
+        said = f" ({decoding.reason})" if decoding.reason else ""
+        out.append(f"    decode {source.decode} -> {decoding.device or 'cpu'}{said}")
         if (rec := source.recording) is not None:
             labels = ", ".join(rec.labels) or "every tracked label"
             out.append(

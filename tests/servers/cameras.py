@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -39,7 +40,7 @@ def rtsp_available() -> str | None:
     """None when the GStreamer RTSP server can run here, else why not."""
     probe = (
         "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import Gst, GstRtspServer;"
-        "Gst.init(None); assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('jpegdec')"
+        "Gst.init(None); assert all(Gst.ElementFactory.find(e) for e in ('x264enc', 'x265enc', 'jpegdec'))"
     )
     if not Path(SYSTEM_PYTHON).exists():
         return "no /usr/bin/python3"
@@ -48,9 +49,12 @@ def rtsp_available() -> str | None:
 
 
 class RtspCamera:
-    def __init__(self, frames: Path, fps: int = 15, port: int | None = None, credentials: str = "") -> None:
-        """``credentials``: ``user:password`` the camera asks for (Basic auth), "" for none."""
-        self.frames, self.fps = frames, fps
+    def __init__(
+        self, frames: Path, fps: int = 15, port: int | None = None, credentials: str = "", codec: str = "h264"
+    ) -> None:
+        """``credentials``: ``user:password`` the camera asks for (Basic auth), "" for none;
+        ``codec``: ``h264`` or ``h265``."""
+        self.frames, self.fps, self.codec = frames, fps, codec
         self.port = port or free_port()
         self.credentials = credentials
         self.url = f"rtsp://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}/stream"
@@ -63,6 +67,7 @@ class RtspCamera:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env={**os.environ, "RTSP_CODEC": self.codec},
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()

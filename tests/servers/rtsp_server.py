@@ -1,4 +1,5 @@
-"""A real RTSP server (GStreamer's gst-rtsp-server) looping JPEG frames as H.264, for the tests.
+"""A real RTSP server (GStreamer's gst-rtsp-server) looping JPEG frames as H.264 (or H.265 with
+RTSP_CODEC=h265: most new cameras send it), for the tests.
 
 Runs under the system Python (/usr/bin/python3, python3-gi), not the project's venv:
     /usr/bin/python3 tests/servers/rtsp_server.py PORT FRAMES_DIR FPS [USER:PASSWORD]
@@ -6,6 +7,7 @@ Serves rtsp://127.0.0.1:PORT/stream and prints "READY" once listening; with USER
 to that user (HTTP Basic, as most IP cameras do; anything else gets 401).
 """
 
+import os
 import sys
 
 import gi
@@ -22,11 +24,13 @@ def main() -> None:
     server.set_address("127.0.0.1")
     server.set_service(port)
     factory = GstRtspServer.RTSPMediaFactory()
+    encode = {
+        "h264": f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} ! rtph264pay",
+        "h265": f"x265enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} ! rtph265pay",
+    }[os.environ.get("RTSP_CODEC", "h264")]
     factory.set_launch(
         f'( multifilesrc location="{frames}/%04d.jpg" index=0 loop=true caps="image/jpeg,framerate={fps}/1" '
-        "! jpegdec ! videoconvert ! video/x-raw,format=I420 "
-        f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
-        "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        f"! jpegdec ! videoconvert ! video/x-raw,format=I420 ! {encode} name=pay0 pt=96 config-interval=1 )"
     )
     factory.set_shared(True)
     if len(sys.argv) > 4:

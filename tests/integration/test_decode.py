@@ -1,0 +1,103 @@
+"""Where video is decoded (#36): an H.265 camera over RTSP is read, detected and recorded (the
+clip decodes); a hardware device that is not there falls back to the CPU with one line and the
+metric saying so, and ``auto`` picks the CPU silently; the reader's pictures at the model's
+size match a full-size conversion then resize."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from streamd.sources.av_image import AvImage
+from streamd.sources.decoding import device_problem
+from tests.conftest import Collected, Launch, Streamd, write_config
+from tests.integration.test_observability import wait_ready
+from tests.integration.test_recording import RECORDING, WALK_IN_AND_OUT, get, probe
+from tests.servers.cameras import RtspCamera, jpeg_frames, rtsp_available
+
+
+async def test_an_h265_camera_is_read_detected_and_recorded(
+    tmp_path: Path, default_model: Path, broker: Any, subscriber: Collected
+) -> None:
+    reason = rtsp_available()
+    if reason is not None:
+        pytest.skip(reason)
+    jpeg_frames(tmp_path / "frames", WALK_IN_AND_OUT)
+    rtsp = RtspCamera(tmp_path / "frames", fps=15, codec="h265").start()
+    source = {
+        "name": "porch",
+        "uri": rtsp.url,
+        "read_timeout": 5.0,
+        "tracking": {"max_age": 8},
+        "recording": {"dir": tmp_path / "recordings", **RECORDING},
+    }
+    config = write_config(tmp_path / "streamd.toml", default_model, [source], broker.port)
+    daemon = await Streamd("run", "-c", str(config)).start()
+    try:
+        await subscriber.wait_for(lambda c: c.on("/porch/clip/person"), 120)
+        people = [json.loads(p) for p in subscriber.on("/porch/detections")]
+        assert any(d["label"] == "person" for m in people for d in m["detections"])
+        clip = subscriber.json("/porch/clip/person")[0]
+        path = tmp_path / "recordings" / "porch" / clip["file"]
+        saved = await asyncio.to_thread(probe, path, "codec_name", "width", "height", "nb_frames", "nb_read_frames")
+        assert (saved["codec_name"], saved["width"], saved["height"]) == ("hevc", "640", "480")
+        assert saved["nb_read_frames"] == saved["nb_frames"] != "0"
+        decode = ["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"]
+        errors = await asyncio.to_thread(subprocess.run, decode, capture_output=True)
+        assert errors.returncode == 0 and not errors.stderr, errors.stderr[-500:]
+    finally:
+        rtsp.kill()
+        daemon.signal()
+        assert await daemon.wait(30) == 0
+
+
+@pytest.mark.skipif(device_problem("cuda") is None, reason="this machine decodes on cuda: nothing falls back")
+async def test_an_absent_device_falls_back_to_the_cpu_once_and_auto_picks_the_cpu(launch: Launch) -> None:
+    sources = [launch.source("wanted", decode="cuda"), launch.source("any", decode="auto")]
+    daemon = await launch(sources, http=True)
+    try:
+        await wait_ready(launch.http_port, 200)
+        await daemon.wait_for_event("source_streaming", 2)
+        _, _, body = await asyncio.to_thread(get, f"{launch.http}/metrics")
+        metrics = body.decode()
+        assert 'streamd_source_decode_info{device="cpu",requested="cuda",source="wanted"} 1.0' in metrics
+        assert 'streamd_source_decode_info{device="cpu",requested="auto",source="any"} 1.0' in metrics
+    finally:
+        daemon.signal()
+        assert await daemon.wait(30) == 0
+    lines = [json.loads(line) for line in daemon.stderr.decode().splitlines() if line.startswith("{")]
+    fallbacks = [line for line in lines if line.get("event") == "decode_fallback"]
+    assert len(fallbacks) == 1, fallbacks  # the looping file reopens: said once, not per loop
+    assert fallbacks[0]["source"] == "wanted" and fallbacks[0]["requested"] == "cuda" and fallbacks[0]["reason"]
+    streaming = {line["source"]: line["decode"] for line in lines if line.get("event") == "source_streaming"}
+    assert streaming == {"wanted": "cpu", "any": "cpu"}
+
+
+def test_pictures_at_the_models_size_match_a_full_conversion_then_resize(tmp_path: Path) -> None:
+    """A 1080p H.264 frame scaled from its planes (4:2:0 and NV12, as NVDEC hands them over)
+    is the full-size BGR frame resized, within rounding."""
+    import cv2
+
+    clip = tmp_path / "t1080.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-t", "0.5",
+         "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)],
+        check=True,
+    )  # fmt: skip
+    with av.open(str(clip)) as container:
+        frame = next(container.decode(video=0))
+    full = frame.to_ndarray(format="bgr24")
+    expected = cv2.cvtColor(cv2.resize(full, (300, 300), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    for planes in (frame, frame.reformat(format="nv12")):
+        picture = AvImage(planes)
+        assert np.abs(picture.bgr().astype(int) - full).mean() < 3
+        scaled = AvImage(planes).scaled((300, 300), rgb=True)
+        assert scaled.shape == (300, 300, 3) and np.abs(scaled.astype(int) - expected).mean() < 4
+        assert picture.grey((192, 108)).shape == (108, 192)
