@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f'# in [model]: path = "{report["written"]}"', file=sys.stderr)
         return code
     if args.command == "bench":
-        from streamd.bench import run_bench
+        from streamd.bench.run import run_bench
 
         return run_bench(
             config,
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             free_model=args.free_model,
             seconds=args.seconds,
             viewers=args.viewers,
+            decode=args.decode,
         )
     log.error("unknown_command", command=args.command)
     return EX_SOFTWARE

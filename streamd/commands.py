@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=20.0, help="--workers, --viewers: seconds per arm (default %(default)s)"
     )
     bench.add_argument(
+        "--decode",
+        metavar="DEVICE",
+        help="decoding on DEVICE (cuda, qsv, vaapi, auto...) vs the CPU, alternating in --rounds: CPU ms per "
+        "frame and FPS of each file source read as the reader reads it, scaled to the model's input",
+    )
+    bench.add_argument(
         "--viewers",
         type=int,
         default=0,
