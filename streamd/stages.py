@@ -9,7 +9,8 @@ streamd's own ``pyproject.toml``; a plugin in its own). It declares:
   always been theirs on the source); ``SourceConfig`` is composed from every registered stage's
   model, so ``unknown key; did you mean ...`` and ``streamd check`` cover plugins too;
 - ``order``: where it sits in the chain (filters 100, stats 200, tracking 300, snapshots 400,
-  recording 450, plugins 500 by default, presence 800, the detections payload 900).
+  recording 450, plugins 500 by default, presence 800, the detections payload 900, the live
+  view 950).
 
 It is built once per daemon with a :class:`StageContext` (the publisher, the metrics, the whole
 config, the data directory), and for each source that starts, :meth:`Stage.for_source` builds that
