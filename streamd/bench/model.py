@@ -86,6 +86,24 @@ def measure_decode(uris: list[str], frames: int) -> float:
     return sum(counts) / (time.perf_counter() - started)
 
 
+def measure_reading_loop(uri: str, frames: int, size: tuple[int, int], label: str = "(b) reading loop") -> float:
+    """The plain loop (#36's yardstick): OpenCV read -> resize to the model's input -> RGB, one
+    thread, the first file source, looping; frames per second."""
+    cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG)
+    count = 0
+    started = time.perf_counter()
+    while count < frames:
+        ok, image = cap.read()
+        if not ok:
+            cap.release()
+            cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG)
+            continue
+        cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+        count += 1
+    cap.release()
+    return count / (time.perf_counter() - started)
+
+
 def measure_baseline(config: Config, frames: int, label: str = "(e) baseline") -> float:
     """What a competent newcomer writes with the libraries' defaults: ``core.compile_model`` on
     the CPU with no properties (OpenVINO's own default hint and precision), the input reshaped to

@@ -15,7 +15,13 @@ import numpy as np
 import openvino as ov
 
 from streamd.bench.common import cpu_model, read_frames
-from streamd.bench.model import measure_baseline, measure_ceiling, measure_decode, run_benchmark_app
+from streamd.bench.model import (
+    measure_baseline,
+    measure_ceiling,
+    measure_decode,
+    measure_reading_loop,
+    run_benchmark_app,
+)
 from streamd.bench.pipeline import PipelineRun, measure_pipeline
 from streamd.config import Config
 from streamd.inference.model import compile_variant, prepare
@@ -68,7 +74,13 @@ def run_rounds(config: Config, files: list[str], frames: int, baseline: bool, ro
     random_inputs = [rng.integers(0, 256, real_inputs[0].shape).astype(real_inputs[0].dtype) for _ in range(8)]
     # Shared, noisy machines drift by +-10 % within a minute: every measurement runs once per
     # round, in turn, and the ratios use the medians, so all of them see the same machine.
-    per_round: dict[str, list[float]] = {"ceiling_optimal": [], "ceiling_pipeline_requests": [], "pipeline": []}
+    per_round: dict[str, list[float]] = {
+        "ceiling_optimal": [],
+        "ceiling_pipeline_requests": [],
+        "reading_loop": [],
+        "pipeline": [],
+    }
+    model_size = (int(prepared.image.size[0]), int(prepared.image.size[1]))
     if shutil.which("benchmark_app") or Path(sys.executable).with_name("benchmark_app").exists():
         per_round["benchmark_app"] = []
     if baseline:
@@ -88,6 +100,7 @@ def run_rounds(config: Config, files: list[str], frames: int, baseline: bool, ro
             found = run_benchmark_app(prepared, device)
             if found is not None:
                 per_round["benchmark_app"].append(found)
+        per_round["reading_loop"].append(measure_reading_loop(files[0], frames, model_size))
         run = asyncio.run(measure_pipeline(config, frames, f"(c) pipeline {tag}"))
         pipelines.append(run)
         per_round["pipeline"].append(run.fps)
@@ -118,6 +131,9 @@ def run_rounds(config: Config, files: list[str], frames: int, baseline: bool, ro
         "ceiling_random_input_fps": round(ceiling_random, 1),
         "benchmark_app_fps": round(medians["benchmark_app"], 1) if "benchmark_app" in medians else None,
         "decode_fps": round(decode, 1),
+        "reading_loop_fps": round(medians["reading_loop"], 1),
+        # streamd's own cost with --free-model (#36's goal: >= 0.8), per source against one loop.
+        "pipeline_over_reading_loop": round(pipeline.fps / len(files) / medians["reading_loop"], 3),
         "pipeline": {
             "fps": round(pipeline.fps, 1),
             "latency_ms": pipeline.latency_ms(),
@@ -200,6 +216,8 @@ def render_table(r: dict[str, Any]) -> str:
         ),
         "",
         f"ratio (c) / max(ceiling, benchmark_app) = {r['ratio']}",
+        f"pipeline per source / plain reading loop (OpenCV read -> resize -> RGB, {r['reading_loop_fps']} FPS) "
+        f"= {r['pipeline_over_reading_loop']}",
     ]
     if r["inference_only_ratio"]:
         lines.append(

@@ -13,8 +13,6 @@ import statistics
 import sys
 from typing import Any
 
-import aiohttp
-
 from streamd.bench.pipeline import PipelineRun, measure_pipeline
 from streamd.config import Config
 from streamd.demo.broker import free_port
@@ -33,6 +31,7 @@ async def _with_viewers(
             sys.executable, "-m", "streamd.bench.viewers", str(viewers), *urls, stdout=asyncio.subprocess.PIPE
         )
     try:
+        config = config.model_copy(update={"http": config.http.model_copy(update={"max_viewers": max(1, viewers)})})
         run = await measure_pipeline(config, 0, label, speed=speed, seconds=seconds, listen=f"127.0.0.1:{port}")
     finally:
         parts = 0
@@ -84,29 +83,37 @@ def run_viewers(config: Config, viewers: int, seconds: float, rounds: int, fps: 
 
 
 async def _read(urls: list[str], per_url: int) -> int:
-    """Reads every stream ``per_url`` times over, until SIGTERM; the JPEG parts received."""
+    """Reads every stream ``per_url`` times over, as a browser does (plain HTTP/1.1, large reads),
+    until SIGTERM; the JPEG parts received."""
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     received = 0
 
-    async def one(http: aiohttp.ClientSession, url: str) -> None:
+    async def one(url: str) -> None:
         nonlocal received
+        address, _, path = url.removeprefix("http://").partition("/")
+        host, _, port = address.rpartition(":")
         while not stop.is_set():
             try:
-                async with http.get(url) as response:
-                    async for chunk in response.content.iter_any():
-                        received += chunk.count(b"Content-Type: image/jpeg")
-                        if stop.is_set():
-                            return
-            except (aiohttp.ClientError, OSError):
+                reader, writer = await asyncio.open_connection(host, int(port))
+            except OSError:
                 await asyncio.sleep(0.2)  # the daemon is not listening yet
+                continue
+            writer.write(f"GET /{path} HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())
+            try:
+                while chunk := await reader.read(1 << 16):
+                    received += chunk.count(b"Content-Type: image/jpeg")
+            except OSError:
+                pass
+            finally:
+                writer.close()
+            await asyncio.sleep(0.2)
 
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
-        tasks = [asyncio.create_task(one(http, url)) for url in urls for _ in range(per_url)]
-        await stop.wait()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    tasks = [asyncio.create_task(one(url)) for url in urls for _ in range(per_url)]
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     return received
 
 
