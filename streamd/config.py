@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from streamd.config_objects import MAX_NAME, Polygon, Strict, topic_name
+from streamd.events.config import EventsConfig
 from streamd.filters.config import ObjectFilter
 from streamd.recording.config import RecordingConfig
 from streamd.redact import CameraUrlError, parse_camera_url, redact_uri
@@ -277,6 +278,7 @@ class Config(Strict):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 

@@ -21,6 +21,8 @@ from streamd.config import Config, SourceConfig
 from streamd.config_objects import state_directory
 from streamd.control import Switches, switches_path
 from streamd.detections.stage import DetectionsStage
+from streamd.events.api import event_routes
+from streamd.events.stage import EventsStage
 from streamd.exits import EX_NOINPUT
 from streamd.health import readiness, standard_routes
 from streamd.inference.adapter import AdapterFactory, OpenVinoAdapter
@@ -305,6 +307,9 @@ class Daemon(Lifecycle):
         if live is not None:
             sources = lambda: list(self.config.sources)  # noqa: E731
             routes += live_routes(live, sources, lambda: self.sources.states, self.config.http.max_viewers)
+        history = next((stage for stage in self.stages if type(stage) is EventsStage), None)
+        if history is not None and self.worker is None:  # a worker's events: its parent answers
+            routes += event_routes(history.store)
         routes += page_routes()
         if self.worker is not None:
             routes.append(web.get("/stats", self._stats_route))

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 # Sections a running daemon cannot change in place (connections, listeners, queue sizes).
-RESTART_SECTIONS = ("mqtt", "metrics", "http", "queue", "log")
+RESTART_SECTIONS = ("mqtt", "metrics", "http", "events", "queue", "log")
 
 
 @dataclass(frozen=True)

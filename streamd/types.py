@@ -88,6 +88,10 @@ class TrackedObject:
     box: Box  # that detection's box
     matched: bool  # seen in this frame (not only predicted)
     stationary: bool
+    zones: tuple[str, ...] = ()  # the zones it is in now (debounced, as its enter/exit events say)
+    crossed: tuple[str, ...] = ()  # the lines it has crossed so far
+    first_seen: float = 0.0  # epoch seconds
+    score_max: float = 0.0
 
 
 @dataclass(slots=True)

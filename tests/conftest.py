@@ -55,6 +55,7 @@ def write_config(
         "model": {"path": model_path, "device": "CPU", "cache_dir": "", "precision": "f32"},
         "mqtt": {"host": "127.0.0.1", "port": port, "instance": "test", "buffer_dir": path.parent / "mqtt-buffer"},
         "http": {"listen": ""},
+        "events": {"db": f"sqlite:///{path.parent / 'events.db'}"},
         "log": {"format": "json"},
     }
     for name, values in tables.items():

@@ -29,6 +29,10 @@ from prometheus_client.process_collector import ProcessCollector
 
 from streamd import __version__
 from streamd.config import Config, ConfigError, is_file_uri
+from streamd.config_objects import state_directory
+from streamd.events.api import event_routes
+from streamd.events.stage import EventsStage
+from streamd.events.store import EventStore, default_url
 from streamd.health import exposition, healthz, readiness_response
 from streamd.logging import get_logger
 from streamd.recording.serve import clips_route, recording_folders
@@ -123,6 +127,7 @@ class Service(Lifecycle):
                 web.get("/readyz", self._readyz),
                 clips_route(lambda: recording_folders(self.config)),  # the workers' clips
                 *gateway_routes(lambda: self.workers, lambda: self.plan.placement),
+                *self._history(),
                 *page_routes(),
             ]
             self.health = WebServer(self.config.http.listen, routes, credentials(self.config.http))
@@ -253,6 +258,13 @@ class Service(Lifecycle):
         log.info("reload_done", moved=going, plan=plan.describe(), seconds=round(time.monotonic() - started, 3))
 
     # -- what the service tells the world ---------------------------------------------------------
+
+    def _history(self) -> list[web.RouteDef]:
+        """The workers write their events to one store; the parent reads it for the API."""
+        if not EventsStage.wanted(self.config):
+            return []
+        self.events_store = EventStore(self.config.events.db or default_url(state_directory()))
+        return event_routes(self.events_store)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         for worker in self.workers:

@@ -110,6 +110,7 @@ class SourceEvents:
             if before is not None:
                 for line in self.lines:
                     if line.applies(track.label) and (direction := line.crossing(before, point)):
+                        track.crossed.add(line.name)
                         self._event("cross", track, frame, line=line.name, direction=direction)
                         self._publish(f"lines/{line.name}", json.dumps(dict(line.counts)), True)
             if track in step.stopped:

@@ -95,7 +95,18 @@ class SourceTracking(SourceHandler):
         events = self.events
         events.on_frame(frame.seq, frame.ts, frame.width, frame.height, result.detections)
         result.tracks = [
-            TrackedObject(t.id, t.label, t.score, t.observed, t.age == 0, t.stationary)
+            TrackedObject(
+                t.id,
+                t.label,
+                t.score,
+                t.observed,
+                t.age == 0,
+                t.stationary,
+                tuple(sorted(t.zones)),
+                tuple(sorted(t.crossed)),
+                t.first_seen,
+                t.score_max,
+            )
             for t in events.tracker.tracks
             if t.confirmed and events.announced(t.id)
         ]

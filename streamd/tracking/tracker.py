@@ -83,6 +83,7 @@ class Track:
     age: int = 0  # frames since last matched
     confirmed: bool = False
     zones: set[str] = field(default_factory=set)
+    crossed: set[str] = field(default_factory=set)  # lines
     # The last detection matched to this track, as the model saw it: what an 'end' reports
     # (the Kalman box keeps moving for max_age frames after the object left).
     observed: Box = (0.0, 0.0, 0.0, 0.0)

@@ -80,4 +80,14 @@ def test_every_built_in_stage_is_declared_as_an_entry_point() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     declared = pyproject["project"]["entry-points"]["streamd.stages"]
     assert {cls.name for cls in registered()} >= set(declared)
-    assert set(declared) == {"filters", "stats", "tracking", "snapshots", "recording", "presence", "detections", "live"}
+    assert set(declared) == {
+        "filters",
+        "stats",
+        "tracking",
+        "snapshots",
+        "recording",
+        "presence",
+        "detections",
+        "live",
+        "events",
+    }

@@ -1,0 +1,134 @@
+"""The event history as a stage (the public contract): for each source with tracking, a row per
+announced track, written at ``new``, when it enters a zone, crosses a line or stands still, and
+at its ``end`` (told like the snapshot and the clip are: ``end_key``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from streamd.config import Config, ConfigError, SourceConfig
+from streamd.events.metrics import EventMetrics
+from streamd.events.store import EventStore, SchemaTooNew, default_url
+from streamd.events.writer import EventWriter
+from streamd.logging import get_logger
+from streamd.stages import SourceHandler, Stage, StageContext
+from streamd.types import Result, TrackedObject
+
+log = get_logger(__name__)
+
+PRUNE_EVERY = 3600.0
+
+
+class EventsStage(Stage):
+    name = "events"
+    order = 850  # after tracking (its tracks) and before the payload
+
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context)
+        settings = context.config.events
+        self.store = EventStore(settings.db or default_url(context.data_dir))
+        try:
+            found = self.store.migrate()
+        except SchemaTooNew as exc:
+            raise ConfigError("events.db", str(exc)) from None
+        except Exception as exc:  # unreachable, unwritable: the history is a config the daemon cannot keep
+            raise ConfigError("events.db", f"cannot open the event database: {type(exc).__name__}") from None
+        log.info("events_store", backend=self.store.engine.dialect.name, schema_found=found)
+        self.retain_days = settings.retain_days
+        self.writer = EventWriter(self.store, EventMetrics(context.metrics.registry), settings.queue)
+        self._pruned = 0.0
+
+    @classmethod
+    def wanted(cls, config: Config) -> bool:
+        return config.events.enabled and any(s.tracking is not None for s in config.sources)
+
+    def for_source(self, source: SourceConfig) -> SourceHandler | None:
+        return SourceRows(source.name, self) if source.tracking is not None else None
+
+    def put(self, row: dict[str, Any]) -> None:
+        self.writer.put(row)
+        now = time.time()
+        if now - self._pruned > PRUNE_EVERY:
+            self._pruned = now
+            self.writer.prune_before(now - self.retain_days * 86400)
+
+    async def drain(self, timeout: float) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.writer.close, timeout)
+
+    def problems(self) -> list[str]:
+        problem = self.writer.problem()
+        return [problem] if problem else []
+
+
+class SourceRows(SourceHandler):
+    end_key = "event"  # told when a track ends (adds nothing to the end event)
+
+    def __init__(self, source: str, stage: EventsStage) -> None:
+        self.source = source
+        self._stage = stage
+        self._rows: dict[int, dict[str, Any]] = {}  # live tracks' rows, by track id
+
+    def on_result(self, result: Result) -> None:
+        for track in result.tracks:
+            row = self._rows.get(track.id)
+            if row is None:
+                self._rows[track.id] = row = self._new(track)
+                self._stage.put(_columns(row))
+                continue
+            changed = self._update(row, track, result.frame.ts)
+            if changed:
+                self._stage.put(_columns(row))
+
+    def _new(self, track: TrackedObject) -> dict[str, Any]:
+        first = track.first_seen or time.time()
+        return {
+            "id": f"{int(first * 1000)}-{self.source}-{track.id}",
+            "track_id": track.id,
+            "source": self.source,
+            "label": track.label,
+            "start": first,
+            "end": None,
+            "top_score": round(max(track.score_max, track.score), 4),
+            "zones": json.dumps(list(track.zones)),
+            "lines": json.dumps(list(track.crossed)),
+            "stationary": track.stationary,
+            "snapshot": None,
+            "clip": None,
+            "updated": time.time(),
+            "_zones": set(track.zones),
+            "_lines": set(track.crossed),
+            "_last": first,
+        }
+
+    @staticmethod
+    def _update(row: dict[str, Any], track: TrackedObject, ts: float) -> bool:
+        """Only what an operator searches by writes at once (zones, lines, standing still)."""
+        if track.matched:
+            row["_last"] = ts
+        row["top_score"] = round(max(row["top_score"], track.score_max, track.score), 4)
+        zones, lines = row["_zones"] | set(track.zones), row["_lines"] | set(track.crossed)
+        changed = bool(zones != row["_zones"] or lines != row["_lines"] or track.stationary != row["stationary"])
+        row["_zones"], row["_lines"], row["stationary"] = zones, lines, track.stationary
+        row["zones"], row["lines"] = json.dumps(sorted(zones)), json.dumps(sorted(lines))
+        row["updated"] = time.time()
+        return changed
+
+    def track_ended(self, track_id: int) -> None:
+        row = self._rows.pop(track_id, None)
+        if row is not None:
+            row["end"] = max(row["_last"], row["start"])
+            row["updated"] = time.time()
+            self._stage.put(_columns(row))
+
+    def finish(self) -> None:
+        for track_id in list(self._rows):
+            self.track_ended(track_id)
+
+
+def _columns(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as the table has it (the handler's own bookkeeping keys start with ``_``)."""
+    return {key: value for key, value in row.items() if not key.startswith("_")}

@@ -1,0 +1,154 @@
+"""The event history (#35) with the real model and broker: a person walks through a zone -> one
+row (start < end, the zone, the label), found by every filter and not by a wrong one, still there
+after a restart; the same against the machine's PostgreSQL; a database newer than the code is
+refused naming both versions; ``kill -9`` in a burst of writes leaves a database that opens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import Collected, Launch
+from tests.integration.test_live import get
+from tests.integration.test_observability import wait_ready
+
+EVERYWHERE = {"name": "porch", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_problem() -> str | None:
+    try:
+        with create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://")).connect() as connection:
+            connection.execute(text("select 1"))
+    except Exception as exc:
+        return f"no PostgreSQL at {PG_URL}: {type(exc).__name__}"
+    return None
+
+
+async def api(launch: Launch, path: str) -> Any:
+    status, _, body = await get(launch.http + path)
+    assert status == 200, (path, status, body[:300])
+    return json.loads(body)
+
+
+async def one_walk(launch: Launch, subscriber: Collected, source: str, db: str) -> dict[str, Any]:
+    """A person walks through the zone once; the row once its end is written."""
+    daemon = await launch(
+        [launch.source(source, loop=False, tracking={"max_age": 5}, zones=[EVERYWHERE])],
+        http=True,
+        events={"db": db},
+    )
+    try:
+        await subscriber.wait_for(lambda c: any(b'"end"' in p for p in c.on(f"/{source}/events")), 60)
+        await daemon.wait(60)
+    finally:
+        if daemon.process is not None and daemon.process.returncode is None:
+            daemon.signal()
+            await daemon.wait(30)
+    assert daemon.process is not None and daemon.process.returncode == 0
+    ended = [json.loads(p) for p in subscriber.on(f"/{source}/events") if b'"end"' in p]
+    return ended[0]
+
+
+async def check_the_api(launch: Launch, source: str, end: dict[str, Any], db: str) -> None:
+    """A daemon on the same database answers for the row: every filter, a wrong one, the page."""
+    daemon = await launch([launch.source(source, tracking={})], http=True, events={"db": db})
+    try:
+        await wait_ready(launch.http_port, 200)
+        rows = await api(launch, f"/api/events?source={source}")
+        assert len(rows) == 1, rows
+        row = rows[0]
+        assert row["track_id"] == end["id"] and row["label"] == "person" and row["zones"] == ["porch"]
+        start, stop = (datetime.fromisoformat(row[k].replace("Z", "+00:00")) for k in ("start", "end"))
+        assert start < stop
+        assert abs(start.timestamp() - datetime.fromisoformat(end["first_seen"].replace("Z", "+00:00")).timestamp()) < 1
+        before = datetime.fromtimestamp(stop.timestamp() + 60, UTC).isoformat()
+        after = datetime.fromtimestamp(start.timestamp() - 60, UTC).isoformat()
+        for query in (f"label=person&source={source}", f"zone=porch&source={source}",
+                      f"after={after}&before={before}&source={source}".replace("+", "%2B")):  # fmt: skip
+            assert [r["id"] for r in await api(launch, f"/api/events?{query}")] == [row["id"]], query
+        for wrong in ("label=cat", "zone=garden", f"after={before}".replace("+", "%2B")):
+            assert await api(launch, f"/api/events?source={source}&{wrong}") == [], wrong
+        assert (await api(launch, f"/api/events/{row['id']}"))["id"] == row["id"]
+        assert (await get(f"{launch.http}/api/events/nosuch"))[0] == 404
+        assert (await get(f"{launch.http}/api/events?limit=501"))[0] == 400
+        assert (await get(f"{launch.http}/api/events?after=yesterday"))[0] == 400
+    finally:
+        daemon.signal()
+        assert await daemon.wait(30) == 0
+
+
+async def test_a_walk_through_a_zone_is_one_row_found_by_every_filter_after_a_restart(
+    tmp_path: Path, default_model: Path, broker: Any, subscriber: Collected
+) -> None:
+    launch = Launch(tmp_path, default_model, broker, script=[None] * 3 + ["astronaut"] * 10 + [None] * 12)
+    db = f"sqlite:///{tmp_path / 'history.db'}"
+    end = await one_walk(launch, subscriber, "door", db)
+    await check_the_api(launch, "door", end, db)  # a new process: the row outlived the first
+    with sqlite3.connect(tmp_path / "history.db") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_the_same_on_postgresql(tmp_path: Path, default_model: Path, broker: Any, subscriber: Collected) -> None:
+    problem = postgres_problem()
+    if problem:
+        pytest.skip(problem)
+    launch = Launch(tmp_path, default_model, broker, script=[None] * 3 + ["astronaut"] * 10 + [None] * 12)
+    source = f"pg-{uuid.uuid4().hex[:8]}"  # the shared database keeps other runs' rows
+    end = await one_walk(launch, subscriber, source, PG_URL)
+    await check_the_api(launch, source, end, PG_URL)
+
+
+async def test_a_database_newer_than_the_code_is_refused_naming_both_versions(launch: Launch) -> None:
+    db = launch.tmp_path / "newer.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE streamd_schema (version INTEGER NOT NULL)")
+        connection.execute("INSERT INTO streamd_schema VALUES (99)")
+    daemon = await launch([launch.source(tracking={})], events={"db": f"sqlite:///{db}"})
+    assert await daemon.wait(60) == 78
+    stderr = daemon.stderr.decode()
+    assert "events.db" in stderr and "schema version 99" in stderr and "knows up to 1" in stderr
+
+
+async def test_kill_9_in_a_burst_of_writes_leaves_a_database_that_opens(tmp_path: Path) -> None:
+    """Rows written as fast as the writer goes from another process, killed mid-burst: the file
+    opens, passes its integrity check, and every row in it is whole."""
+    db = tmp_path / "burst.db"
+    script = f"""
+import time
+from streamd.events.store import EventStore
+store = EventStore("sqlite:///{db}")
+store.migrate()
+print("READY", flush=True)
+n = 0
+while True:
+    rows = [dict(id=f"{{n}}-{{i}}", track_id=i, source="s", label="person", start=time.time(), end=None,
+                 top_score=0.9, zones='["a"]', lines="[]", stationary=False, snapshot=None, clip=None,
+                 updated=time.time()) for i in range(200)]
+    store.write(rows)
+    n += 1
+"""
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2]
+    )
+    assert writer.stdout is not None
+    assert (await writer.stdout.readline()).strip() == b"READY"
+    await asyncio.sleep(1.5)
+    writer.send_signal(signal.SIGKILL)
+    await writer.wait()
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        count, whole = connection.execute(
+            "SELECT count(*), sum(label = 'person' AND zones = '[\"a\"]' AND top_score = 0.9) FROM events"
+        ).fetchone()
+    assert count > 0 and count % 200 == 0 and whole == count, (count, whole)
