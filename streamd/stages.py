@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -51,6 +51,26 @@ log = get_logger(__name__)
 GROUP = "streamd.stages"
 
 
+class Notices:
+    """What stages tell each other in the process, on the loop, never through the broker: e.g.
+    ``snapshot`` (a track's snapshot: ``track_id``, ``jpeg``, ``file``) and ``clip`` (a clip
+    holding a track: ``track_id``, ``file``), which the event history keeps with its row."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[Callable[[str, dict[str, Any]], None]]] = {}
+
+    def on(self, kind: str, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        """``listener(source, facts)`` for every notice of ``kind`` from now on."""
+        self._listeners.setdefault(kind, []).append(listener)
+
+    def post(self, kind: str, source: str, facts: dict[str, Any]) -> None:
+        for listener in self._listeners.get(kind, ()):
+            try:
+                listener(source, facts)
+            except Exception:  # one listener's fault is its own
+                log.exception("notice_failed", kind=kind, source=source)
+
+
 @dataclass(frozen=True)
 class StageContext:
     """What a stage is given when the daemon builds it."""
@@ -59,6 +79,7 @@ class StageContext:
     metrics: Metrics  # its registry is ``metrics.registry``: a stage's own metrics go there
     config: Config
     data_dir: Path  # where a stage may keep files (the state directory)
+    notices: Notices = field(default_factory=Notices)  # what stages tell each other
 
 
 class FrameTap(Protocol):

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from streamd.events.store import EventStore, Query
 from streamd.timestamps import rfc3339
+from streamd.web.files import FileSlice, ranged, send_file
 
 MAX_LIMIT = 500
 
@@ -62,4 +64,21 @@ def event_routes(store: EventStore) -> list[web.RouteDef]:
             return web.Response(status=404, text="no such event\n")
         return web.json_response(shown(row))
 
-    return [web.get("/api/events", listing), web.get("/api/events/{id}", one)]
+    async def media(request: web.Request) -> web.StreamResponse:
+        """The event's snapshot (JPEG) or clip (MP4, with Range): the files the row names, while
+        they are kept (their own retention may have removed them: 404)."""
+        row = await asyncio.to_thread(store.get, request.match_info["id"])
+        kind = request.match_info["kind"]
+        column, content_type = ("snapshot", "image/jpeg") if kind == "snapshot.jpg" else ("clip", "video/mp4")
+        if row is None or not row.get(column):
+            return web.Response(status=404, text=f"no {column} for this event\n")
+        status, body, headers = await asyncio.to_thread(ranged, Path(row[column]), request.headers.get("Range"))
+        if isinstance(body, FileSlice):
+            return await send_file(request, status, content_type, body, headers)
+        return web.Response(status=status, body=body, headers=headers, content_type="text/plain")
+
+    return [
+        web.get("/api/events", listing),
+        web.get("/api/events/{id}", one),
+        web.get(r"/api/events/{id}/{kind:snapshot\.jpg|clip\.mp4}", media),
+    ]

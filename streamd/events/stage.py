@@ -4,8 +4,11 @@ at its ``end`` (told like the snapshot and the clip are: ``end_key``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from streamd.config import Config, ConfigError, SourceConfig
@@ -13,12 +16,14 @@ from streamd.events.metrics import EventMetrics
 from streamd.events.store import EventStore, SchemaTooNew, default_url
 from streamd.events.writer import EventWriter
 from streamd.logging import get_logger
+from streamd.private import create_private, private_folder
 from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.types import Result, TrackedObject
 
 log = get_logger(__name__)
 
 PRUNE_EVERY = 3600.0
+KEEP_ENDED = 2000  # ended rows still told of their snapshot and clip (a clip comes post_capture later)
 
 
 class EventsStage(Stage):
@@ -39,6 +44,11 @@ class EventsStage(Stage):
         self.retain_days = settings.retain_days
         self.writer = EventWriter(self.store, EventMetrics(context.metrics.registry), settings.queue)
         self._pruned = 0.0
+        self.snapshots = context.data_dir / "event-snapshots"  # where a snapshot no save_dir kept goes
+        self.rows: dict[tuple[str, int], dict[str, Any]] = {}  # live tracks' rows, by (source, track id)
+        self._ended: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()  # awaiting a clip
+        context.notices.on("snapshot", self._snapshot)
+        context.notices.on("clip", self._clip)
 
     @classmethod
     def wanted(cls, config: Config) -> bool:
@@ -46,6 +56,34 @@ class EventsStage(Stage):
 
     def for_source(self, source: SourceConfig) -> SourceHandler | None:
         return SourceRows(source.name, self) if source.tracking is not None else None
+
+    def ended(self, key: tuple[str, int], row: dict[str, Any]) -> None:
+        self._ended[key] = row
+        while len(self._ended) > KEEP_ENDED:
+            self._ended.popitem(last=False)
+
+    def _row(self, source: str, track_id: int) -> dict[str, Any] | None:
+        key = (source, track_id)
+        return self.rows.get(key) or self._ended.get(key)
+
+    def _snapshot(self, source: str, facts: dict[str, Any]) -> None:
+        row = self._row(source, int(facts["track_id"]))
+        if row is None:
+            return
+        if facts.get("file"):
+            row["snapshot"] = facts["file"]
+            self.put(_columns(row))
+            return
+        path = self.snapshots / f"{row['id']}.jpg"
+        row["snapshot"] = str(path)
+        task = asyncio.get_running_loop().run_in_executor(None, _save, path, facts["jpeg"])
+        task.add_done_callback(lambda _: self.put(_columns(row)))
+
+    def _clip(self, source: str, facts: dict[str, Any]) -> None:
+        row = self._row(source, int(facts["track_id"]))
+        if row is not None:
+            row["clip"] = facts["file"]
+            self.put(_columns(row))
 
     def put(self, row: dict[str, Any]) -> None:
         self.writer.put(row)
@@ -55,8 +93,6 @@ class EventsStage(Stage):
             self.writer.prune_before(now - self.retain_days * 86400)
 
     async def drain(self, timeout: float) -> None:
-        import asyncio
-
         await asyncio.to_thread(self.writer.close, timeout)
 
     def problems(self) -> list[str]:
@@ -70,13 +106,15 @@ class SourceRows(SourceHandler):
     def __init__(self, source: str, stage: EventsStage) -> None:
         self.source = source
         self._stage = stage
-        self._rows: dict[int, dict[str, Any]] = {}  # live tracks' rows, by track id
+        self._mine: set[int] = set()  # this handler's live tracks (their rows are the stage's)
 
     def on_result(self, result: Result) -> None:
+        rows = self._stage.rows
         for track in result.tracks:
-            row = self._rows.get(track.id)
+            row = rows.get((self.source, track.id))
             if row is None:
-                self._rows[track.id] = row = self._new(track)
+                rows[(self.source, track.id)] = row = self._new(track)
+                self._mine.add(track.id)
                 self._stage.put(_columns(row))
                 continue
             changed = self._update(row, track, result.frame.ts)
@@ -118,17 +156,27 @@ class SourceRows(SourceHandler):
         return changed
 
     def track_ended(self, track_id: int) -> None:
-        row = self._rows.pop(track_id, None)
+        row = self._stage.rows.pop((self.source, track_id), None)
+        self._mine.discard(track_id)
         if row is not None:
             row["end"] = max(row["_last"], row["start"])
             row["updated"] = time.time()
             self._stage.put(_columns(row))
+            self._stage.ended((self.source, track_id), row)  # its snapshot and clip come after
 
     def finish(self) -> None:
-        for track_id in list(self._rows):
+        for track_id in list(self._mine):
             self.track_ended(track_id)
 
 
 def _columns(row: dict[str, Any]) -> dict[str, Any]:
     """The row as the table has it (the handler's own bookkeeping keys start with ``_``)."""
     return {key: value for key, value in row.items() if not key.startswith("_")}
+
+
+def _save(path: Path, jpeg: bytes) -> None:
+    """The snapshot beside the history, private (0600 in a 0700 folder), never through a link."""
+    private_folder(path.parent)
+    fd = create_private(path)
+    with open(fd, "wb") as file:
+        file.write(jpeg)

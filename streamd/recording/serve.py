@@ -6,9 +6,6 @@ through a link): ``..``, encoded slashes, symlinks and anything else get 404."""
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -16,10 +13,8 @@ from aiohttp import web
 
 from streamd.config import Config
 from streamd.recording.clip import OWN_CLIP
-from streamd.web.files import FileSlice, send_file
+from streamd.web.files import FileSlice, Reply, ranged, send_file
 
-RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-Reply = tuple[int, bytes | FileSlice, dict[str, str]]  # status, body, headers
 NOT_FOUND: Reply = (404, b"no such clip\n", {})
 
 
@@ -38,33 +33,9 @@ def clips_route(
         if folder is None or not OWN_CLIP.fullmatch(name):
             status, body, headers = NOT_FOUND
         else:
-            status, body, headers = await asyncio.to_thread(_read, folder / name, request.headers.get("Range"))
+            status, body, headers = await asyncio.to_thread(ranged, folder / name, request.headers.get("Range"))
         if isinstance(body, FileSlice):
             return await send_file(request, status, "video/mp4", body, headers)
         return web.Response(status=status, body=body, headers=headers, content_type="text/plain")
 
     return web.get("/clips/{source}/{file}", handle)
-
-
-def _read(path: Path, wanted: str | None) -> Reply:
-    """What to send of the clip: the server streams it in chunks (a clip may be large)."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return NOT_FOUND
-    if not stat.S_ISREG(info.st_mode):  # a link with a clip's name, a folder...
-        return NOT_FOUND
-    size = info.st_size
-    headers = {"Accept-Ranges": "bytes"}
-    match = RANGE.fullmatch(wanted.strip()) if wanted else None
-    if match is None or match.groups() == ("", ""):  # none, or one we do not serve: the whole file
-        return 200, FileSlice(path, 0, size), headers
-    first, last = match.groups()
-    if first:
-        start, end = int(first), min(int(last), size - 1) if last else size - 1
-    else:  # the last N bytes
-        start, end = max(0, size - int(last)), size - 1
-    if start >= size or start > end:
-        return 416, b"", {**headers, "Content-Range": f"bytes */{size}"}
-    body = FileSlice(path, start, end - start + 1)
-    return 206, body, {**headers, "Content-Range": f"bytes {start}-{end}/{size}"}

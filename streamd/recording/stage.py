@@ -28,6 +28,7 @@ class RecordingStage(Stage):
 
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
+        self._notices = context.notices
         self._sink = context.publisher
         self._metrics = RecordingMetrics(context.metrics.registry)
         self._public_url = context.config.http.public_url  # before the clip's path in its message
@@ -99,6 +100,7 @@ class RecordingStage(Stage):
             topic = self._sink.topic(clip.source, f"clip/{label.replace(' ', '_')}")
             self._sink.publish(topic, json.dumps(payload), qos=1, retain=True)
             self._metrics.clips.labels(clip.source, label).inc()
+            self._notices.post("clip", clip.source, {"track_id": track_id, "file": str(clip.path)})
         log.info("clip_saved", source=clip.source, file=str(clip.path), bytes=clip.bytes, tracks=len(clip.tracks))
 
     def _stored(self, source: str, total: int) -> None:

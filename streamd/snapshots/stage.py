@@ -31,6 +31,7 @@ class SnapshotStage(Stage):
 
     def __init__(self, context: StageContext) -> None:
         super().__init__(context)
+        self._notices = context.notices
         self._sink = context.publisher
         self._metrics = SnapshotMetrics(context.metrics.registry)
         self.enabled: dict[str, bool] = {}  # the snapshots switch, per source (MQTT control)
@@ -94,6 +95,7 @@ class SnapshotStage(Stage):
             if path is None:  # logged by the store (once a minute); the MQTT copy went out
                 self._metrics.snapshots.labels(source, "save_error").inc()
         self._metrics.snapshots.labels(source, "published").inc()
+        self._notices.post("snapshot", source, {"track_id": candidate.track_id, "jpeg": crop, "file": saved})
         return {
             "topic": topic,
             "frame": candidate.frame,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 CHUNK = 1 << 20  # bytes of a file body per write
 CHUNK_TIMEOUT = 30.0  # seconds a client may take to accept one chunk
 
@@ -51,3 +53,31 @@ async def send_file(
         return response
     finally:
         os.close(fd)
+
+
+Reply = tuple[int, bytes | FileSlice, dict[str, str]]  # status, body, headers
+
+
+def ranged(path: Path, wanted: str | None) -> Reply:
+    """What to send of a regular file (never a link) for a ``Range`` header: the whole file, one
+    range (206), or 416; 404 when it is not there. Called in a thread (it stats the file)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return (404, b"not found\n", {})
+    if not stat.S_ISREG(info.st_mode):  # a link, a folder...
+        return (404, b"not found\n", {})
+    size = info.st_size
+    headers = {"Accept-Ranges": "bytes"}
+    match = RANGE.fullmatch(wanted.strip()) if wanted else None
+    if match is None or match.groups() == ("", ""):  # none, or one we do not serve: the whole file
+        return 200, FileSlice(path, 0, size), headers
+    first, last = match.groups()
+    if first:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    else:  # the last N bytes
+        start, end = max(0, size - int(last)), size - 1
+    if start >= size or start > end:
+        return 416, b"", {**headers, "Content-Range": f"bytes */{size}"}
+    body = FileSlice(path, start, end - start + 1)
+    return 206, body, {**headers, "Content-Range": f"bytes {start}-{end}/{size}"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sqlite3
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import Collected, Launch
+from tests.conftest import Collected, Launch, Streamd
 from tests.integration.test_live import get
 from tests.integration.test_observability import wait_ready
 
@@ -152,3 +153,67 @@ while True:
             "SELECT count(*), sum(label = 'person' AND zones = '[\"a\"]' AND top_score = 0.9) FROM events"
         ).fetchone()
     assert count > 0 and count % 200 == 0 and whole == count, (count, whole)
+
+
+async def test_a_recorded_walk_has_its_snapshot_and_clip_served_as_the_files_are(
+    tmp_path: Path, default_model: Path, broker: Any, subscriber: Collected
+) -> None:
+    """An RTSP camera, tracking, snapshots (no save_dir: the history keeps them) and recording:
+    the row names both files, and the API serves the same bytes (the clip with Range)."""
+    from streamd.demo.broker import free_port
+    from tests.conftest import write_config
+    from tests.integration.test_recording import RECORDING, camera
+
+    rtsp = camera(tmp_path)
+    port = free_port()
+    source = {
+        "name": "porch",
+        "uri": rtsp.url,
+        "read_timeout": 5.0,
+        "tracking": {"max_age": 8},
+        "snapshots": {},
+        "recording": {"dir": tmp_path / "recordings", **RECORDING},
+    }
+    db = f"sqlite:///{tmp_path / 'history.db'}"
+    config = write_config(
+        tmp_path / "streamd.toml", default_model, [source], broker.port,
+        http={"listen": f"127.0.0.1:{port}"}, events={"db": db},
+    )  # fmt: skip
+    daemon = await Streamd("run", "-c", str(config), env={"STATE_DIRECTORY": str(tmp_path / "state")}).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await subscriber.wait_for(lambda c: c.on("/porch/clip/person"), 120)
+        clip = subscriber.json("/porch/clip/person")[0]
+
+        async def row_with_both() -> dict[str, Any] | None:
+            status, _, body = await get(f"{base}/api/events?source=porch")
+            rows = [r for r in json.loads(body) if r["track_id"] == clip["id"]] if status == 200 else []
+            return rows[0] if rows and rows[0]["snapshot"] and rows[0]["clip"] else None
+
+        row = None
+        for _ in range(50):  # written within the writer's batch interval
+            if (row := await row_with_both()) is not None:
+                break
+            await asyncio.sleep(0.2)
+        assert row is not None, "the row never named its snapshot and clip"
+        assert Path(row["clip"]).name == clip["file"]
+        status, headers, body = await get(f"{base}/api/events/{row['id']}/snapshot.jpg")
+        snapshot = await asyncio.to_thread(Path(row["snapshot"]).read_bytes)
+        assert status == 200 and headers["Content-Type"] == "image/jpeg" and body == snapshot
+        assert Path(row["snapshot"]).parent == tmp_path / "state" / "event-snapshots"
+        assert oct(os.stat(row["snapshot"]).st_mode & 0o777) == "0o600"
+        status, headers, body = await get(f"{base}/api/events/{row['id']}/clip.mp4")
+        whole = await asyncio.to_thread((tmp_path / "recordings" / "porch" / clip["file"]).read_bytes)
+        assert status == 200 and headers["Content-Type"] == "video/mp4" and body == whole
+        status, _, part = await get_range(f"{base}/api/events/{row['id']}/clip.mp4", "bytes=100-199")
+        assert status == 206 and part == whole[100:200]
+    finally:
+        rtsp.kill()
+        daemon.signal()
+        assert await daemon.wait(30) == 0
+
+
+async def get_range(url: str, wanted: str) -> tuple[int, dict[str, str], bytes]:
+    from tests.integration.test_recording import get as get_with_headers
+
+    return await asyncio.to_thread(get_with_headers, url, {"Range": wanted})
