@@ -21,7 +21,7 @@ import openvino as ov
 from openvino.preprocess import ColorFormat, PrePostProcessor, ResizeAlgorithm
 
 from streamd.config import ConfigError, ModelConfig
-from streamd.images import Decoded
+from streamd.images import Decoded, decoded
 from streamd.inference import placement as placement_mod
 from streamd.inference.decoders import Decoder, DecoderError, Preprocessing, decoder_class
 from streamd.inference.labels import load_labels
@@ -127,7 +127,7 @@ def prepare(cfg: ModelConfig, core: ov.Core | None = None) -> PreparedModel:
     )
 
 
-def frame_preparer(prepared: PreparedModel) -> Callable[[Decoded], np.ndarray]:
+def frame_preparer(prepared: PreparedModel) -> Callable[[Decoded | np.ndarray], np.ndarray]:
     """What is done to a decoded picture before it meets the compiled model (the graph does the
     rest, see :func:`with_preprocessing`): in host mode, scaled to the network's size and put in
     its colour order in one step from the decoder's planes (``images.Decoded.scaled``)."""
@@ -136,7 +136,8 @@ def frame_preparer(prepared: PreparedModel) -> Callable[[Decoded], np.ndarray]:
     size = image.size if host and image.static else None
     to_rgb = host and prepared.preprocessing.color_order == "RGB"
 
-    def prepare_frame(frame: Decoded) -> np.ndarray:
+    def prepare_frame(picture: Decoded | np.ndarray) -> np.ndarray:
+        frame = decoded(picture)  # a BGR array (a test, a tool) or a decoder's picture
         if size is not None:
             return frame.scaled((int(size[0]), int(size[1])), to_rgb)[np.newaxis]
         image = frame.bgr()
