@@ -25,6 +25,7 @@ from streamd.events.api import event_routes
 from streamd.events.stage import EventsStage
 from streamd.exits import EX_NOINPUT
 from streamd.health import readiness, standard_routes
+from streamd.images import one_thread_per_call
 from streamd.inference.adapter import AdapterFactory, OpenVinoAdapter
 from streamd.inference.slot import EngineSlot
 from streamd.live.api import live_routes
@@ -187,6 +188,7 @@ class Daemon(Lifecycle):
 
     async def startup(self) -> None:
         cfg = self.config
+        one_thread_per_call()
         self.metrics.build.info({"version": __version__})
         self.metrics.init_mqtt(cfg.mqtt.buffer)
         if cfg.http.listen:

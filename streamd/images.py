@@ -60,5 +60,13 @@ class BgrImage:
 Transform = Callable[[Decoded], Any]
 
 
+def one_thread_per_call() -> None:
+    """OpenCV's own thread pool off: a frame's conversions are small jobs, the sources' threads
+    (and worker processes) already spread over the cores, and on a 16-core host the pool's
+    threads cost more CPU than they save (NVDEC 1080p H.264: 1.6 ms of CPU per frame to decode,
+    9 more to scale with the pool, measured with ``streamd bench --decode``)."""
+    cv2.setNumThreads(1)
+
+
 def decoded(image: np.ndarray | Decoded) -> Decoded:
     return BgrImage(image) if isinstance(image, np.ndarray) else image

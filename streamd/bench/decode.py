@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from streamd.images import one_thread_per_call
 from streamd.metrics import Metrics
 from streamd.sources.decoding import CPU, DecodeChoice
 from streamd.sources.opening import DEFAULT_DECODE_THREADS
@@ -54,6 +55,7 @@ def decode_once(
 def run_decode(
     paths: list[str], device: str, size: tuple[int, int], rounds: int = 3, frames: int = 600, save: Path | None = None
 ) -> dict[str, Any]:
+    one_thread_per_call()  # as the daemon runs
     report: dict[str, Any] = {"device": device, "model_input": list(size), "rounds": rounds, "clips": {}}
     for path in paths:
         arms: dict[str, list[dict[str, Any]]] = {CPU: [], device: []}

@@ -53,9 +53,9 @@ def run_worker(config_path: Path, run_dir: Path, index: int) -> int:
     configure(config.log.format, config.log.level, worker=index)
     if refused:
         get_logger(__name__).warning("affinity_refused", cores=link.assignment.cores, error=refused)
-    import cv2
+    from streamd.images import one_thread_per_call
 
-    cv2.setNumThreads(len(link.assignment.cores))
+    one_thread_per_call()
     get_logger(__name__).info(
         "worker_starting", cores=link.assignment.cores, sources=link.assignment.sources, pid=os.getpid()
     )

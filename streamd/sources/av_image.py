@@ -18,14 +18,16 @@ def _plane(frame: av.video.frame.VideoFrame, index: int, rows: int, width: int) 
     return pixels.reshape(rows, plane.line_size)[:, :width]
 
 
-def _fit(plane: np.ndarray, target: np.ndarray, same: bool) -> None:
-    """``plane`` into ``target`` (a view of the stacked picture), scaled to its size: halved by
-    exact 2x2 averages while it stays at least the target's size, then bilinear."""
+def _fit(plane: np.ndarray, target: np.ndarray, same: bool, halve: bool = True) -> None:
+    """``plane`` into ``target`` (a view of the stacked picture), scaled to its size: the luma
+    halved by exact 2x2 averages while it stays at least the target's size, then bilinear. The
+    chroma (half the resolution already, and what a detector leans on least) goes straight to
+    bilinear: averaging NV12's interleaved pair cost 1.6 ms a 1080p frame, the rest 0.6."""
     if same:
         target[:] = plane
         return
     height, width = target.shape[:2]
-    while plane.shape[1] >= 2 * width and plane.shape[0] >= 2 * height:
+    while halve and plane.shape[1] >= 2 * width and plane.shape[0] >= 2 * height:
         plane = cv2.resize(plane, (plane.shape[1] // 2, plane.shape[0] // 2), interpolation=cv2.INTER_AREA)
     cv2.resize(plane, (width, height), dst=target, interpolation=cv2.INTER_LINEAR)
 
@@ -81,12 +83,12 @@ class AvImage:
         _fit(_plane(frame, 0, h, w), out[:height], same)
         if self._layout == "nv12":  # one plane of interleaved U and V, half the rows
             pair = _plane(frame, 1, h // 2, w).reshape(h // 2, w // 2, 2)
-            _fit(pair, out[height:].reshape(height // 2, width // 2, 2), same)
+            _fit(pair, out[height:].reshape(height // 2, width // 2, 2), same, halve=False)
             return out
         quarter = (height // 2) * (width // 2)
         flat = out.reshape(-1)
         for index in (1, 2):
             start = height * width + (index - 1) * quarter
             chroma = _plane(frame, index, h // 2, w // 2)
-            _fit(chroma, flat[start : start + quarter].reshape(height // 2, width // 2), same)
+            _fit(chroma, flat[start : start + quarter].reshape(height // 2, width // 2), same, halve=False)
         return out
