@@ -69,6 +69,10 @@ class Supervisor:
         while fds are exhausted retries every second) is said once a minute, not as tracebacks."""
         message = str(context.get("message", "asyncio error"))
         error = context.get("exception")
+        if self.stopping and isinstance(error, ValueError) and "file descriptor" in str(error):
+            # asyncio's retry of accept() after EMFILE, firing after shutdown closed the socket
+            log.debug("loop_error_at_shutdown", message=message, error=repr(error))
+            return
         now = time.monotonic()
         if now - self._loop_errors.get(message, -60.0) < 60.0:
             return
