@@ -127,3 +127,78 @@ async def test_the_page_shows_every_camera_the_live_picture_and_draws_a_zone(
         await context.close()
         daemon.signal()
         assert await daemon.wait(30) == 0
+
+
+async def test_the_events_page_lists_filters_and_plays_the_clip(
+    tmp_path: Path, default_model: Path, broker: Any, subscriber: Any, browser: Any
+) -> None:
+    """#35: a recorded walk is listed with its thumbnail, a filter narrows the list, and its
+    clip plays in the page's <video> (readyState >= 2, currentTime advancing)."""
+    from streamd.demo.broker import free_port
+    from tests.conftest import Streamd, write_config
+    from tests.integration.test_recording import RECORDING, camera
+
+    rtsp = camera(tmp_path)
+    port = free_port()
+    source = {
+        "name": "porch",
+        "uri": rtsp.url,
+        "read_timeout": 5.0,
+        "tracking": {"max_age": 8},
+        "snapshots": {},
+        "recording": {"dir": tmp_path / "recordings", **RECORDING},
+    }
+    config = write_config(
+        tmp_path / "streamd.toml", default_model, [source], broker.port,
+        http={"listen": f"127.0.0.1:{port}"}, events={"db": f"sqlite:///{tmp_path / 'history.db'}"},
+    )  # fmt: skip
+    daemon = await Streamd("run", "-c", str(config), env={"STATE_DIRECTORY": str(tmp_path / "state")}).start()
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        await subscriber.wait_for(lambda c: c.on("/porch/clip/person"), 120)
+        base = f"http://127.0.0.1:{port}"
+
+        async def listed_with_clip() -> bool:
+            await page.goto(base + "/#/events")
+            await page.wait_for_selector("#event-list", state="attached")
+            await asyncio.sleep(0.3)
+            return bool(await page.locator("#event-list li button").count())
+
+        await until(listed_with_clip, 20, "the event listed with its clip")
+        assert await page.locator("#event-list li img").count() >= 1, "a thumbnail"
+        before = await page.locator("#event-list li").count()
+        await page.fill("#event-filters input[name=label]", "cat")
+        await page.click("#event-filters button[type=submit]")
+        await until(lambda: at_most(lambda: page.locator("#event-list li").count(), 0), 5, "the filter narrows it")
+        await page.fill("#event-filters input[name=label]", "person")
+        await page.click("#event-filters button[type=submit]")
+        await until(lambda: at_least(lambda: page.locator("#event-list li").count(), before), 5, "person again")
+        await page.locator("#event-list li button").first.click()
+
+        async def playing() -> bool:
+            return bool(
+                await page.evaluate(
+                    "(() => { const v = document.getElementById('clip'); return v.readyState >= 2; })()"
+                )
+            )
+
+        await until(playing, 10, "the clip's video has data")
+        first = await page.evaluate("document.getElementById('clip').currentTime")
+
+        async def advanced() -> bool:
+            return bool(await page.evaluate("document.getElementById('clip').currentTime") > first)
+
+        await until(advanced, 5, "the clip plays")
+        assert not errors, errors
+    except BaseException:
+        await page.screenshot(path=str(tmp_path / "events-failure.png"))
+        print(f"screenshot: {tmp_path / 'events-failure.png'}")
+        raise
+    finally:
+        await page.close()
+        rtsp.kill()
+        daemon.signal()
+        assert await daemon.wait(30) == 0

@@ -11,7 +11,57 @@ const points = [];
 let timer = null;
 
 function show(section) {
-  for (const id of ["grid", "camera"]) $(id).hidden = id !== section;
+  for (const id of ["grid", "camera", "events"]) $(id).hidden = id !== section;
+}
+
+async function events() {
+  show("events");
+  const form = $("event-filters");
+  const cameras = form.elements.source;
+  if (cameras.options.length === 1) {
+    for (const s of await api("api/sources")) cameras.add(new Option(s.name, s.name));
+  }
+  const query = new URLSearchParams();
+  for (const key of ["source", "label", "zone"]) if (form.elements[key].value) query.set(key, form.elements[key].value);
+  const day = form.elements.day.value;
+  if (day) {
+    const start = new Date(`${day}T00:00:00`);
+    query.set("after", start.toISOString());
+    query.set("before", new Date(start.getTime() + 86400000).toISOString());
+  }
+  query.set("limit", "100");
+  const rows = await api(`api/events?${query}`);
+  const items = rows.map((row) => {
+    const item = document.createElement("li");
+    item.dataset.event = row.id;
+    const thumb = row.snapshot ? document.createElement("img") : document.createElement("span");
+    if (row.snapshot) {
+      thumb.src = `api/events/${encodeURIComponent(row.id)}/snapshot.jpg`;
+      thumb.alt = row.label;
+    } else {
+      thumb.className = "none";
+      thumb.textContent = "no snapshot";
+    }
+    const text = document.createElement("span");
+    const when = new Date(row.start).toLocaleString();
+    const seconds = row.end ? ` · ${((new Date(row.end) - new Date(row.start)) / 1000).toFixed(1)} s` : " · ongoing";
+    const zones = row.zones.length ? ` · ${row.zones.join(", ")}` : "";
+    text.textContent = `${row.source} · ${row.label} ${row.top_score.toFixed(2)} · ${when}${seconds}${zones}`;
+    item.append(thumb, text);
+    if (row.clip) {
+      const play = document.createElement("button");
+      play.type = "button";
+      play.textContent = "Play clip";
+      play.addEventListener("click", () => {
+        $("player").hidden = false;
+        $("clip").src = `api/events/${encodeURIComponent(row.id)}/clip.mp4`;
+      });
+      item.append(play);
+    }
+    return item;
+  });
+  $("event-list").replaceChildren(...items);
+  $("status").textContent = `${rows.length} event(s)`;
 }
 
 async function grid() {
@@ -107,8 +157,11 @@ function click(event) {
 function route() {
   clearInterval(timer);
   $("live").removeAttribute("src"); // a hidden stream is closed, not kept running
+  $("clip").removeAttribute("src");
   const match = location.hash.match(/^#\/source\/(.+)$/);
-  if (match) {
+  if (location.hash === "#/events") {
+    events().catch(fail);
+  } else if (match) {
     camera(decodeURIComponent(match[1])).catch(fail);
   } else {
     grid().catch(fail);
@@ -127,6 +180,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("shape-name").addEventListener("input", draw);
   $("undo").addEventListener("click", () => { points.pop(); draw(); });
   $("clear").addEventListener("click", () => { points.length = 0; draw(); });
+  $("event-filters").addEventListener("submit", (event) => { event.preventDefault(); events().catch(fail); });
   window.addEventListener("hashchange", route);
   route();
 });
