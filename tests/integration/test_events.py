@@ -13,9 +13,11 @@ import sqlite3
 import sys
 import uuid
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -25,6 +27,7 @@ from tests.integration.test_observability import wait_ready
 
 EVERYWHERE = {"name": "porch", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+ROW_SCHEMA = json.loads(resources.files("streamd.schemas").joinpath("event-row.schema.json").read_text())
 
 
 def postgres_problem() -> str | None:
@@ -69,6 +72,7 @@ async def check_the_api(launch: Launch, source: str, end: dict[str, Any], db: st
         rows = await api(launch, f"/api/events?source={source}")
         assert len(rows) == 1, rows
         row = rows[0]
+        jsonschema.validate(row, ROW_SCHEMA)
         assert row["track_id"] == end["id"] and row["label"] == "person" and row["zones"] == ["porch"]
         start, stop = (datetime.fromisoformat(row[k].replace("Z", "+00:00")) for k in ("start", "end"))
         assert start < stop
@@ -217,3 +221,56 @@ async def get_range(url: str, wanted: str) -> tuple[int, dict[str, str], bytes]:
     from tests.integration.test_recording import get as get_with_headers
 
     return await asyncio.to_thread(get_with_headers, url, {"Range": wanted})
+
+
+@pytest.mark.slow
+async def test_a_full_disk_keeps_the_pipeline_going_counts_says_why_and_writes_resume(
+    launch: Launch, subscriber: Collected
+) -> None:
+    """RLIMIT_FSIZE (as ``prlimit --fsize``) makes every write of the history fail as on a full
+    disk: detections go on, the error metric counts, after 60 s /readyz says why, and once the
+    limit is lifted the waiting rows are written and the reason goes."""
+    import resource
+
+    from tests.integration.test_observability import samples, value
+
+    db = launch.tmp_path / "history.db"
+    source = launch.source(tracking={"max_age": 3}, zones=[EVERYWHERE])
+    daemon = await launch([source], http=True, events={"db": f"sqlite:///{db}"})
+    assert daemon.process is not None
+    pid = daemon.process.pid
+
+    async def scrape() -> dict[Any, float]:
+        return samples((await get(f"{launch.http}/metrics"))[2].decode())
+
+    try:
+        await wait_ready(launch.http_port, 200)
+        await until(lambda: above(scrape, "streamd_events_written_total", 0), 60)
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        await until(lambda: above(scrape, "streamd_event_write_errors_total", 0, reason="OperationalError"), 60)
+        before = len(subscriber.on("/cam/detections"))
+        await subscriber.wait_for(lambda c: len(c.on("/cam/detections")) >= before + 20, 30)  # MQTT goes on
+        body = await wait_ready(launch.http_port, 503, 90, saying="event history unwritable")
+        assert any("event history unwritable" in r for r in body["reasons"]), body  # type: ignore[union-attr]
+        written = value(await scrape(), "streamd_events_written_total")
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        await until(lambda: above(scrape, "streamd_events_written_total", written), 30)
+        body = await wait_ready(launch.http_port, 200, 30)
+        await daemon.wait_for_event("events_writable", timeout=10)
+    finally:
+        daemon.signal()
+        assert await daemon.wait(30) == 0
+
+
+async def above(scrape: Any, name: str, threshold: float, **labels: str) -> bool:
+    """The sample is above ``threshold`` (a series that does not exist yet counts as 0)."""
+    return float((await scrape()).get((name, tuple(sorted(labels.items()))), 0.0)) > threshold
+
+
+async def until(check: Any, timeout: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        await asyncio.sleep(0.5)
