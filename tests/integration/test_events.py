@@ -159,11 +159,9 @@ while True:
     assert count > 0 and count % 200 == 0 and whole == count, (count, whole)
 
 
-async def test_a_recorded_walk_has_its_snapshot_and_clip_served_as_the_files_are(
-    tmp_path: Path, default_model: Path, broker: Any, subscriber: Collected
-) -> None:
-    """An RTSP camera, tracking, snapshots (no save_dir: the history keeps them) and recording:
-    the row names both files, and the API serves the same bytes (the clip with Range)."""
+def recorded_porch(tmp_path: Path, model: Path, broker_port: int) -> tuple[Any, int, Path]:
+    """An RTSP camera (a person walks in and out) tracked, snapshotted (no save_dir: the history
+    keeps them) and recorded, into a history in tmp_path: (the camera, the HTTP port, the config)."""
     from streamd.demo.broker import free_port
     from tests.conftest import write_config
     from tests.integration.test_recording import RECORDING, camera
@@ -178,11 +176,19 @@ async def test_a_recorded_walk_has_its_snapshot_and_clip_served_as_the_files_are
         "snapshots": {},
         "recording": {"dir": tmp_path / "recordings", **RECORDING},
     }
-    db = f"sqlite:///{tmp_path / 'history.db'}"
     config = write_config(
-        tmp_path / "streamd.toml", default_model, [source], broker.port,
-        http={"listen": f"127.0.0.1:{port}"}, events={"db": db},
+        tmp_path / "streamd.toml", model, [source], broker_port,
+        http={"listen": f"127.0.0.1:{port}"}, events={"db": f"sqlite:///{tmp_path / 'history.db'}"},
     )  # fmt: skip
+    return rtsp, port, config
+
+
+async def test_a_recorded_walk_has_its_snapshot_and_clip_served_as_the_files_are(
+    tmp_path: Path, default_model: Path, broker: Any, subscriber: Collected
+) -> None:
+    """An RTSP camera, tracking, snapshots (no save_dir: the history keeps them) and recording:
+    the row names both files, and the API serves the same bytes (the clip with Range)."""
+    rtsp, port, config = recorded_porch(tmp_path, default_model, broker.port)
     daemon = await Streamd("run", "-c", str(config), env={"STATE_DIRECTORY": str(tmp_path / "state")}).start()
     base = f"http://127.0.0.1:{port}"
     try:

@@ -134,24 +134,10 @@ async def test_the_events_page_lists_filters_and_plays_the_clip(
 ) -> None:
     """#35: a recorded walk is listed with its thumbnail, a filter narrows the list, and its
     clip plays in the page's <video> (readyState >= 2, currentTime advancing)."""
-    from streamd.demo.broker import free_port
-    from tests.conftest import Streamd, write_config
-    from tests.integration.test_recording import RECORDING, camera
+    from tests.conftest import Streamd
+    from tests.integration.test_events import recorded_porch
 
-    rtsp = camera(tmp_path)
-    port = free_port()
-    source = {
-        "name": "porch",
-        "uri": rtsp.url,
-        "read_timeout": 5.0,
-        "tracking": {"max_age": 8},
-        "snapshots": {},
-        "recording": {"dir": tmp_path / "recordings", **RECORDING},
-    }
-    config = write_config(
-        tmp_path / "streamd.toml", default_model, [source], broker.port,
-        http={"listen": f"127.0.0.1:{port}"}, events={"db": f"sqlite:///{tmp_path / 'history.db'}"},
-    )  # fmt: skip
+    rtsp, port, config = recorded_porch(tmp_path, default_model, broker.port)
     daemon = await Streamd("run", "-c", str(config), env={"STATE_DIRECTORY": str(tmp_path / "state")}).start()
     page = await browser.new_page()
     errors: list[str] = []
