@@ -280,3 +280,22 @@ async def until(check: Any, timeout: float) -> None:
     while not await check():
         assert time.monotonic() < deadline, f"not within {timeout} s"
         await asyncio.sleep(0.5)
+
+
+async def test_the_worker_service_writes_one_history_that_the_parent_answers(launch: Launch) -> None:
+    db = f"sqlite:///{launch.tmp_path / 'history.db'}"
+    sources = [launch.source("one", tracking={"max_age": 3}), launch.source("two", tracking={"max_age": 3})]
+    daemon = await launch(sources, http=True, daemon={"workers": 2}, events={"db": db})
+
+    async def both() -> bool:
+        status, _, body = await get(f"{launch.http}/api/events?limit=500")
+        return status == 200 and {row["source"] for row in json.loads(body)} == {"one", "two"}
+
+    try:
+        await wait_ready(launch.http_port, 200, 120)
+        await until(both, 60)
+        workers = {e.get("worker") for e in daemon.events() if e.get("event") == "events_store"}
+        assert len(workers) == 2, "each worker opened the one store"
+    finally:
+        daemon.signal()
+        assert await daemon.wait(60) == 0

@@ -105,6 +105,15 @@ async def test_the_page_shows_every_camera_the_live_picture_and_draws_a_zone(
         await page.uncheck("#overlays input[name=bbox]")
         await until(lambda: at_most(box_pixels, 20), 5, "the box gone once toggled off")
 
+        async def recent_listed() -> bool:
+            await page.reload()
+            await page.wait_for_selector("#camera:not([hidden])")
+            await asyncio.sleep(0.5)
+            return bool(await page.locator("#recent-list li").count())
+
+        await until(recent_listed, 15, "the camera's last events listed")  # the person's row
+        await until(lambda: page.evaluate("document.getElementById('live').naturalWidth > 0"), 10, "yard again")
+
         # The editor: four clicks, the TOML block's fractions match the clicked pixels.
         await page.fill("#shape-name", "porch")
         box = await live.bounding_box()

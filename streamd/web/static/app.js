@@ -111,6 +111,22 @@ async function camera(name) {
   points.length = 0;
   draw();
   refreshLive(name);
+  $("recent").hidden = true;
+  if (source && source.features.includes("tracking")) recent(name).catch(fail);
+}
+
+async function recent(name) {
+  // The source's last events, where the history is on (404 otherwise: the section stays hidden).
+  const response = await fetch(`api/events?source=${encodeURIComponent(name)}&limit=10`, { cache: "no-store" });
+  $("recent").hidden = !response.ok;
+  if (!response.ok) return;
+  const rows = await response.json();
+  $("recent-list").replaceChildren(...rows.map((row) => {
+    const item = document.createElement("li");
+    const zones = row.zones.length ? ` in ${row.zones.join(", ")}` : "";
+    item.textContent = `${new Date(row.start).toLocaleTimeString()} ${row.label} ${row.top_score.toFixed(2)}${zones}`;
+    return item;
+  }));
 }
 
 function round(value) {
