@@ -5,6 +5,7 @@ refused, naming both versions (an older streamd must not write rows it does not 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 SCHEMA_VERSION = 1
 metadata = MetaData()
@@ -91,7 +93,19 @@ class EventStore:
         self._dialect = self.engine.dialect.name
 
     def migrate(self) -> int:
-        """Brings the schema to SCHEMA_VERSION; returns the version found (0: a new database)."""
+        """Brings the schema to SCHEMA_VERSION; returns the version found (0: a new database).
+        Worker processes start together on one database: one that loses the race to create the
+        tables tries again once the other has."""
+        for attempt in range(3):
+            try:
+                return self._migrate()
+            except DBAPIError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    def _migrate(self) -> int:
         with self.engine.begin() as connection:
             versions.create(connection, checkfirst=True)
             found = connection.execute(select(versions.c.version)).scalar() or 0
@@ -102,10 +116,9 @@ class EventStore:
                     table.create(connection, checkfirst=True)
                     for index in table.indexes:
                         index.create(connection, checkfirst=True)
-            if found == 0:
+            if found < SCHEMA_VERSION:  # one row, whoever else migrated at the same time
+                connection.execute(delete(versions))
                 connection.execute(insert(versions).values(version=SCHEMA_VERSION))
-            elif found < SCHEMA_VERSION:
-                connection.execute(versions.update().values(version=SCHEMA_VERSION))
         return int(found)
 
     def write(self, rows: Sequence[dict[str, Any]]) -> None:
