@@ -12,7 +12,7 @@ class EventsConfig(Strict):
     # A SQLAlchemy URL: "" = SQLite, events.db in the state directory (/var/lib/streamd under the
     # unit); "postgresql://user@host/db" for one history shared by every shard and host.
     db: str = ""
-    retain_days: float = Field(default=30.0, gt=0, le=36500)  # rows only; snapshots and clips keep their own
+    retain_days: float = Field(default=30.0, gt=0, le=36500)  # rows, and the snapshots kept with them
     queue: int = Field(default=10_000, ge=100, le=10_000_000)  # writes waiting; past it the oldest go
 
     @field_validator("db")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -17,12 +18,15 @@ from streamd.events.store import EventStore, SchemaTooNew, default_url
 from streamd.events.writer import EventWriter
 from streamd.logging import get_logger
 from streamd.private import create_private, private_folder
+from streamd.retention import prune
 from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.types import Result, TrackedObject
 
 log = get_logger(__name__)
 
 PRUNE_EVERY = 3600.0
+OWN_SNAPSHOT = re.compile(r"\d+-[a-z0-9_-]+-\d+\.jpg")  # "{first seen, ms}-{source}-{track id}.jpg"
+UNBOUNDED = 1 << 62  # bytes: the snapshots here go by age, with their rows
 KEEP_ENDED = 2000  # ended rows still told of their snapshot and clip (a clip comes post_capture later)
 
 
@@ -42,9 +46,10 @@ class EventsStage(Stage):
             raise ConfigError("events.db", f"cannot open the event database: {type(exc).__name__}") from None
         log.info("events_store", backend=self.store.engine.dialect.name, schema_found=found)
         self.retain_days = settings.retain_days
-        self.writer = EventWriter(self.store, EventMetrics(context.metrics.registry), settings.queue)
-        self._pruned = 0.0
         self.snapshots = context.data_dir / "event-snapshots"  # where a snapshot no save_dir kept goes
+        self._metrics = EventMetrics(context.metrics.registry)
+        self.writer = EventWriter(self.store, self._metrics, settings.queue, self._sweep)
+        self._pruned = 0.0
         self.rows: dict[tuple[str, int], dict[str, Any]] = {}  # live tracks' rows, by (source, track id)
         self._ended: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()  # awaiting a clip
         context.notices.on("snapshot", self._snapshot)
@@ -75,9 +80,25 @@ class EventsStage(Stage):
             self.put(_columns(row))
             return
         path = self.snapshots / f"{row['id']}.jpg"
-        row["snapshot"] = str(path)
         task = asyncio.get_running_loop().run_in_executor(None, _save, path, facts["jpeg"])
-        task.add_done_callback(lambda _: self.put(_columns(row)))
+        task.add_done_callback(lambda done: self._saved(row, path, done))
+
+    def _saved(self, row: dict[str, Any], path: Path, done: asyncio.Future[None]) -> None:
+        """The row names the snapshot once it is on disk; a save that fails is said and counted."""
+        error = done.exception() if not done.cancelled() else None
+        if done.cancelled() or error is not None:
+            log.warning("event_snapshot_unsaved", event=row["id"], error=repr(error))
+            self._metrics.errors.labels("snapshot").inc()
+            return
+        row["snapshot"] = str(path)
+        self.put(_columns(row))
+
+    def _sweep(self, cutoff: float) -> None:
+        """The snapshots kept here go with their rows (the writer's thread, after the rows)."""
+        max_age = time.time() - cutoff
+        _, deleted = prune(self.snapshots, OWN_SNAPSHOT, max_age, UNBOUNDED)
+        if deleted:
+            log.info("event_snapshots_pruned", files=len(deleted))
 
     def _clip(self, source: str, facts: dict[str, Any]) -> None:
         row = self._row(source, int(facts["track_id"]))

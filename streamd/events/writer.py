@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from streamd.events.metrics import EventMetrics
@@ -23,8 +24,16 @@ FAILING_FOR = 60.0
 
 
 class EventWriter:
-    def __init__(self, store: EventStore, metrics: EventMetrics, bound: int) -> None:
-        self._store, self._metrics, self._bound = store, metrics, bound
+    def __init__(
+        self,
+        store: EventStore,
+        metrics: EventMetrics,
+        bound: int,
+        sweep: Callable[[float], None] = lambda cutoff: None,
+    ) -> None:
+        """``sweep(cutoff)``: run in this thread after the rows older than ``cutoff`` went (the
+        history's own files that went with them)."""
+        self._store, self._metrics, self._bound, self._sweep = store, metrics, bound, sweep
         self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()  # by row id: the latest state wins
         self._lock = threading.Condition()
         self._stopping = False
@@ -112,6 +121,7 @@ class EventWriter:
             return
         if removed:
             log.info("events_pruned", rows=removed)
+        self._sweep(cutoff)
 
     def _failed(self, batch: list[dict[str, Any]], exc: Exception) -> None:
         reason = type(getattr(exc, "orig", None) or exc).__name__
