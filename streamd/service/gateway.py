@@ -48,6 +48,7 @@ def gateway_routes(
 async def _pass_through(request: web.Request, worker: WorkerProcess) -> web.StreamResponse:
     """The worker's answer, streamed as it comes (a live stream never ends by itself)."""
     timeout = aiohttp.ClientTimeout(total=None, connect=2.0, sock_read=60.0)
+    response: web.StreamResponse | None = None
     try:
         async with (
             aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(worker.http_path)), timeout=timeout) as http,
@@ -60,6 +61,6 @@ async def _pass_through(request: web.Request, worker: WorkerProcess) -> web.Stre
                 await response.write(chunk)
             return response
     except (aiohttp.ClientConnectionError, TimeoutError, OSError):
-        if "response" in locals():
+        if response is not None:
             return response  # the viewer or the worker went away mid-stream
         return web.Response(status=503, text=f"worker {worker.index} does not answer\n", headers={"Retry-After": "2"})

@@ -8,7 +8,7 @@ import av.video.frame
 import cv2
 import numpy as np
 
-from streamd.images import Size
+from streamd.images import BgrImage, Size
 
 
 def _plane(frame: av.video.frame.VideoFrame, index: int, rows: int, width: int) -> np.ndarray:
@@ -58,15 +58,12 @@ class AvImage:
         resized on their own gave the demo's marginal frames visibly different scores)."""
         big = self.width >= 2 * size[0] and self.height >= 2 * size[1]
         if not big or self._bgr is not None or self._layout == "other" or size[0] % 2 or size[1] % 2:
-            image = self.bgr()
-            if (self.width, self.height) != size:
-                image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if rgb else image
+            return BgrImage(self.bgr()).scaled(size, rgb)
         return cv2.cvtColor(self._stacked(*size), self._code(rgb))
 
     def grey(self, size: Size) -> np.ndarray:
         if self._layout == "other":
-            return cv2.cvtColor(cv2.resize(self.bgr(), size, interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2GRAY)
+            return BgrImage(self.bgr()).grey(size)
         luma = _plane(self._frame, 0, self.height, self.width)
         return cv2.resize(luma, size, interpolation=cv2.INTER_LINEAR)
 
