@@ -15,31 +15,20 @@ import av
 import numpy as np
 import pytest
 
+from streamd.demo.broker import free_port
 from streamd.sources.av_image import AvImage
 from streamd.sources.decoding import device_problem
-from tests.conftest import Collected, Launch, Streamd, write_config
+from tests.conftest import Collected, Launch, Streamd
 from tests.integration.test_observability import wait_ready
-from tests.integration.test_recording import RECORDING, WALK_IN_AND_OUT, get, probe
-from tests.servers.cameras import RtspCamera, jpeg_frames, rtsp_available
+from tests.integration.test_recording import camera, config, get, probe
 
 
 async def test_an_h265_camera_is_read_detected_and_recorded(
     tmp_path: Path, default_model: Path, broker: Any, subscriber: Collected
 ) -> None:
-    reason = rtsp_available()
-    if reason is not None:
-        pytest.skip(reason)
-    jpeg_frames(tmp_path / "frames", WALK_IN_AND_OUT)
-    rtsp = RtspCamera(tmp_path / "frames", fps=15, codec="h265").start()
-    source = {
-        "name": "porch",
-        "uri": rtsp.url,
-        "read_timeout": 5.0,
-        "tracking": {"max_age": 8},
-        "recording": {"dir": tmp_path / "recordings", **RECORDING},
-    }
-    config = write_config(tmp_path / "streamd.toml", default_model, [source], broker.port)
-    daemon = await Streamd("run", "-c", str(config)).start()
+    rtsp = camera(tmp_path, codec="h265")
+    settings = config(tmp_path, default_model, rtsp.url, broker.port, free_port())
+    daemon = await Streamd("run", "-c", str(settings)).start()
     try:
         await subscriber.wait_for(lambda c: c.on("/porch/clip/person"), 120)
         people = [json.loads(p) for p in subscriber.on("/porch/detections")]

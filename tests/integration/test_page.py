@@ -34,6 +34,12 @@ async def browser() -> AsyncIterator[Any]:
             await chromium.close()
 
 
+async def keep_a_screenshot(page: Any, path: Path) -> None:
+    """What the browser showed when the test failed, for whoever reads the failure."""
+    await page.screenshot(path=str(path))
+    print(f"screenshot: {path}")
+
+
 def green(png: bytes) -> int:
     """Pixels of the boxes' green (no photo of the clip has any)."""
     import cv2
@@ -129,8 +135,7 @@ async def test_the_page_shows_every_camera_the_live_picture_and_draws_a_zone(
             assert abs(x - fx) <= 0.01 and abs(y - fy) <= 0.01, (found, clicks)
         assert not errors, errors
     except BaseException:
-        await page.screenshot(path=str(tmp_path / "page-failure.png"))
-        print(f"screenshot: {tmp_path / 'page-failure.png'}")
+        await keep_a_screenshot(page, tmp_path / "page-failure.png")
         raise
     finally:
         await context.close()
@@ -189,8 +194,7 @@ async def test_the_events_page_lists_filters_and_plays_the_clip(
         await until(advanced, 5, "the clip plays")
         assert not errors, errors
     except BaseException:
-        await page.screenshot(path=str(tmp_path / "events-failure.png"))
-        print(f"screenshot: {tmp_path / 'events-failure.png'}")
+        await keep_a_screenshot(page, tmp_path / "events-failure.png")
         raise
     finally:
         await page.close()

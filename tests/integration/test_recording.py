@@ -34,12 +34,12 @@ RECORDING = {"pre_capture": 2.0, "post_capture": 2.0, "labels": ["person"]}
 CLIP_SCHEMA = json.loads(resources.files("streamd.schemas").joinpath("clip.schema.json").read_text())
 
 
-def camera(tmp_path: Path) -> RtspCamera:
+def camera(tmp_path: Path, codec: str = "h264") -> RtspCamera:
     reason = rtsp_available()
     if reason is not None:
         pytest.skip(reason)
     jpeg_frames(tmp_path / "frames", WALK_IN_AND_OUT)
-    return RtspCamera(tmp_path / "frames", fps=FPS).start()
+    return RtspCamera(tmp_path / "frames", fps=FPS, codec=codec).start()
 
 
 def config(tmp_path: Path, model: Path, url: str, port: int, http: int, public_url: str = "", **recording: Any) -> Path:
