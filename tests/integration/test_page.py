@@ -93,6 +93,7 @@ async def test_the_page_shows_every_camera_the_live_picture_and_draws_a_zone(
         live = page.locator("#live")
         await live.wait_for()
         await until(lambda: page.evaluate("document.getElementById('live').naturalWidth > 0"), 10, "a live picture")
+        assert not await page.locator("#grid").is_visible(), "the camera view replaces the grid"
         first = await live.screenshot()
 
         async def changed() -> bool:
@@ -169,6 +170,7 @@ async def test_the_events_page_lists_filters_and_plays_the_clip(
 
         await until(listed_with_clip, 20, "the event listed with its clip")
         assert await page.locator("#event-list li img").count() >= 1, "a thumbnail"
+        assert not await page.locator("#grid").is_visible(), "the events view replaces the grid"
         before = await page.locator("#event-list li").count()
         await page.fill("#event-filters input[name=label]", "cat")
         await page.click("#event-filters button[type=submit]")
