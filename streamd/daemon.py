@@ -45,7 +45,7 @@ from streamd.sinks.mqtt import MqttSink
 from streamd.snapshots.stage import SnapshotStage
 from streamd.sources.manager import SourceSet
 from streamd.sources.numbering import FrameNumbers
-from streamd.sources.reading import RegionInput
+from streamd.sources.reading import EngineInput
 from streamd.stages import SourceHandler, Stage, StageContext
 from streamd.stages import build as build_stages
 from streamd.stats.stage import StatsStage
@@ -147,7 +147,7 @@ class Daemon(Lifecycle):
             self.supervisor,
             self.engines.transform,
             self.engines.flushed,
-            RegionInput(self.engines.input_size, self.engines.region_input),
+            EngineInput(self.engines.input_size, self.engines.region_input, self.engines.input_target),
             FrameNumbers.from_environment() if worker else FrameNumbers(),
         )
         self.switches: Switches | None = None

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 Size = tuple[int, int]  # width, height
+InputTarget = tuple[Size, bool]  # a model's input: its size, and whether it takes RGB (else BGR)
 
 
 class Decoded(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -44,6 +45,19 @@ def thread_cpu_seconds(prefix: str) -> float:
         for thread in threading.enumerate()
         if thread.name.startswith(prefix) and thread.native_id is not None
     )
+
+
+def decoder_cpu_seconds() -> float:
+    """CPU time of this process's decoder processes (``sources/decoder_process.py``), running
+    now: the sources' decoding and conversions when they happen out of the daemon's process."""
+    total = 0.0
+    for children in Path("/proc/self/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            for pid in children.read_text().split():
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "streamd-decode":
+                        total += stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+    return total
 
 
 def rss_mb() -> float:

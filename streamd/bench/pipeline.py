@@ -9,7 +9,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from streamd.bench.common import WARMUP_FRAMES, Progress, percentile, proc_status, rss_mb, thread_cpu_seconds
+from streamd.bench.common import (
+    WARMUP_FRAMES,
+    Progress,
+    decoder_cpu_seconds,
+    percentile,
+    proc_status,
+    rss_mb,
+    thread_cpu_seconds,
+)
 from streamd.config import Config, is_file_uri
 from streamd.daemon import Daemon
 from streamd.sinks.outbox import Message
@@ -33,7 +41,7 @@ class PipelineRun:
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
     snapshot_seconds: list[float] = field(default_factory=list)  # encode time of each snapshot
     # CPU milliseconds per frame of the event loop's thread (the interpreter's work per frame) and
-    # of the reader threads (decode, resize, motion gate).
+    # of the reader threads and decoder processes (decode, resize, motion gate).
     loop_ms_per_frame: float = 0.0
     readers_ms_per_frame: float = 0.0
     # Per source, the frame numbers captured when the window opened and when it closed.
@@ -103,7 +111,8 @@ async def measure_pipeline(
         result.captured = {name: (captured_at_open.get(name, 0), seq) for name, seq in now.items()}
         window["cpu_end"] = time.process_time()
         window["loop_cpu_end"] = thread_cpu_seconds("MainThread")
-        window["readers_cpu_end"] = thread_cpu_seconds("streamd-src-")
+        window["readers_cpu_end"] = thread_cpu_seconds("streamd-src-") + decoder_cpu_seconds()
+        window["cpu_end"] += decoder_cpu_seconds()
         result.rss_end_mb = rss_mb()
         result.threads = proc_status("Threads")
         daemon.should_exit.set()
@@ -113,7 +122,8 @@ async def measure_pipeline(
         window["start"] = time.perf_counter()
         window["cpu"] = time.process_time()
         window["loop_cpu"] = thread_cpu_seconds("MainThread")
-        window["readers_cpu"] = thread_cpu_seconds("streamd-src-")
+        window["readers_cpu"] = thread_cpu_seconds("streamd-src-") + decoder_cpu_seconds()
+        window["cpu"] += decoder_cpu_seconds()
         result.rss_start_mb = rss_mb()
 
     def on_acked(message: Message, latency: float) -> None:

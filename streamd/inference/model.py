@@ -21,7 +21,7 @@ import openvino as ov
 from openvino.preprocess import ColorFormat, PrePostProcessor, ResizeAlgorithm
 
 from streamd.config import ConfigError, ModelConfig
-from streamd.images import Decoded, decoded
+from streamd.images import Decoded, InputTarget, decoded
 from streamd.inference import placement as placement_mod
 from streamd.inference.decoders import Decoder, DecoderError, Preprocessing, decoder_class
 from streamd.inference.labels import load_labels
@@ -125,6 +125,15 @@ def prepare(cfg: ModelConfig, core: ov.Core | None = None) -> PreparedModel:
         format=FORMATS.get(cfg.path.suffix.lower(), cfg.path.suffix),
         other_inputs=[i.get_any_name() for i in model.inputs if i.get_any_name() != image.name],
     )
+
+
+def input_target(prepared: PreparedModel) -> InputTarget | None:
+    """What :func:`frame_preparer` scales a picture to: ((width, height), RGB?), or None where
+    it passes the whole frame (the graph resizes, or the network's size is not fixed)."""
+    image = prepared.image
+    if prepared.preprocess_mode != "host" or not image.static:
+        return None
+    return (int(image.size[0]), int(image.size[1])), prepared.preprocessing.color_order == "RGB"
 
 
 def frame_preparer(prepared: PreparedModel) -> Callable[[Decoded | np.ndarray], np.ndarray]:

@@ -14,10 +14,11 @@ import numpy as np
 import openvino as ov
 
 from streamd.config import ModelConfig
-from streamd.images import BgrImage, Decoded, Transform
+from streamd.images import BgrImage, Decoded, InputTarget, Transform
 from streamd.inference.adapter import AdapterFactory, OpenVinoAdapter
 from streamd.inference.engine import Engine, EngineStatus, ResultCallback
 from streamd.inference.loader import build_engine
+from streamd.inference.model import input_target
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
@@ -67,6 +68,11 @@ class EngineSlot:
         assert self.engine is not None
         width, height = self.engine.prepared.image.size
         return int(width), int(height)
+
+    def input_target(self) -> InputTarget | None:
+        """The (size, RGB) the engine's transform scales pictures to; None where it takes them
+        whole (the graph resizes) or there is no engine yet."""
+        return input_target(self.engine.prepared) if self.engine is not None else None
 
     def region_input(self, crop: np.ndarray) -> Any:
         """A motion region as the model takes it: resized to the network's input on the host."""

@@ -1,14 +1,21 @@
-"""PyAV's decoded frames as :class:`~streamd.images.Decoded`: YUV 4:2:0 (what cameras and files
+"""Decoded 4:2:0 pictures as :class:`~streamd.images.Decoded`: YUV 4:2:0 (what cameras and files
 send; NV12 from a hardware decoder) is scaled plane by plane with OpenCV and converted to RGB or
-BGR at the model's size; the full-size BGR frame is made only when something asks for it."""
+BGR at the model's size; the full-size BGR frame is made only when something asks for it.
+
+:class:`PlanarImage` holds the planes (views on PyAV's frame, or on the shared memory a decoder
+process writes them to, ``decoder_process.py``); :func:`av_picture` wraps a PyAV frame."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import av.video.frame
 import cv2
 import numpy as np
 
-from streamd.images import BgrImage, Size
+from streamd.images import BgrImage, Decoded, Size
+
+PLANAR = ("yuv420p", "yuvj420p", "nv12")  # the layouts kept as planes; the rest is converted to BGR
 
 
 def _plane(frame: av.video.frame.VideoFrame, index: int, rows: int, width: int) -> np.ndarray:
@@ -32,23 +39,45 @@ def _fit(plane: np.ndarray, target: np.ndarray, same: bool, halve: bool = True) 
     cv2.resize(plane, (width, height), dst=target, interpolation=cv2.INTER_LINEAR)
 
 
-class AvImage:
-    __slots__ = ("_bgr", "_frame", "_layout", "height", "width")
+def stacked_size(layout: str, width: int, height: int) -> int:
+    """Bytes of a picture stacked as :meth:`PlanarImage.stack_into` writes it."""
+    return width * height * 3 // 2 if layout in PLANAR else width * height * 3
 
-    def __init__(self, frame: av.video.frame.VideoFrame) -> None:
-        self._frame = frame
-        self.width, self.height = frame.width, frame.height
-        name = frame.format.name
-        even = self.width % 2 == 0 and self.height % 2 == 0
-        self._layout = name if even and name in ("yuv420p", "yuvj420p", "nv12") else "other"
+
+class PlanarImage:
+    """A 4:2:0 picture's planes: I420's (y, u, v) or NV12's (y, uv), each a 2-D view of its rows.
+    ``whole``: the same picture already stacked in one buffer (OpenCV's 4:2:0 layout), if it is."""
+
+    __slots__ = ("_bgr", "_layout", "_planes", "_whole", "height", "width")
+
+    def __init__(
+        self, layout: str, planes: Sequence[np.ndarray], width: int, height: int, whole: np.ndarray | None = None
+    ) -> None:
+        self._layout = "nv12" if layout == "nv12" else "yuv420p"
+        self._planes = planes
+        self.width, self.height = width, height
+        self._whole = whole
         self._bgr: np.ndarray | None = None
+
+    @classmethod
+    def from_stacked(cls, layout: str, whole: np.ndarray, width: int, height: int) -> PlanarImage:
+        """The planes of a picture stacked in one ``(height * 3 / 2, width)`` buffer."""
+        flat = whole.reshape(-1)
+        luma = width * height
+        if layout == "nv12":
+            planes = [whole[:height], flat[luma : luma * 3 // 2].reshape(height // 2, width)]
+        else:
+            quarter = luma // 4
+            planes = [
+                whole[:height],
+                flat[luma : luma + quarter].reshape(height // 2, width // 2),
+                flat[luma + quarter : luma + 2 * quarter].reshape(height // 2, width // 2),
+            ]
+        return cls(layout, planes, width, height, whole)
 
     def bgr(self) -> np.ndarray:
         if self._bgr is None:
-            if self._layout == "other":
-                self._bgr = self._frame.to_ndarray(format="bgr24")
-            else:
-                self._bgr = cv2.cvtColor(self._stacked(self.width, self.height), self._code(rgb=False))
+            self._bgr = cv2.cvtColor(self._stacked(self.width, self.height), self._code(rgb=False))
         return self._bgr
 
     def scaled(self, size: Size, rgb: bool) -> np.ndarray:
@@ -57,15 +86,19 @@ class AvImage:
         a smaller one is converted to BGR first, then resized, as OpenCV's reader did (planes
         resized on their own gave the demo's marginal frames visibly different scores)."""
         big = self.width >= 2 * size[0] and self.height >= 2 * size[1]
-        if not big or self._bgr is not None or self._layout == "other" or size[0] % 2 or size[1] % 2:
+        if not big or self._bgr is not None or size[0] % 2 or size[1] % 2:
             return BgrImage(self.bgr()).scaled(size, rgb)
         return cv2.cvtColor(self._stacked(*size), self._code(rgb))
 
     def grey(self, size: Size) -> np.ndarray:
-        if self._layout == "other":
-            return BgrImage(self.bgr()).grey(size)
-        luma = _plane(self._frame, 0, self.height, self.width)
-        return cv2.resize(luma, size, interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(self._planes[0], size, interpolation=cv2.INTER_LINEAR)
+
+    def stack_into(self, out: np.ndarray) -> None:
+        """The full-size picture into ``out`` (``(height * 3 / 2, width)`` u8), stacked."""
+        if self._whole is not None:
+            out[:] = self._whole
+        else:
+            self._stack(self.width, self.height, out)
 
     def _code(self, rgb: bool) -> int:
         if self._layout == "nv12":
@@ -73,19 +106,43 @@ class AvImage:
         return cv2.COLOR_YUV2RGB_I420 if rgb else cv2.COLOR_YUV2BGR_I420
 
     def _stacked(self, width: int, height: int) -> np.ndarray:
-        """The frame's planes at ``width`` x ``height``, stacked as OpenCV's 4:2:0 conversions take them."""
-        frame, w, h = self._frame, self.width, self.height
+        """The planes at ``width`` x ``height``, stacked as OpenCV's 4:2:0 conversions take them."""
+        if self._whole is not None and (width, height) == (self.width, self.height):
+            return self._whole
         out = np.empty((height * 3 // 2, width), np.uint8)
-        same = (w, h) == (width, height)
-        _fit(_plane(frame, 0, h, w), out[:height], same)
+        self._stack(width, height, out)
+        return out
+
+    def _stack(self, width: int, height: int, out: np.ndarray) -> None:
+        same = (self.width, self.height) == (width, height)
+        _fit(self._planes[0], out[:height], same)
         if self._layout == "nv12":  # one plane of interleaved U and V, half the rows
-            pair = _plane(frame, 1, h // 2, w).reshape(h // 2, w // 2, 2)
+            pair = self._planes[1].reshape(self.height // 2, self.width // 2, 2)
             _fit(pair, out[height:].reshape(height // 2, width // 2, 2), same, halve=False)
-            return out
+            return
         quarter = (height // 2) * (width // 2)
         flat = out.reshape(-1)
         for index in (1, 2):
             start = height * width + (index - 1) * quarter
-            chroma = _plane(frame, index, h // 2, w // 2)
-            _fit(chroma, flat[start : start + quarter].reshape(height // 2, width // 2), same, halve=False)
-        return out
+            target = flat[start : start + quarter].reshape(height // 2, width // 2)
+            _fit(self._planes[index], target, same, halve=False)
+
+
+def layout_of(frame: av.video.frame.VideoFrame) -> str:
+    """``yuv420p``, ``yuvj420p`` or ``nv12`` where the planes are kept; ``bgr24`` for the rest."""
+    name = frame.format.name
+    even = frame.width % 2 == 0 and frame.height % 2 == 0
+    return name if even and name in PLANAR else "bgr24"
+
+
+def av_picture(frame: av.video.frame.VideoFrame) -> Decoded:
+    """A PyAV frame as a picture: its planes, not copied; other pixel formats converted to BGR."""
+    layout = layout_of(frame)
+    width, height = frame.width, frame.height
+    if layout == "bgr24":
+        return BgrImage(frame.to_ndarray(format="bgr24"))
+    if layout == "nv12":
+        planes = [_plane(frame, 0, height, width), _plane(frame, 1, height // 2, width)]
+    else:
+        planes = [_plane(frame, i, height // (1 if i == 0 else 2), width // (1 if i == 0 else 2)) for i in range(3)]
+    return PlanarImage(layout, planes, width, height)

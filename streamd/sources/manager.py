@@ -18,7 +18,7 @@ from streamd.queue import FrameQueue
 from streamd.runtime.supervisor import Supervisor
 from streamd.sources.capture import CaptureSource
 from streamd.sources.numbering import FrameNumbers
-from streamd.sources.reading import RegionInput
+from streamd.sources.reading import EngineInput
 from streamd.sources.runtime import SourceRuntime
 
 log = get_logger(__name__)
@@ -36,14 +36,14 @@ class SourceSet:
         supervisor: Supervisor,
         transform: Transform,
         flushed: Flushed,
-        regions: RegionInput | None = None,
+        engine_input: EngineInput | None = None,
         numbers: FrameNumbers | None = None,
     ) -> None:
         self.numbers = numbers or FrameNumbers()
         self._queue, self._metrics, self._sink, self._chain = queue, metrics, sink, chain
         self._supervisor = supervisor
         self._transform, self._flushed = transform, flushed
-        self._regions = regions
+        self._engine_input = engine_input
         self.runtimes: dict[str, SourceRuntime] = {}
         self.states: dict[str, str] = {}
         self.on_started: list[Callable[[str], None]] = []  # e.g. the control switches
@@ -73,7 +73,7 @@ class SourceSet:
             self._metrics,
             self._on_state,
             self._transform,
-            self._regions,
+            self._engine_input,
             self.numbers.first(config.name),
         )
         return SourceRuntime(reader, self._chain, self._through)

@@ -1,6 +1,7 @@
-"""How a source's connection opens: PyAV for files and network cameras (one connection gives the
-recorder its packets and the detector its frames, decoded on the CPU or a hardware device, and
-converted only into what is asked of them), OpenCV's V4L2 for a local camera. FFmpeg's own
+"""How a source's connection opens: PyAV for files and network cameras, in a decoder process of
+its own (``decoder_process.py``) or, for a source that records, in the reader thread (one
+connection gives the recorder its packets and the detector its frames), decoded on the CPU or a
+hardware device and converted only into what is asked of them; OpenCV's V4L2 for a local camera. FFmpeg's own
 timeouts make a dead camera fail the open or the read instead of blocking."""
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from __future__ import annotations
 import cv2
 
 from streamd.config import SourceConfig
-from streamd.images import BgrImage, Decoded
-from streamd.sources.decoding import DecodeChoice
+from streamd.images import BgrImage, Decoded, InputTarget
+from streamd.sources.decoder_process import DecoderProcess, ProcessCapture
+from streamd.sources.decoding import CPU, DecodeChoice
 from streamd.sources.packets import PacketCapture, PacketRelay
 from streamd.sources.reading import Capture
 
@@ -48,9 +50,22 @@ class OpenCvCapture:
         self._capture.release()
 
 
-def open_capture(cfg: SourceConfig, relay: PacketRelay | None, decoding: DecodeChoice) -> Capture:
+def open_capture(
+    cfg: SourceConfig,
+    relay: PacketRelay | None,
+    decoding: DecodeChoice,
+    decoder: DecoderProcess | None = None,
+    target: InputTarget | None = None,
+) -> Capture:
+    """``relay``: the recorder's, which takes the packets in this process (the source is read in
+    its thread); ``decoder``: the source's decoder process (None: read in the thread);
+    ``target``: the model's input the decoder process makes with each picture."""
     if cfg.uri.startswith("/dev/video"):
         return OpenCvCapture(cfg.uri)
     threads = cfg.decode_threads or DEFAULT_DECODE_THREADS
     hwaccel = decoding.hwaccel()
+    if decoder is not None and relay is None:
+        device = None if decoding.device == CPU else decoding.device
+        timeout, transport = cfg.read_timeout, cfg.rtsp_transport
+        return ProcessCapture(decoder, cfg.uri, timeout, transport, threads, device, decoding.fell_back, target)
     return PacketCapture(cfg.uri, relay, cfg.read_timeout, cfg.rtsp_transport, threads, hwaccel, decoding.fell_back)

@@ -32,7 +32,7 @@ from av.codec.hwaccel import HWAccel
 from streamd.images import Decoded
 from streamd.logging import get_logger
 from streamd.redact import redact_uri
-from streamd.sources.av_image import AvImage
+from streamd.sources.av_image import av_picture
 
 log = get_logger(__name__)
 
@@ -181,9 +181,13 @@ class PacketCapture:
         self._on_fallback = None
         return True
 
+    def frame(self) -> av.video.frame.VideoFrame | None:
+        """The frame the last :meth:`grab` decoded, as PyAV gave it."""
+        return self._frame
+
     def retrieve(self) -> tuple[bool, Decoded | None]:
         frame = self._frame
-        return (True, AvImage(frame)) if frame is not None else (False, None)
+        return (True, av_picture(frame)) if frame is not None else (False, None)
 
     def read(self) -> tuple[bool, Decoded | None]:
         return self.retrieve() if self.grab() else (False, None)

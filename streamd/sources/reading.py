@@ -13,16 +13,22 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from streamd.images import Decoded
+from streamd.images import Decoded, InputTarget
+
+
+def no_target() -> InputTarget | None:
+    return None
 
 
 @dataclass(frozen=True)
-class RegionInput:
-    """What the reader needs from the current engine to make motion regions: the network's
-    (width, height), and a crop turned into the model's input."""
+class EngineInput:
+    """What the reader needs from the current engine: for motion regions, the network's (width,
+    height) and a crop turned into the model's input; for a decoder process, the input it makes
+    with every picture (``target``: None where the engine takes whole frames)."""
 
     input_size: Callable[[], tuple[int, int]]
     tensor: Callable[[np.ndarray], Any]
+    target: Callable[[], InputTarget | None] = no_target
 
 
 class Capture(Protocol):

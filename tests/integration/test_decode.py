@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from streamd.demo.broker import free_port
-from streamd.sources.av_image import AvImage
+from streamd.sources.av_image import av_picture
 from streamd.sources.decoding import device_problem
 from tests.conftest import Collected, Launch, Streamd
 from tests.integration.test_observability import wait_ready
@@ -85,8 +85,8 @@ def test_pictures_at_the_models_size_match_a_full_conversion_then_resize(tmp_pat
     full = frame.to_ndarray(format="bgr24")
     expected = cv2.cvtColor(cv2.resize(full, (300, 300), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     for planes in (frame, frame.reformat(format="nv12")):
-        picture = AvImage(planes)
+        picture = av_picture(planes)
         assert np.abs(picture.bgr().astype(int) - full).mean() < 3
-        scaled = AvImage(planes).scaled((300, 300), rgb=True)
+        scaled = av_picture(planes).scaled((300, 300), rgb=True)
         assert scaled.shape == (300, 300, 3) and np.abs(scaled.astype(int) - expected).mean() < 4
         assert picture.grey((192, 108)).shape == (108, 192)
