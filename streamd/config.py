@@ -120,9 +120,9 @@ class SourceConfig(Strict):
     # the CPU) or a PyAV device type ("cuda", "qsv", "vaapi"...); an absent one falls back to the CPU.
     decode: str = Field(default="cpu", pattern=r"^[a-z0-9_]+$", max_length=32)
     # Where it is decoded and converted: "process", a decoder process of its own (out of the
-    # daemon's GIL: 2.2x the frames with a free model, benchmarks/README.md), or "thread", the
-    # reader thread. A source that records, and a V4L2 camera, read in the thread.
-    decoder: Literal["process", "thread"] = "process"
+    # daemon's GIL: 1.4x the frames with a free model, benchmarks/README.md), or "thread", the
+    # reader thread. A source that records, and a V4L2 camera, are read in the thread.
+    decode_in: Literal["process", "thread"] = "process"
     tracking: TrackingConfig | None = None  # None: off, the pipeline does no tracking work
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)

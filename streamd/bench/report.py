@@ -205,7 +205,7 @@ def render_table(r: dict[str, Any]) -> str:
         f"{p['threads']} threads, {p['fps_per_core']} FPS per busy core"
         + (f", tracking {p['tracking_ms_per_frame']} ms/frame" if p["tracking_ms_per_frame"] else ""),
         f"    CPU per frame: event loop's thread {p['loop_thread_ms_per_frame']} ms (the interpreter's own work), "
-        f"reader threads {p['reader_threads_ms_per_frame']} ms (decode, resize)",
+        f"readers {p['reader_threads_ms_per_frame']} ms (decode, resize: their threads and decoder processes)",
         row(f"(d) paced at 80 % of (c): {d['offered_fps']} FPS offered", d["fps"]),
         f"    latency p50/p95/p99 {d['latency_ms']['p50']}/{d['latency_ms']['p95']}/{d['latency_ms']['p99']} ms"
         + (

@@ -1,4 +1,4 @@
-"""A source decoded in a process of its own (``[[sources]] decoder = "process"``, the default for
+"""A source decoded in a process of its own (``[[sources]] decode_in = "process"``, the default for
 files and network cameras that do not record): :class:`ProcessCapture` offers the reader the
 capture surface it always reads through, while ``decoder_child.py`` demuxes, decodes and
 converts in another process, out of the daemon's GIL, and hands each picture over in shared

@@ -146,7 +146,12 @@ def _sources(config: Config) -> tuple[list[str], int]:
         unreachable += not ok
         out.append(f"  {source.name:<16} {verdict}{detail}  {uri}")
         said = f" ({decoding.reason})" if decoding.reason else ""
-        out.append(f"    decode {source.decode} -> {decoding.device or 'cpu'}{said}")
+        where = (
+            "in a decoder process" if source.decode_in == "process" and source.recording is None else "in the reader"
+        )
+        if source.uri.startswith("/dev/video"):
+            where = "in the reader (V4L2)"
+        out.append(f"    decode {source.decode} -> {decoding.device or 'cpu'}{said}, {where}")
         if (rec := source.recording) is not None:
             labels = ", ".join(rec.labels) or "every tracked label"
             out.append(
