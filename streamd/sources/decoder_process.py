@@ -33,7 +33,8 @@ from streamd.sources.av_image import PlanarImage
 
 log = get_logger(__name__)
 
-SLOTS = 3  # pictures in flight: one the reader holds, two the decoder may fill meanwhile
+SLOTS = 6  # pictures in flight: those the reader is done with go back in batches of RETURN
+RETURN = 3  # (the decoder wakes once per batch when it is ahead), or at once before the reader waits
 START_GRACE = 30.0  # seconds the process may take to start (imports) beyond the stream's own timeout
 
 
@@ -153,6 +154,7 @@ class ProcessCapture:
         self._map: mmap.mmap | None = None
         self._slot_bytes = self._picture_bytes = 0
         self._holding = False
+        self._done = 0  # slots the reader is done with, not handed back yet
         self._message: tuple[Any, ...] | None = None
         self._info: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
         self._open = False
@@ -219,10 +221,14 @@ class ProcessCapture:
         if not self._open or self._ended:
             return False
         try:
+            messages, tokens = self._decoder.messages, self._decoder.tokens
+            assert messages is not None and tokens is not None
             if self._holding:
                 self._holding = False
-                assert self._decoder.tokens is not None
-                os.write(self._decoder.tokens.fileno(), b"\x01")
+                self._done += 1
+            if self._done and (self._done >= RETURN or not messages.poll(0)):
+                os.write(tokens.fileno(), b"\x01" * self._done)
+                self._done = 0
             while True:
                 message = self._next(self._timeout * 2 + 5)  # the decoder's own read timeout first
                 if message is None or message[0] != "layout":
