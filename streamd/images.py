@@ -18,12 +18,18 @@ Size = tuple[int, int]  # width, height
 InputTarget = tuple[Size, bool]  # a model's input: its size, and whether it takes RGB (else BGR)
 
 
+class PictureMissing(LookupError):
+    """A decoder process handed over the model's input alone: nobody wanted the picture itself
+    when it was decoded (a live viewer who just arrived sees the next one)."""
+
+
 class Decoded(Protocol):
     width: int
     height: int
 
     def bgr(self) -> np.ndarray:
-        """The full-size BGR frame (made once, then kept with the picture)."""
+        """The full-size BGR frame (made once, then kept with the picture); may raise
+        :class:`PictureMissing` (see there)."""
         ...
 
     def scaled(self, size: Size, rgb: bool) -> np.ndarray:

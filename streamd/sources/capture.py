@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import cv2
 
 from streamd.config import SourceConfig, is_file_uri
-from streamd.images import Decoded, InputTarget, Transform
+from streamd.images import Decoded, InputTarget, PictureMissing, Transform
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
@@ -136,6 +136,11 @@ class CaptureSource:
             return None
         return self._engine_input.target()
 
+    def _wants_pictures(self) -> bool:
+        """Whether the whole picture is needed besides the model's input: for snapshots, or by a
+        live view someone is watching (asked per frame, in the reader thread)."""
+        return self._keep_image or any(tap.wanted() for tap in self.taps)
+
     def _state(self, state: str) -> None:
         self._loop.call_soon_threadsafe(self._on_state, self.name, state)
 
@@ -164,7 +169,8 @@ class CaptureSource:
                 self._metrics.source_errors.labels(self.name, "missing").inc()
                 self._state("failed")
                 return
-            cap = open_capture(self.config, self.relay, self.decoding, self._decoder, self._input_target())
+            target = self._input_target()
+            cap = open_capture(self.config, self.relay, self.decoding, self._decoder, target, self._wants_pictures)
             if not cap.isOpened():
                 cap.release()
                 if self.is_file:
@@ -336,9 +342,13 @@ class CaptureSource:
         """The picture to the live views that want it now (nothing is made or kept otherwise)."""
         for tap in self.taps:
             if tap.wanted():
+                try:
+                    picture = image.bgr()
+                except PictureMissing:  # decoded before the viewer came: the next one will do
+                    return
                 motion = tuple(self.gate.boxes) if self.gate is not None else ()
                 seq = self._first + self._seq
-                tap.offer(Picture(self.name, seq, time.time(), image.bgr(), skipped, motion, crops))
+                tap.offer(Picture(self.name, seq, time.time(), picture, skipped, motion, crops))
 
     def _enqueue(self, frames: list[Frame]) -> None:
         put, drop = self._queue.put_nowait, self.config.drop

@@ -34,10 +34,14 @@ import numpy as np
 #   ("failed",)                                 it is not (the daemon diagnoses why itself)
 #   ("fallback", reason)                        the hardware device is not used (said once)
 #   ("layout", slot_bytes, picture_bytes)       slots' size in the memory (before the first frame, and when it grows)
-#   ("frame", slot, layout, width, height, has_input)
+#   ("frame", slot, layout, width, height, has_input, has_picture)
 #   ("end",)                                    the stream ended or failed
 PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 PROCESS_NAME = b"streamd-decode"
+# The shared memory's first page is the daemon's to write: byte 0 says whether it wants the
+# pictures themselves (snapshots, a live viewer) besides the model's input; the slots follow.
+CONTROL = 4096
+WANT_PICTURES = 0
 
 
 def _bound_to_parent(parent: int) -> None:
@@ -84,17 +88,21 @@ class Slots:
         The memory only grows: a map of it the daemon still holds never reaches past its end."""
         self.picture_bytes = picture_bytes
         self.slot_bytes = -(-(picture_bytes + input_bytes) // 64) * 64
-        total = self.slot_bytes * self.count
+        total = CONTROL + self.slot_bytes * self.count
         if os.fstat(self._memory).st_size < total:
             os.ftruncate(self._memory, total)
         self._map = mmap.mmap(self._memory, total, flags=mmap.MAP_SHARED)
+
+    def pictures_wanted(self) -> bool:
+        assert self._map is not None
+        return bool(self._map[WANT_PICTURES])
 
     def close(self) -> None:
         self._map = None  # unmapped once the last view of it goes
 
     def view(self, slot: int, offset: int, size: int) -> np.ndarray:
         assert self._map is not None
-        return np.frombuffer(self._map, np.uint8, size, slot * self.slot_bytes + offset)
+        return np.frombuffer(self._map, np.uint8, size, CONTROL + slot * self.slot_bytes + offset)
 
 
 def serve(messages: Connection, settings: dict[str, Any], memory: int, tokens: int) -> None:
@@ -147,15 +155,19 @@ def serve(messages: Connection, settings: dict[str, Any], memory: int, tokens: i
             if slot is None:
                 return
             picture = av_picture(frame)
-            out = slots.view(slot, 0, size)
-            if isinstance(picture, PlanarImage):
-                picture.stack_into(out.reshape(height * 3 // 2, width))
-            else:
-                out[:] = picture.bgr().reshape(-1)
+            # The picture itself only where the daemon makes it or may want it (a 1080p frame
+            # is 3 MB to copy); the model's input, when asked for, always.
+            with_picture = target is None or slots.pictures_wanted()
+            if with_picture:
+                out = slots.view(slot, 0, size)
+                if isinstance(picture, PlanarImage):
+                    picture.stack_into(out.reshape(height * 3 // 2, width))
+                else:
+                    out[:] = picture.bgr().reshape(-1)
             if target is not None:
                 (w, h), rgb = target
                 slots.view(slot, slots.picture_bytes, input_bytes).reshape(h, w, 3)[:] = picture.scaled((w, h), rgb)
-            messages.send(("frame", slot, layout, width, height, target is not None))
+            messages.send(("frame", slot, layout, width, height, target is not None, with_picture))
         if slots.all_back():  # the pipe holds no token then, only the next stream's settings
             messages.send(("end",))
     finally:

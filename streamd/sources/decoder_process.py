@@ -26,10 +26,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamd.images import BgrImage, Decoded, InputTarget, Size
+from streamd.images import BgrImage, Decoded, InputTarget, PictureMissing, Size
 from streamd.logging import get_logger
 from streamd.redact import redact_uri
 from streamd.sources.av_image import PlanarImage
+from streamd.sources.decoder_child import CONTROL, WANT_PICTURES
 
 log = get_logger(__name__)
 
@@ -40,24 +41,31 @@ START_GRACE = 30.0  # seconds the process may take to start (imports) beyond the
 
 class SlotPicture:
     """A picture in a slot of the shared memory; what leaves it is always a copy (the slot is
-    written again once handed back)."""
+    written again once handed back). ``picture`` None: the decoder left it out."""
 
     __slots__ = ("_picture", "_ready", "_target", "height", "width")
 
-    def __init__(self, picture: Decoded, ready: np.ndarray | None, target: InputTarget | None) -> None:
+    def __init__(
+        self, picture: Decoded | None, ready: np.ndarray | None, target: InputTarget | None, size: Size
+    ) -> None:
         self._picture, self._ready, self._target = picture, ready, target
-        self.width, self.height = picture.width, picture.height
+        self.width, self.height = size
+
+    def _whole(self) -> Decoded:
+        if self._picture is None:
+            raise PictureMissing("the decoder process made the model's input alone")
+        return self._picture
 
     def bgr(self) -> np.ndarray:
-        return self._picture.bgr()
+        return self._whole().bgr()
 
     def scaled(self, size: Size, rgb: bool) -> np.ndarray:
         if self._ready is not None and self._target == (size, rgb):
             return self._ready.copy()
-        return self._picture.scaled(size, rgb)
+        return self._whole().scaled(size, rgb)
 
     def grey(self, size: Size) -> np.ndarray:
-        return self._picture.grey(size)
+        return self._whole().grey(size)
 
 
 class DecoderProcess:
@@ -71,6 +79,12 @@ class DecoderProcess:
         self.messages: Connection | None = None
         self.tokens: Connection | None = None
         self.memory = -1
+        self._control: mmap.mmap | None = None
+
+    def want_pictures(self, wanted: bool) -> None:
+        """Whether the frames decoded from now on come with their picture (not only the model's input)."""
+        if self._control is not None:
+            self._control[WANT_PICTURES] = wanted
 
     @property
     def pid(self) -> int | None:
@@ -84,6 +98,8 @@ class DecoderProcess:
         message_read, message_write = os.pipe()
         token_read, token_write = os.pipe()
         self.memory = os.memfd_create("streamd-frames", os.MFD_CLOEXEC)
+        os.ftruncate(self.memory, CONTROL)
+        self._control = mmap.mmap(self.memory, CONTROL, flags=mmap.MAP_SHARED)
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "streamd.sources.decoder_child"]
@@ -124,6 +140,9 @@ class DecoderProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         if self.memory >= 0:
             os.close(self.memory)
             self.memory = -1
@@ -142,15 +161,19 @@ class ProcessCapture:
         device: str | None,
         on_fallback: Callable[[str], None],
         target: InputTarget | None,
+        wants_pictures: Callable[[], bool] = lambda: True,
     ) -> None:
         """``device``: a PyAV hardware device type, or None for the CPU; ``on_fallback(reason)``:
         told once if the device is not used; ``target``: the model's input the decoder makes
-        with every picture (None: the reader makes it when it needs it)."""
+        with every picture (None: the reader makes it when it needs it, from the picture);
+        ``wants_pictures()``: asked at every frame, whether the pictures must come too (with a
+        target; without one they always do)."""
         self._decoder = decoder
         self._uri_safe = redact_uri(uri)
         self._timeout = timeout
         self._on_fallback = on_fallback
         self._target = target
+        self._wants_pictures = wants_pictures
         self._map: mmap.mmap | None = None
         self._slot_bytes = self._picture_bytes = 0
         self._holding = False
@@ -172,6 +195,7 @@ class ProcessCapture:
         }
         try:
             assert decoder.tokens is not None
+            decoder.want_pictures(wants_pictures())
             decoder.tokens.send(settings)
             opened = self._next(timeout + START_GRACE)
         except OSError:
@@ -223,6 +247,7 @@ class ProcessCapture:
         try:
             messages, tokens = self._decoder.messages, self._decoder.tokens
             assert messages is not None and tokens is not None
+            self._decoder.want_pictures(self._wants_pictures())
             if self._holding:
                 self._holding = False
                 self._done += 1
@@ -245,7 +270,8 @@ class ProcessCapture:
     def _remap(self, slot_bytes: int, picture_bytes: int) -> None:
         self._unmap()
         self._slot_bytes, self._picture_bytes = slot_bytes, picture_bytes
-        self._map = mmap.mmap(self._decoder.memory, slot_bytes * SLOTS, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        length = CONTROL + slot_bytes * SLOTS
+        self._map = mmap.mmap(self._decoder.memory, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
 
     def _unmap(self) -> None:
         if self._map is not None:
@@ -256,19 +282,20 @@ class ProcessCapture:
     def retrieve(self) -> tuple[bool, Decoded | None]:
         if self._message is None or self._map is None:
             return False, None
-        _, slot, layout, width, height, has_input = self._message
-        base = slot * self._slot_bytes
-        if layout == "bgr24":
+        _, slot, layout, width, height, has_input, has_picture = self._message
+        base = CONTROL + slot * self._slot_bytes
+        picture: Decoded | None = None
+        if has_picture and layout == "bgr24":
             bgr = np.frombuffer(self._map, np.uint8, width * height * 3, base).reshape(height, width, 3)
-            picture: Decoded = BgrImage(bgr.copy())
-        else:
+            picture = BgrImage(bgr.copy())
+        elif has_picture:
             whole = np.frombuffer(self._map, np.uint8, width * height * 3 // 2, base)
             picture = PlanarImage.from_stacked(layout, whole.reshape(height * 3 // 2, width), width, height)
         ready = None
         if has_input and self._target is not None:
             (w, h), _ = self._target
             ready = np.frombuffer(self._map, np.uint8, w * h * 3, base + self._picture_bytes).reshape(h, w, 3)
-        return True, SlotPicture(picture, ready, self._target)
+        return True, SlotPicture(picture, ready, self._target, (width, height))
 
     def read(self) -> tuple[bool, Decoded | None]:
         return self.retrieve() if self.grab() else (False, None)

@@ -1,10 +1,12 @@
 """How a source's connection opens: PyAV for files and network cameras, in a decoder process of
 its own (``decoder_process.py``) or, for a source that records, in the reader thread (one
 connection gives the recorder its packets and the detector its frames), decoded on the CPU or a
-hardware device and converted only into what is asked of them; OpenCV's V4L2 for a local camera. FFmpeg's own
-timeouts make a dead camera fail the open or the read instead of blocking."""
+hardware device and converted only into what is asked of them; OpenCV's V4L2 for a local camera.
+FFmpeg's own timeouts make a dead camera fail the open or the read instead of blocking."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import cv2
 
@@ -56,10 +58,12 @@ def open_capture(
     decoding: DecodeChoice,
     decoder: DecoderProcess | None = None,
     target: InputTarget | None = None,
+    wants_pictures: Callable[[], bool] = lambda: True,
 ) -> Capture:
     """``relay``: the recorder's, which takes the packets in this process (the source is read in
     its thread); ``decoder``: the source's decoder process (None: read in the thread);
-    ``target``: the model's input the decoder process makes with each picture."""
+    ``target``: the model's input the decoder process makes with each picture;
+    ``wants_pictures()``: whether the pictures themselves must come with it, now."""
     if cfg.uri.startswith("/dev/video"):
         return OpenCvCapture(cfg.uri)
     threads = cfg.decode_threads or DEFAULT_DECODE_THREADS
@@ -67,5 +71,6 @@ def open_capture(
     if decoder is not None and relay is None:
         device = None if decoding.device == CPU else decoding.device
         timeout, transport = cfg.read_timeout, cfg.rtsp_transport
-        return ProcessCapture(decoder, cfg.uri, timeout, transport, threads, device, decoding.fell_back, target)
+        fell_back = decoding.fell_back
+        return ProcessCapture(decoder, cfg.uri, timeout, transport, threads, device, fell_back, target, wants_pictures)
     return PacketCapture(cfg.uri, relay, cfg.read_timeout, cfg.rtsp_transport, threads, hwaccel, decoding.fell_back)

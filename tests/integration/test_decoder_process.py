@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from streamd.demo.broker import free_port
-from streamd.sources.decoder_process import DecoderProcess, ProcessCapture
+from streamd.images import PictureMissing
+from streamd.sources.decoder_process import SLOTS, DecoderProcess, ProcessCapture
 from streamd.sources.packets import PacketCapture
 from tests.clips import mixed_clip
 from tests.conftest import Collected, Streamd, write_config
@@ -78,6 +79,35 @@ def test_the_decoder_process_gives_what_the_reader_thread_gives(tmp_path: Path) 
     finally:
         decoder.close()
     assert decoder.pid is None
+
+
+def test_pictures_come_only_while_wanted_the_model_input_always(tmp_path: Path) -> None:
+    """Nobody wants the pictures (no snapshots, no viewer): the decoder hands over the model's
+    input alone; once wanted, the pictures come again within the frames already decoded."""
+    clip, truth = mixed_clip(tmp_path)
+    wanted = [False]
+    decoder = DecoderProcess("door")
+    process = ProcessCapture(
+        decoder, str(clip), 10.0, "tcp", 2, None, lambda reason: None, ((300, 300), True), lambda: wanted[0]
+    )
+    try:
+        missing = 0
+        for index in range(len(truth)):
+            if index == 10:
+                wanted[0] = True
+            ok, picture = process.read()
+            assert ok and picture is not None
+            assert picture.scaled((300, 300), True).shape == (300, 300, 3)
+            try:
+                picture.bgr()
+            except PictureMissing:
+                missing += 1
+                assert index < 10 + SLOTS, index  # at most the frames decoded before it was asked
+        assert missing >= 10
+        assert not process.grab()
+    finally:
+        process.release()
+        decoder.close()
 
 
 def test_a_file_that_is_not_video_opens_nothing_and_the_decoder_waits_for_the_next(tmp_path: Path) -> None:
