@@ -120,9 +120,11 @@ class SourceConfig(Strict):
     # the CPU) or a PyAV device type ("cuda", "qsv", "vaapi"...); an absent one falls back to the CPU.
     decode: str = Field(default="cpu", pattern=r"^[a-z0-9_]+$", max_length=32)
     # Where it is decoded and converted: "process", a decoder process of its own (out of the
-    # daemon's GIL: 1.4x the frames with a free model, benchmarks/README.md), or "thread", the
-    # reader thread. A source that records, and a V4L2 camera, are read in the thread.
-    decode_in: Literal["process", "thread"] = "process"
+    # daemon's GIL: 1.35x the frames with a free model), "thread", the reader thread, or "auto":
+    # a process when it decodes on the CPU, the thread when on a hardware device (NVDEC in the
+    # thread cost less CPU per frame than in a process; benchmarks/README.md). A source that
+    # records, and a V4L2 camera, are read in the thread.
+    decode_in: Literal["auto", "process", "thread"] = "auto"
     tracking: TrackingConfig | None = None  # None: off, the pipeline does no tracking work
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)

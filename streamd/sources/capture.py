@@ -81,7 +81,7 @@ class CaptureSource:
         self.relay = PacketRelay() if config.recording is not None else None
         self.decoding = DecodeChoice(self.name, config.decode, metrics)  # where its video is decoded
         # Its decoder process (``decoder_process.py``), kept from one stream to the next.
-        self._decoder = DecoderProcess(self.name) if config.decode_in == "process" else None
+        self._decoder = DecoderProcess(self.name) if config.decode_in != "thread" else None
         self._stop = threading.Event()
         self.failure: str | None = None  # why it does not open, e.g. "AUTH FAILED (401)" (reader thread)
         self._done: asyncio.Future[None] = loop.create_future()

@@ -52,6 +52,15 @@ class OpenCvCapture:
         self._capture.release()
 
 
+def in_decoder_process(cfg: SourceConfig, device: str | None) -> bool:
+    """Whether the source is read through a decoder process (``decode_in``), decoding on
+    ``device``: not a V4L2 camera, not a source that records (its recorder takes the packets in
+    this process), and with "auto" only when decoding on the CPU."""
+    if cfg.uri.startswith("/dev/video") or cfg.recording is not None or cfg.decode_in == "thread":
+        return False
+    return cfg.decode_in == "process" or (device or CPU) == CPU
+
+
 def open_capture(
     cfg: SourceConfig,
     relay: PacketRelay | None,
@@ -68,7 +77,7 @@ def open_capture(
         return OpenCvCapture(cfg.uri)
     threads = cfg.decode_threads or DEFAULT_DECODE_THREADS
     hwaccel = decoding.hwaccel()
-    if decoder is not None and relay is None:
+    if decoder is not None and in_decoder_process(cfg, decoding.device):
         device = None if decoding.device == CPU else decoding.device
         timeout, transport = cfg.read_timeout, cfg.rtsp_transport
         fell_back = decoding.fell_back

@@ -120,7 +120,7 @@ def _sources(config: Config) -> tuple[list[str], int]:
     from streamd.metrics import Metrics
     from streamd.sources.decoding import DecodeChoice
     from streamd.sources.diagnose import describe_failure, diagnose
-    from streamd.sources.opening import open_capture
+    from streamd.sources.opening import in_decoder_process, open_capture
 
     out = ["sources"]
     unreachable = 0
@@ -146,11 +146,7 @@ def _sources(config: Config) -> tuple[list[str], int]:
         unreachable += not ok
         out.append(f"  {source.name:<16} {verdict}{detail}  {uri}")
         said = f" ({decoding.reason})" if decoding.reason else ""
-        where = (
-            "in a decoder process" if source.decode_in == "process" and source.recording is None else "in the reader"
-        )
-        if source.uri.startswith("/dev/video"):
-            where = "in the reader (V4L2)"
+        where = "in a decoder process" if in_decoder_process(source, decoding.device) else "in the reader thread"
         out.append(f"    decode {source.decode} -> {decoding.device or 'cpu'}{said}, {where}")
         if (rec := source.recording) is not None:
             labels = ", ".join(rec.labels) or "every tracked label"
