@@ -82,6 +82,7 @@ class CaptureSource:
         self.decoding = DecodeChoice(self.name, config.decode, metrics)  # where its video is decoded
         # Its decoder process (``decoder_process.py``), kept from one stream to the next.
         self._decoder = DecoderProcess(self.name) if config.decode_in != "thread" else None
+        self._opened_target: InputTarget | None = None  # the model's input the open stream is decoded for
         self._stop = threading.Event()
         self.failure: str | None = None  # why it does not open, e.g. "AUTH FAILED (401)" (reader thread)
         self._done: asyncio.Future[None] = loop.create_future()
@@ -137,9 +138,12 @@ class CaptureSource:
         return self._engine_input.target()
 
     def _wants_pictures(self) -> bool:
-        """Whether the whole picture is needed besides the model's input: for snapshots, or by a
-        live view someone is watching (asked per frame, in the reader thread)."""
-        return self._keep_image or any(tap.wanted() for tap in self.taps)
+        """Whether the whole picture is needed besides the model's input: for snapshots, by a
+        live view someone is watching, or because a reload changed the model's input since the
+        stream opened (asked per frame, in the reader thread)."""
+        if self._keep_image or any(tap.wanted() for tap in self.taps):
+            return True
+        return self._opened_target is not None and self._input_target() != self._opened_target  # a reload
 
     def _state(self, state: str) -> None:
         self._loop.call_soon_threadsafe(self._on_state, self.name, state)
@@ -169,7 +173,7 @@ class CaptureSource:
                 self._metrics.source_errors.labels(self.name, "missing").inc()
                 self._state("failed")
                 return
-            target = self._input_target()
+            target = self._opened_target = self._input_target()
             cap = open_capture(self.config, self.relay, self.decoding, self._decoder, target, self._wants_pictures)
             if not cap.isOpened():
                 cap.release()
@@ -316,7 +320,11 @@ class CaptureSource:
             frame.nbytes = sum(int(getattr(p.tensor, "byte_size", 0)) for p in parts)
         else:
             self._show(image, None, ())
-            tensor = self._transform(image)
+            try:
+                tensor = self._transform(image)
+            except PictureMissing:  # decoded for the model before a reload changed its input
+                log.info("frame_not_inferred", source=self.name, reason="the model's input changed")
+                return
             frame = Frame(self.name, self._first + self._seq, time.time(), now, width, height, tensor)
             frame.nbytes = int(getattr(tensor, "byte_size", 0) or getattr(tensor, "nbytes", 0))
             if self._keep_image:  # snapshots crop from the decoded frame, not the model's input

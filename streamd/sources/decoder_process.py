@@ -1,5 +1,5 @@
-"""A source decoded in a process of its own (``[[sources]] decode_in = "process"``, the default for
-files and network cameras that do not record): :class:`ProcessCapture` offers the reader the
+"""A source decoded in a process of its own (``[[sources]] decode_in``: "process", or "auto" when
+decoding on the CPU; not for sources that record): :class:`ProcessCapture` offers the reader the
 capture surface it always reads through, while ``decoder_child.py`` demuxes, decodes and
 converts in another process, out of the daemon's GIL, and hands each picture over in shared
 memory (a ring of slots in a ``memfd``; one small pickled message per frame on a pipe).

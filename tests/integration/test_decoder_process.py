@@ -11,6 +11,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from streamd.demo.broker import free_port
 from streamd.images import PictureMissing
 from streamd.sources.decoder_process import SLOTS, DecoderProcess, ProcessCapture
@@ -102,6 +104,8 @@ def test_pictures_come_only_while_wanted_the_model_input_always(tmp_path: Path) 
                 picture.bgr()
             except PictureMissing:
                 missing += 1
+                with pytest.raises(PictureMissing):  # another model's input needs the picture
+                    picture.scaled((320, 320), True)
                 assert index < 10 + SLOTS, index  # at most the frames decoded before it was asked
         assert missing >= 10
         assert not process.grab()
