@@ -18,18 +18,17 @@ from typing import TYPE_CHECKING
 import cv2
 
 from streamd.config import SourceConfig, is_file_uri
-from streamd.images import Decoded, InputTarget, PictureMissing, Transform
+from streamd.images import Decoded, PictureMissing, Transform
 from streamd.logging import get_logger
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
 from streamd.redact import redact_uri
 from streamd.runtime.backoff import Backoff
 from streamd.runtime.handoff import Handoff
-from streamd.sources.decoder_process import DecoderProcess
 from streamd.sources.decoding import DecodeChoice
 from streamd.sources.diagnose import describe_failure, diagnose
 from streamd.sources.motion import MotionGate, regions
-from streamd.sources.opening import open_capture
+from streamd.sources.opening import SourceDecoder
 from streamd.sources.packets import PacketRelay
 from streamd.sources.reading import Capture, EngineInput, decode_slot
 from streamd.types import Frame, Picture, Region
@@ -71,7 +70,6 @@ class CaptureSource:
         self._transform = transform
         self._keep_image = config.takes_snapshots
         self.gate = MotionGate(config.motion) if config.motion is not None else None
-        self._engine_input = engine_input
         self._regions = engine_input if config.motion is not None and config.motion.regions else None
         # Skipped frames travel to the stages only where one needs them (tracking ages its tracks,
         # presence times its OFF, publish_empty reports them): set from the source's route.
@@ -80,9 +78,7 @@ class CaptureSource:
         # Recording: the camera's packets go to its recorder from this one connection.
         self.relay = PacketRelay() if config.recording is not None else None
         self.decoding = DecodeChoice(self.name, config.decode, metrics)  # where its video is decoded
-        # Its decoder process (``decoder_process.py``), kept from one stream to the next.
-        self._decoder = DecoderProcess(self.name) if config.decode_in != "thread" else None
-        self._opened_target: InputTarget | None = None  # the model's input the open stream is decoded for
+        self._opener = SourceDecoder(config, self.relay, self.decoding, engine_input, self.gate is not None)
         self._stop = threading.Event()
         self.failure: str | None = None  # why it does not open, e.g. "AUTH FAILED (401)" (reader thread)
         self._done: asyncio.Future[None] = loop.create_future()
@@ -130,20 +126,11 @@ class CaptureSource:
         limit = self.gate.config.max_regions
         return regions(self.gate.boxes, (width, height), self._regions.input_size(), limit)
 
-    def _input_target(self) -> InputTarget | None:
-        """The model's input, for a decoder process to make with every picture: only where every
-        picture becomes one (no motion gate deciding, no sampling skipping)."""
-        if self._engine_input is None or self.gate is not None or self.config.max_fps > 0:
-            return None
-        return self._engine_input.target()
-
     def _wants_pictures(self) -> bool:
         """Whether the whole picture is needed besides the model's input: for snapshots, by a
         live view someone is watching, or because a reload changed the model's input since the
         stream opened (asked per frame, in the reader thread)."""
-        if self._keep_image or any(tap.wanted() for tap in self.taps):
-            return True
-        return self._opened_target is not None and self._input_target() != self._opened_target  # a reload
+        return self._keep_image or any(tap.wanted() for tap in self.taps) or self._opener.stale()
 
     def _state(self, state: str) -> None:
         self._loop.call_soon_threadsafe(self._on_state, self.name, state)
@@ -155,8 +142,7 @@ class CaptureSource:
             log.exception("source_crashed", source=self.name)
             self._state("failed")
         finally:
-            if self._decoder is not None:
-                self._decoder.close()
+            self._opener.close()
             self._metrics.source_up.labels(self.name).set(0)
             self._loop.call_soon_threadsafe(self._finish)
 
@@ -173,8 +159,7 @@ class CaptureSource:
                 self._metrics.source_errors.labels(self.name, "missing").inc()
                 self._state("failed")
                 return
-            target = self._opened_target = self._input_target()
-            cap = open_capture(self.config, self.relay, self.decoding, self._decoder, target, self._wants_pictures)
+            cap = self._opener.open(self._wants_pictures)
             if not cap.isOpened():
                 cap.release()
                 if self.is_file:

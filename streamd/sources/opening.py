@@ -15,7 +15,7 @@ from streamd.images import BgrImage, Decoded, InputTarget
 from streamd.sources.decoder_process import DecoderProcess, ProcessCapture
 from streamd.sources.decoding import CPU, DecodeChoice
 from streamd.sources.packets import PacketCapture, PacketRelay
-from streamd.sources.reading import Capture
+from streamd.sources.reading import Capture, EngineInput
 
 # FFmpeg's decoder threads per source (FFmpeg's own default: one per core, per capture).
 DEFAULT_DECODE_THREADS = 2
@@ -83,3 +83,38 @@ def open_capture(
         fell_back = decoding.fell_back
         return ProcessCapture(decoder, cfg.uri, timeout, transport, threads, device, fell_back, target, wants_pictures)
     return PacketCapture(cfg.uri, relay, cfg.read_timeout, cfg.rtsp_transport, threads, hwaccel, decoding.fell_back)
+
+
+class SourceDecoder:
+    """How one source's streams open: where each is decoded (``decode_in``: the source's decoder
+    process, kept from one stream to the next, or the reader thread) and, for a decoder process,
+    the model's input it makes with every picture (not where a motion gate or sampling decides
+    which pictures become one)."""
+
+    def __init__(
+        self,
+        cfg: SourceConfig,
+        relay: PacketRelay | None,
+        decoding: DecodeChoice,
+        engine_input: EngineInput | None,
+        gated: bool,
+    ) -> None:
+        self._cfg, self._relay, self._decoding = cfg, relay, decoding
+        self._engine_input = None if gated or cfg.max_fps > 0 else engine_input
+        self._process = DecoderProcess(cfg.name) if cfg.decode_in != "thread" else None
+        self._opened_for: InputTarget | None = None  # the model's input the open stream is decoded for
+
+    def target(self) -> InputTarget | None:
+        return self._engine_input.target() if self._engine_input is not None else None
+
+    def open(self, wants_pictures: Callable[[], bool]) -> Capture:
+        self._opened_for = target = self.target()
+        return open_capture(self._cfg, self._relay, self._decoding, self._process, target, wants_pictures)
+
+    def stale(self) -> bool:
+        """A reload changed the model's input since the stream opened (its pictures are needed)."""
+        return self._opened_for is not None and self.target() != self._opened_for
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.close()
