@@ -109,10 +109,10 @@ async def measure_pipeline(
         window["end"] = time.perf_counter()
         now = daemon.sources.captured()
         result.captured = {name: (captured_at_open.get(name, 0), seq) for name, seq in now.items()}
-        window["cpu_end"] = time.process_time()
+        decoders = decoder_cpu_seconds()  # other processes: not in this one's process_time()
+        window["cpu_end"] = time.process_time() + decoders
         window["loop_cpu_end"] = thread_cpu_seconds("MainThread")
-        window["readers_cpu_end"] = thread_cpu_seconds("streamd-src-") + decoder_cpu_seconds()
-        window["cpu_end"] += decoder_cpu_seconds()
+        window["readers_cpu_end"] = thread_cpu_seconds("streamd-src-") + decoders
         result.rss_end_mb = rss_mb()
         result.threads = proc_status("Threads")
         daemon.should_exit.set()
@@ -120,10 +120,10 @@ async def measure_pipeline(
     def open_window() -> None:
         captured_at_open.update(daemon.sources.captured())
         window["start"] = time.perf_counter()
-        window["cpu"] = time.process_time()
+        decoders = decoder_cpu_seconds()
+        window["cpu"] = time.process_time() + decoders
         window["loop_cpu"] = thread_cpu_seconds("MainThread")
-        window["readers_cpu"] = thread_cpu_seconds("streamd-src-") + decoder_cpu_seconds()
-        window["cpu"] += decoder_cpu_seconds()
+        window["readers_cpu"] = thread_cpu_seconds("streamd-src-") + decoders
         result.rss_start_mb = rss_mb()
 
     def on_acked(message: Message, latency: float) -> None:

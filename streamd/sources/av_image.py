@@ -39,6 +39,21 @@ def _fit(plane: np.ndarray, target: np.ndarray, same: bool, halve: bool = True) 
     cv2.resize(plane, (width, height), dst=target, interpolation=cv2.INTER_LINEAR)
 
 
+def _stacked_planes(layout: str, whole: np.ndarray, width: int, height: int) -> list[np.ndarray]:
+    """Views of the planes of a picture stacked in one ``(height * 3 / 2, width)`` buffer, in
+    OpenCV's 4:2:0 layout: I420's y, u, v or NV12's y and interleaved uv."""
+    flat = whole.reshape(-1)
+    luma = width * height
+    if layout == "nv12":
+        return [whole[:height], flat[luma : luma * 3 // 2].reshape(height // 2, width)]
+    quarter = luma // 4
+    return [
+        whole[:height],
+        flat[luma : luma + quarter].reshape(height // 2, width // 2),
+        flat[luma + quarter : luma + 2 * quarter].reshape(height // 2, width // 2),
+    ]
+
+
 def stacked_size(layout: str, width: int, height: int) -> int:
     """Bytes of a picture stacked as :meth:`PlanarImage.stack_into` writes it."""
     return width * height * 3 // 2 if layout in PLANAR else width * height * 3
@@ -62,18 +77,7 @@ class PlanarImage:
     @classmethod
     def from_stacked(cls, layout: str, whole: np.ndarray, width: int, height: int) -> PlanarImage:
         """The planes of a picture stacked in one ``(height * 3 / 2, width)`` buffer."""
-        flat = whole.reshape(-1)
-        luma = width * height
-        if layout == "nv12":
-            planes = [whole[:height], flat[luma : luma * 3 // 2].reshape(height // 2, width)]
-        else:
-            quarter = luma // 4
-            planes = [
-                whole[:height],
-                flat[luma : luma + quarter].reshape(height // 2, width // 2),
-                flat[luma + quarter : luma + 2 * quarter].reshape(height // 2, width // 2),
-            ]
-        return cls(layout, planes, width, height, whole)
+        return cls(layout, _stacked_planes(layout, whole, width, height), width, height, whole)
 
     def bgr(self) -> np.ndarray:
         if self._bgr is None:
@@ -115,17 +119,12 @@ class PlanarImage:
 
     def _stack(self, width: int, height: int, out: np.ndarray) -> None:
         same = (self.width, self.height) == (width, height)
-        _fit(self._planes[0], out[:height], same)
-        if self._layout == "nv12":  # one plane of interleaved U and V, half the rows
-            pair = self._planes[1].reshape(self.height // 2, self.width // 2, 2)
-            _fit(pair, out[height:].reshape(height // 2, width // 2, 2), same, halve=False)
-            return
-        quarter = (height // 2) * (width // 2)
-        flat = out.reshape(-1)
-        for index in (1, 2):
-            start = height * width + (index - 1) * quarter
-            target = flat[start : start + quarter].reshape(height // 2, width // 2)
-            _fit(self._planes[index], target, same, halve=False)
+        targets = _stacked_planes(self._layout, out, width, height)
+        for index, (plane, target) in enumerate(zip(self._planes, targets, strict=True)):
+            if index and self._layout == "nv12":  # U and V interleaved: scaled as pairs
+                plane = plane.reshape(self.height // 2, self.width // 2, 2)
+                target = target.reshape(height // 2, width // 2, 2)
+            _fit(plane, target, same, halve=index == 0)
 
 
 def layout_of(frame: av.video.frame.VideoFrame) -> str:

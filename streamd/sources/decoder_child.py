@@ -64,24 +64,25 @@ class Slots:
         self.slot_bytes = 0
         self._map: mmap.mmap | None = None
 
-    def take(self) -> int | None:
-        """The next slot, once the daemon is done with it; None when the daemon is gone."""
-        while self._free == 0:
-            returned = os.read(self._tokens, 64)
-            if not returned:
-                return None
-            self._free += len(returned)
-        self._free -= 1
-        slot, self._next = self._next, (self._next + 1) % self.count
-        return slot
-
-    def all_back(self) -> bool:
-        while self._free < self.count:
+    def _back(self, wanted: int) -> bool:
+        """Until ``wanted`` slots are free (the daemon hands them back); False when it is gone."""
+        while self._free < wanted:
             returned = os.read(self._tokens, 64)
             if not returned:
                 return False
             self._free += len(returned)
         return True
+
+    def take(self) -> int | None:
+        """The next slot, once the daemon is done with it; None when the daemon is gone."""
+        if not self._back(1):
+            return None
+        self._free -= 1
+        slot, self._next = self._next, (self._next + 1) % self.count
+        return slot
+
+    def all_back(self) -> bool:
+        return self._back(self.count)
 
     def resize(self, picture_bytes: int, input_bytes: int) -> None:
         """Room for pictures of ``picture_bytes`` (every slot is back: nothing is being read).

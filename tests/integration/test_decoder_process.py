@@ -9,7 +9,9 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -23,6 +25,7 @@ from tests.integration.test_observability import http, samples, value, wait_read
 from tests.integration.test_sources import rtsp_camera
 
 SECRET = "s3cret-Pa55"
+T = TypeVar("T")
 
 
 def decoders_of(pid: int) -> list[int]:
@@ -38,7 +41,7 @@ def decoders_of(pid: int) -> list[int]:
     return found
 
 
-async def until(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
+async def until(condition: Callable[[], T], timeout: float, what: str) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
