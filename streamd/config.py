@@ -112,9 +112,9 @@ class SourceConfig(Strict):
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     # Seconds an open or a read may stall before it counts as a disconnect (then: reconnect).
     read_timeout: float = Field(default=10.0, gt=0.0, le=600.0)
-    # FFmpeg decoder threads for this source; 0 = 2 (a 640x480 or 1080p H.264 stream decodes far
-    # faster than any camera sends it with 2; FFmpeg's own default is a thread per core, so 16
-    # sources on 16 cores made ~600 threads).
+    # FFmpeg decoder threads for this source; 0 = by the picture's size: 1 up to 1280x720 (frame
+    # threads cost CPU per frame), 2 above (FFmpeg's own default, a thread per core, made ~600
+    # threads for 16 sources on 16 cores).
     decode_threads: int = Field(default=0, ge=0, le=64)
     # Where the video is decoded: "cpu", "auto" (the first hardware device FFmpeg can open, else
     # the CPU) or a PyAV device type ("cuda", "qsv", "vaapi"...); an absent one falls back to the CPU.

@@ -251,6 +251,7 @@ class Daemon(Lifecycle):
         await self.engines.drain(deadline - time.monotonic())
         self.supervisor.cancel_all()
         await self.sources.retire_all(max(0.1, deadline - time.monotonic()))
+        self.engines.close()
         for stage in self.stages:  # in chain order: snapshots and their end events, then the open clips
             await stage.drain(deadline - time.monotonic())
         await self.sink.close(max(1.0, deadline - time.monotonic()))

@@ -17,7 +17,6 @@ import numpy as np
 from streamd.images import one_thread_per_call
 from streamd.metrics import Metrics
 from streamd.sources.decoding import CPU, DecodeChoice
-from streamd.sources.opening import DEFAULT_DECODE_THREADS
 from streamd.sources.packets import PacketCapture
 
 
@@ -26,7 +25,7 @@ def decode_once(
 ) -> dict[str, Any]:
     choice = DecodeChoice(Path(path).stem, device, Metrics(), quiet=True)
     hwaccel = choice.hwaccel()
-    capture = PacketCapture(path, None, 10.0, "tcp", DEFAULT_DECODE_THREADS, hwaccel, choice.fell_back)
+    capture = PacketCapture(path, None, 10.0, "tcp", 0, hwaccel, choice.fell_back)
     if not capture.isOpened():
         raise RuntimeError(f"cannot open {path}")
     count = 0

@@ -4,13 +4,12 @@ detection agreement on the same frames (see quantize.py for how agreement is cou
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 from pathlib import Path
 from typing import Any
 
 from streamd.bench.model import run_benchmark_app
-from streamd.bench.pipeline import measure_pipeline
+from streamd.bench.pipeline import run_pipeline
 from streamd.config import Config, is_file_uri
 from streamd.inference.model import compile_variant, prepare
 from streamd.tools.quantize import check_agreement, reference_config, sample_frames
@@ -33,7 +32,7 @@ def run_compare_int8(config: Config, int8_path: Path, frames: int, rounds: int) 
             found = run_benchmark_app(prepared, "CPU")
             if found is not None:
                 bare[name].append(found)
-            run = asyncio.run(measure_pipeline(arm, frames, f"{name} pipeline {index}/{rounds}"))
+            run = run_pipeline(arm, frames, f"{name} pipeline {index}/{rounds}")
             pipeline[name].append(round(run.fps, 1))
         found = run_benchmark_app(prepare(fp_f32), "CPU")
         if found is not None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamd.bench.common import (
     WARMUP_FRAMES,
@@ -20,6 +23,7 @@ from streamd.bench.common import (
 )
 from streamd.config import Config, is_file_uri
 from streamd.daemon import Daemon
+from streamd.logging import configure
 from streamd.sinks.outbox import Message
 from streamd.tracking.config import TrackingConfig
 from streamd.types import Result
@@ -186,3 +190,18 @@ async def measure_pipeline(
         result.readers_ms_per_frame = 1000.0 * (window["readers_cpu_end"] - window["readers_cpu"]) / result.frames
     result.device = daemon.engines.device or ""
     return result
+
+
+def run_pipeline(config: Config, frames: int, label: str, **options: Any) -> PipelineRun:
+    """:func:`measure_pipeline` in a new process, as a daemon runs in production. In a process
+    that had served one daemon already, the next ran 8-15 % slower, round after round (free
+    model, 3 runs in one process: 1,776, 1,616, 1,645 FPS; each in its own: 1,784, 1,685, 1,848;
+    ``benchmarks/README.md``, "Decoder threads"), which made every round but the first of a
+    bench a different machine."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_run_pipeline, config, frames, label, options).result()
+
+
+def _run_pipeline(config: Config, frames: int, label: str, options: dict[str, Any]) -> PipelineRun:
+    configure("console", "warning")
+    return asyncio.run(measure_pipeline(config, frames, label, **options))

@@ -5,13 +5,12 @@ the same clip, into a temporary directory."""
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from streamd.bench.pipeline import measure_pipeline
+from streamd.bench.pipeline import run_pipeline
 from streamd.config import Config
 from streamd.recording.config import RecordingConfig
 from streamd.tracking.config import TrackingConfig
@@ -40,7 +39,7 @@ def run_recording(config: Config, frames: int, rounds: int) -> dict[str, Any]:
         for index in range(rounds):
             for arm in ARMS:
                 arm_config = with_recording(config, arm, directory)
-                fps[arm].append(asyncio.run(measure_pipeline(arm_config, frames, f"{arm} {index + 1}")).fps)
+                fps[arm].append(run_pipeline(arm_config, frames, f"{arm} {index + 1}").fps)
         clips = sum(1 for _ in directory.rglob("*.mp4"))
         stored = sum(p.stat().st_size for p in directory.rglob("*.mp4"))
     off, ring, on = (statistics.median(fps[arm]) for arm in ARMS)

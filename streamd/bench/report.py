@@ -22,7 +22,7 @@ from streamd.bench.model import (
     measure_reading_loop,
     run_benchmark_app,
 )
-from streamd.bench.pipeline import PipelineRun, measure_pipeline
+from streamd.bench.pipeline import PipelineRun, measure_pipeline, run_pipeline
 from streamd.config import Config
 from streamd.inference.model import compile_variant, prepare
 from streamd.tools.verify import reference_input
@@ -101,7 +101,7 @@ def run_rounds(config: Config, files: list[str], frames: int, baseline: bool, ro
             if found is not None:
                 per_round["benchmark_app"].append(found)
         per_round["reading_loop"].append(measure_reading_loop(files[0], frames, model_size))
-        run = asyncio.run(measure_pipeline(config, frames, f"(c) pipeline {tag}"))
+        run = run_pipeline(config, frames, f"(c) pipeline {tag}")
         pipelines.append(run)
         per_round["pipeline"].append(run.fps)
     medians = {k: statistics.median(v) for k, v in per_round.items() if v}
@@ -114,7 +114,7 @@ def run_rounds(config: Config, files: list[str], frames: int, baseline: bool, ro
     clip_fps = cv2.VideoCapture(files[0], cv2.CAP_FFMPEG).get(cv2.CAP_PROP_FPS) or 25.0
     rate = 0.8 * pipeline.fps
     speed = rate / (clip_fps * len(files))
-    paced = asyncio.run(measure_pipeline(config, max(200, frames // 2), "(d) latency at 80 %", speed=speed))
+    paced = run_pipeline(config, max(200, frames // 2), "(d) latency at 80 %", speed=speed)
     report: dict[str, Any] = {
         "model": prepared.name,
         "device": device,

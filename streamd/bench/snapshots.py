@@ -4,11 +4,10 @@ snapshot taken (in its worker thread)."""
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 from typing import Any
 
-from streamd.bench.pipeline import measure_pipeline
+from streamd.bench.pipeline import run_pipeline
 from streamd.config import Config
 from streamd.snapshots.config import SnapshotConfig
 from streamd.tracking.config import TrackingConfig
@@ -30,8 +29,8 @@ def run_snapshots(config: Config, frames: int, rounds: int) -> dict[str, Any]:
     on: list[float] = []
     encode: list[float] = []
     for index in range(rounds):
-        off.append(asyncio.run(measure_pipeline(with_snapshots(config, False), frames, f"off {index + 1}")).fps)
-        run = asyncio.run(measure_pipeline(with_snapshots(config, True), frames, f"on {index + 1}"))
+        off.append(run_pipeline(with_snapshots(config, False), frames, f"off {index + 1}").fps)
+        run = run_pipeline(with_snapshots(config, True), frames, f"on {index + 1}")
         on.append(run.fps)
         encode += run.snapshot_seconds
     ms = sorted(1000 * s for s in encode)

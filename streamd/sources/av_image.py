@@ -89,10 +89,24 @@ class PlanarImage:
         (halved by exact 2x2 averages first, so nothing aliases) and converted at the small size;
         a smaller one is converted to BGR first, then resized, as OpenCV's reader did (planes
         resized on their own gave the demo's marginal frames visibly different scores)."""
-        big = self.width >= 2 * size[0] and self.height >= 2 * size[1]
-        if not big or self._bgr is not None or size[0] % 2 or size[1] % 2:
+        if not self._by_planes(size) or self._bgr is not None:
             return BgrImage(self.bgr()).scaled(size, rgb)
         return cv2.cvtColor(self._stacked(*size), self._code(rgb))
+
+    def scaled_into(self, size: Size, rgb: bool, out: np.ndarray) -> None:
+        """:meth:`scaled`'s bytes written into ``out`` (``(height, width, 3)`` u8), keeping no
+        full-size BGR: the decoder process's way (nothing asks it for the picture again). The
+        colour order is chosen at the conversion instead of swapped after the resize (equal
+        bytes: the resize works on each channel alone)."""
+        if self._by_planes(size) or (self.width, self.height) == size:
+            cv2.cvtColor(self._stacked(*size), self._code(rgb), dst=out)
+        else:
+            whole = cv2.cvtColor(self._stacked(self.width, self.height), self._code(rgb))
+            cv2.resize(whole, size, dst=out, interpolation=cv2.INTER_LINEAR)
+
+    def _by_planes(self, size: Size) -> bool:
+        big = self.width >= 2 * size[0] and self.height >= 2 * size[1]
+        return big and size[0] % 2 == 0 and size[1] % 2 == 0
 
     def grey(self, size: Size) -> np.ndarray:
         return cv2.resize(self._planes[0], size, interpolation=cv2.INTER_LINEAR)

@@ -162,12 +162,18 @@ def serve(messages: Connection, settings: dict[str, Any], memory: int, tokens: i
             if with_picture:
                 out = slots.view(slot, 0, size)
                 if isinstance(picture, PlanarImage):
-                    picture.stack_into(out.reshape(height * 3 // 2, width))
+                    stacked = out.reshape(height * 3 // 2, width)
+                    picture.stack_into(stacked)
+                    picture = PlanarImage.from_stacked(layout, stacked, width, height)  # stacked once
                 else:
                     out[:] = picture.bgr().reshape(-1)
             if target is not None:
                 (w, h), rgb = target
-                slots.view(slot, slots.picture_bytes, input_bytes).reshape(h, w, 3)[:] = picture.scaled((w, h), rgb)
+                model_input = slots.view(slot, slots.picture_bytes, input_bytes).reshape(h, w, 3)
+                if isinstance(picture, PlanarImage):
+                    picture.scaled_into((w, h), rgb, model_input)
+                else:
+                    model_input[:] = picture.scaled((w, h), rgb)
             messages.send(("frame", slot, layout, width, height, target is not None, with_picture))
         if slots.all_back():  # the pipe holds no token then, only the next stream's settings
             messages.send(("end",))

@@ -31,6 +31,7 @@ from streamd.logging import get_logger
 from streamd.redact import redact_uri
 from streamd.sources.av_image import PlanarImage
 from streamd.sources.decoder_child import CONTROL, WANT_PICTURES
+from streamd.sources.decoder_pipe import Messages
 
 log = get_logger(__name__)
 
@@ -76,7 +77,8 @@ class DecoderProcess:
     def __init__(self, source: str) -> None:
         self.source = source
         self._process: subprocess.Popen[bytes] | None = None
-        self.messages: Connection | None = None
+        self.messages: Connection | None = None  # owns the pipe's end that ``inbox`` reads
+        self.inbox: Messages | None = None
         self.tokens: Connection | None = None
         self.memory = -1
         self._control: mmap.mmap | None = None
@@ -117,6 +119,7 @@ class DecoderProcess:
             os.close(message_write)
             os.close(token_read)
         self.messages = Connection(message_read, writable=False)
+        self.inbox = Messages(message_read)
         self.tokens = Connection(token_write, readable=False)
         return True
 
@@ -134,6 +137,7 @@ class DecoderProcess:
             if connection is not None:
                 connection.close()
         self.tokens = self.messages = None
+        self.inbox = None
         if process is not None:
             try:
                 process.wait(1.0)
@@ -209,15 +213,15 @@ class ProcessCapture:
     def _next(self, wait: float) -> tuple[Any, ...] | None:
         """The decoder's next message (a fallback is passed on here); None if it said nothing
         for ``wait`` seconds or is gone."""
-        messages = self._decoder.messages
-        assert messages is not None
+        inbox = self._decoder.inbox
+        assert inbox is not None
         while True:
             try:
-                if not messages.poll(wait):
+                message = inbox.next(wait)
+                if message is None:
                     log.warning("decoder_silent", source=self._decoder.source, uri=self._uri_safe, seconds=wait)
                     self._decoder.close()
                     return None
-                message: tuple[Any, ...] = messages.recv()
             except (EOFError, OSError):
                 code = self._decoder.exit_code()
                 log.warning("decoder_exited", source=self._decoder.source, uri=self._uri_safe, returncode=code)
@@ -245,13 +249,13 @@ class ProcessCapture:
         if not self._open or self._ended:
             return False
         try:
-            messages, tokens = self._decoder.messages, self._decoder.tokens
-            assert messages is not None and tokens is not None
+            inbox, tokens = self._decoder.inbox, self._decoder.tokens
+            assert inbox is not None and tokens is not None
             self._decoder.want_pictures(self._wants_pictures())
             if self._holding:
                 self._holding = False
                 self._done += 1
-            if self._done and (self._done >= RETURN or not messages.poll(0)):
+            if self._done and (self._done >= RETURN or not inbox.waiting()):
                 os.write(tokens.fileno(), b"\x01" * self._done)
                 self._done = 0
             while True:

@@ -17,9 +17,6 @@ from streamd.sources.decoding import CPU, DecodeChoice
 from streamd.sources.packets import PacketCapture, PacketRelay
 from streamd.sources.reading import Capture, EngineInput
 
-# FFmpeg's decoder threads per source (FFmpeg's own default: one per core, per capture).
-DEFAULT_DECODE_THREADS = 2
-
 # OpenCV and FFmpeg print their own errors to stderr, some with the URL they failed on
 # (credentials included); streamd logs every failure itself, with the URL redacted.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -75,7 +72,7 @@ def open_capture(
     ``wants_pictures()``: whether the pictures themselves must come with it, now."""
     if cfg.uri.startswith("/dev/video"):
         return OpenCvCapture(cfg.uri)
-    threads = cfg.decode_threads or DEFAULT_DECODE_THREADS
+    threads = cfg.decode_threads  # 0: by the picture's size (packets.decoder_threads)
     hwaccel = decoding.hwaccel()
     if decoder is not None and in_decoder_process(cfg, decoding.device):
         device = None if decoding.device == CPU else decoding.device

@@ -36,6 +36,18 @@ from streamd.sources.av_image import av_picture
 
 log = get_logger(__name__)
 
+# FFmpeg's decoder threads where the source does not say (``decode_threads = 0``). Frame threads
+# cost CPU per frame and buy a speed one stream seldom needs (benchmarks/README.md, "Decoder
+# threads"): H.264 640x480 took 0.38 ms of CPU a frame with 2 threads against 0.27 with one,
+# 1080p 4.2-4.7 against 4.1, and one thread still decodes 640x480 at 3,600 FPS and 1080p at 240.
+# Above 1280x720 a second thread halves the wait for each picture.
+ONE_THREAD_UP_TO = 1280 * 720
+
+
+def decoder_threads(requested: int, width: int, height: int) -> int:
+    """``requested`` (``decode_threads``), or by the picture's size when 0."""
+    return requested or (1 if width * height <= ONE_THREAD_UP_TO else 2)
+
 
 @dataclass(frozen=True, slots=True)
 class StoredPacket:
@@ -108,7 +120,8 @@ class PacketCapture:
         hwaccel: HWAccel | None = None,
         on_fallback: Callable[[str], None] = lambda reason: None,
     ) -> None:
-        """``packets``: the recorder's relay, or None; ``hwaccel``: decode on that device, and
+        """``packets``: the recorder's relay, or None; ``threads``: FFmpeg's decoder threads (0:
+        by the picture's size, :func:`decoder_threads`); ``hwaccel``: decode on that device, and
         tell ``on_fallback`` why not if it cannot (the stream is then decoded on the CPU)."""
         options = {"rtsp_transport": transport} if uri.startswith("rtsp") else {}
         self._packets = packets
@@ -129,8 +142,9 @@ class PacketCapture:
             log.debug("packets_open_failed", error=str(exc).replace(uri, redact_uri(uri)))
             self.release()
             return
+        context = self._stream.codec_context
         self._stream.thread_type = "AUTO"
-        self._stream.codec_context.thread_count = threads
+        context.thread_count = decoder_threads(threads, context.width, context.height)
         self._demux: Iterator[av.Packet[av.video.stream.VideoStream]] = self._container.demux(self._stream)
         if packets is not None:
             packets.opened(StreamTemplate(self._stream))

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from streamd.demo.broker import free_port
-from streamd.sources.av_image import av_picture
+from streamd.images import BgrImage
+from streamd.sources.av_image import PlanarImage, av_picture
 from streamd.sources.decoding import device_problem
 from tests.conftest import Collected, Launch, Streamd
 from tests.integration.test_observability import wait_ready
@@ -90,3 +91,32 @@ def test_pictures_at_the_models_size_match_a_full_conversion_then_resize(tmp_pat
         scaled = av_picture(planes).scaled((300, 300), rgb=True)
         assert scaled.shape == (300, 300, 3) and np.abs(scaled.astype(int) - expected).mean() < 4
         assert picture.grey((192, 108)).shape == (108, 192)
+
+
+@pytest.mark.parametrize("layout", ["yuv420p", "nv12"])
+def test_the_decoder_process_writes_the_same_model_input_bytes_as_the_reader_makes(
+    tmp_path: Path, layout: str
+) -> None:
+    """``scaled_into`` (the decoder process: straight into the slot, the colour order chosen at
+    the conversion) against ``scaled`` (the reader thread), on the photos' 640x480 clip: smaller
+    than twice the model's size (converted whole, then resized), at the model's size, and a
+    1080p frame (scaled by planes)."""
+    from tests.clips import mixed_clip
+
+    clip, _ = mixed_clip(tmp_path)
+    with av.open(str(clip)) as container:
+        frames = [f.reformat(format=layout) for f in container.decode(video=0)][:12]
+    frames.append(frames[0].reformat(width=1920, height=1080))
+    compared = 0
+    for frame in frames:
+        for size in ((300, 300), (frame.width, frame.height), (320, 192)):
+            for rgb in (True, False):
+                out = np.zeros((size[1], size[0], 3), np.uint8)
+                picture = av_picture(frame)
+                assert isinstance(picture, PlanarImage)
+                picture.scaled_into(size, rgb, out)
+                assert np.array_equal(out, av_picture(frame).scaled(size, rgb)), (layout, frame.width, size, rgb)
+                if frame.width < 2 * size[0] or frame.height < 2 * size[1]:  # as OpenCV's reader did
+                    assert np.array_equal(out, BgrImage(picture.bgr()).scaled(size, rgb))
+                compared += 1
+    assert compared == 13 * 3 * 2

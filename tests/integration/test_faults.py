@@ -373,6 +373,7 @@ async def test_a_reload_that_fails_half_way_leaves_the_running_service_as_it_was
     assert not [t for t, _ in subscriber.messages if "/new/" in t], "the new source never published"
     daemon.should_exit.set()
     await asyncio.wait_for(serving, 60)
+    assert old_engine is not None and old_engine.base is None, "shut down: its compiled model released"
 
 
 # -- 5. a broker that lies, a message the client refuses ------------------------------------------
