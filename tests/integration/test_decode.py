@@ -94,9 +94,7 @@ def test_pictures_at_the_models_size_match_a_full_conversion_then_resize(tmp_pat
 
 
 @pytest.mark.parametrize("layout", ["yuv420p", "nv12"])
-def test_the_decoder_process_writes_the_same_model_input_bytes_as_the_reader_makes(
-    tmp_path: Path, layout: str
-) -> None:
+def test_the_decoder_process_writes_the_same_model_input_bytes_as_the_reader_makes(tmp_path: Path, layout: str) -> None:
     """``scaled_into`` (the decoder process: straight into the slot, the colour order chosen at
     the conversion) against ``scaled`` (the reader thread), on the photos' 640x480 clip: smaller
     than twice the model's size (converted whole, then resized), at the model's size, and a

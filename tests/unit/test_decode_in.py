@@ -43,7 +43,9 @@ def test_where_a_source_decodes(settings: dict[str, Any], device: str | None, ex
     ("requested", "size", "expected"),
     [(0, (640, 480), 1), (0, (1280, 720), 1), (0, (1920, 1080), 2), (3, (640, 480), 3), (1, (3840, 2160), 1)],
 )
-def test_decoder_threads_by_the_pictures_size_unless_asked(requested: int, size: tuple[int, int], expected: int) -> None:
+def test_decoder_threads_by_the_pictures_size_unless_asked(
+    requested: int, size: tuple[int, int], expected: int
+) -> None:
     assert decoder_threads(requested, *size) == expected
 
 
