@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ from streamd.bench.common import (
     WARMUP_FRAMES,
     Progress,
     decoder_cpu_seconds,
+    in_new_process,
     percentile,
     proc_status,
     rss_mb,
@@ -24,6 +24,7 @@ from streamd.bench.common import (
 from streamd.config import Config, is_file_uri
 from streamd.daemon import Daemon
 from streamd.logging import configure
+from streamd.runtime.lifecycle import STOP_SIGNALS
 from streamd.sinks.outbox import Message
 from streamd.tracking.config import TrackingConfig
 from streamd.types import Result
@@ -193,15 +194,15 @@ async def measure_pipeline(
 
 
 def run_pipeline(config: Config, frames: int, label: str, **options: Any) -> PipelineRun:
-    """:func:`measure_pipeline` in a new process, as a daemon runs in production. In a process
-    that had served one daemon already, the next ran 8-15 % slower, round after round (free
-    model, 3 runs in one process: 1,776, 1,616, 1,645 FPS; each in its own: 1,784, 1,685, 1,848;
-    ``benchmarks/README.md``, "Decoder threads"), which made every round but the first of a
-    bench a different machine."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_run_pipeline, config, frames, label, options).result()
+    """:func:`measure_pipeline` in a new process (``common.in_new_process``), as a daemon runs
+    in production."""
+    return in_new_process(_run_pipeline, config, frames, label, options)
 
 
 def _run_pipeline(config: Config, frames: int, label: str, options: dict[str, Any]) -> PipelineRun:
     configure("console", "warning")
-    return asyncio.run(measure_pipeline(config, frames, label, **options))
+    try:
+        return asyncio.run(measure_pipeline(config, frames, label, **options))
+    finally:  # a daemon's process keeps stop signals for a drain; the pool's must end on SIGTERM
+        for stop in STOP_SIGNALS:
+            signal.signal(stop, signal.SIG_DFL)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from streamd.bench.common import cpu_model, read_frames
+from streamd.bench.common import cpu_model, in_new_process, read_frames
 from streamd.bench.model import (
     measure_baseline,
     measure_ceiling,
@@ -89,7 +89,9 @@ def run_rounds(config: Config, files: list[str], frames: int, baseline: bool, ro
     for n in range(1, rounds + 1):
         tag = f"{n}/{rounds}"
         if baseline:
-            per_round["baseline"].append(measure_baseline(config, max(300, frames // 3), f"(e) baseline {tag}"))
+            per_round["baseline"].append(
+                in_new_process(measure_baseline, config, max(300, frames // 3), f"(e) baseline {tag}")
+            )
         per_round["ceiling_optimal"].append(
             measure_ceiling(compiled, real_inputs, frames, f"(a) ceiling x{optimal} {tag}", optimal)
         )
@@ -100,7 +102,7 @@ def run_rounds(config: Config, files: list[str], frames: int, baseline: bool, ro
             found = run_benchmark_app(prepared, device)
             if found is not None:
                 per_round["benchmark_app"].append(found)
-        per_round["reading_loop"].append(measure_reading_loop(files[0], frames, model_size))
+        per_round["reading_loop"].append(in_new_process(measure_reading_loop, files[0], frames, model_size))
         run = run_pipeline(config, frames, f"(c) pipeline {tag}")
         pipelines.append(run)
         per_round["pipeline"].append(run.fps)
@@ -110,7 +112,7 @@ def run_rounds(config: Config, files: list[str], frames: int, baseline: bool, ro
     best_bare = max(ceiling, medians.get("benchmark_app", 0.0))
     ceiling_random = measure_ceiling(compiled, random_inputs, frames, "(a) ceiling, random input")
     del compiled
-    decode = measure_decode(files, frames * 2)
+    decode = in_new_process(measure_decode, files, frames * 2)
     clip_fps = cv2.VideoCapture(files[0], cv2.CAP_FFMPEG).get(cv2.CAP_PROP_FPS) or 25.0
     rate = 0.8 * pipeline.fps
     speed = rate / (clip_fps * len(files))
