@@ -10,7 +10,6 @@ with the free model (streamd's own cost) and the real one.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from streamd.bench.common import cpu_model
 from streamd.bench.free_model import free_model_path
-from streamd.bench.pipeline import bench_config, measure_pipeline
+from streamd.bench.pipeline import bench_config, run_pipeline
 from streamd.config import Config
 from streamd.config_file import load_config
 from streamd.images import one_thread_per_call
@@ -34,7 +33,7 @@ def arms(config: Config, frames: int, rounds: int, label: str) -> dict[str, Any]
     runs: dict[str, list[Any]] = {"thread": [], "process": []}
     for n in range(rounds):
         for where in runs:
-            run = asyncio.run(measure_pipeline(with_decode_in(config, where), frames, f"{label} {where} {n + 1}"))
+            run = run_pipeline(with_decode_in(config, where), frames, f"{label} {where} {n + 1}")
             runs[where].append(run)
     report: dict[str, Any] = {}
     for where, done in runs.items():
@@ -49,7 +48,7 @@ def arms(config: Config, frames: int, rounds: int, label: str) -> dict[str, Any]
     return report
 
 
-def main() -> None:
+def main() -> None:  # each run in a process of its own (streamd.bench.pipeline.run_pipeline)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=4000)

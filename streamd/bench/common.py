@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,13 +23,38 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 T = TypeVar("T")
 
 
+_LAUNCHER: list[ProcessPoolExecutor] = []  # the clean process, while :func:`clean_launcher` runs
+
+
+@contextlib.contextmanager
+def clean_launcher() -> Iterator[None]:
+    """A process started before the bench does any work, from which :func:`in_new_process`
+    starts every measured process. A process that has done heavy work passes something on to
+    the processes it starts, for their whole life: after reopening OpenCV captures 9 times, the
+    pipelines it started ran 1,476-1,576 FPS at 81-85 % CPU against 1,595-1,878 at 89-92 %
+    (the same clip and model, alternating, each run from a fresh top-level process); started
+    from a process launched before those reopens, 1,809-1,814 at 91 %. Their environment,
+    limits, affinity, signal masks and timer slack were the same; the cause is not found
+    (``benchmarks/README.md``, "Where the bench starts what it measures")."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as launcher:
+        launcher.submit(int).result()  # started now
+        _LAUNCHER.append(launcher)
+        try:
+            yield
+        finally:
+            _LAUNCHER.remove(launcher)
+
+
 def in_new_process(function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` in a process started for it. What the bench compares runs apart: a
-    process that had opened OpenCV captures a few times (the reading loop reopens the looping
-    clip) made every process it started afterwards 10-15 % slower, for the rest of its life
-    (free model: 1,897 FPS, then 1,383-1,478 after 9 reopens; run from a process that had not,
-    1,652-1,858; the children's environment, limits and status were the same: the cause is not
-    found), and a daemon served in a process that had served one ran 8-15 % slower too."""
+    """``function(*args)`` in a new process: started from the clean launcher when there is one,
+    so that nothing the bench measured before weighs on what it measures now (a daemon served in
+    a process that had served one also ran 8-15 % slower)."""
+    if _LAUNCHER:
+        return _LAUNCHER[0].submit(_in_new_process, function, *args).result()
+    return _in_new_process(function, *args)
+
+
+def _in_new_process(function: Callable[..., T], *args: Any) -> T:
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(function, *args).result()
 

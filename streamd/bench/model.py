@@ -18,9 +18,9 @@ import openvino as ov
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from streamd.bench.common import WARMUP_FRAMES, Progress
-from streamd.config import Config, is_file_uri
-from streamd.inference.model import PreparedModel, prepare
+from streamd.bench.common import WARMUP_FRAMES, Progress, in_new_process
+from streamd.config import Config, ModelConfig, is_file_uri
+from streamd.inference.model import PreparedModel, compile_variant, prepare
 
 
 def measure_ceiling(
@@ -45,7 +45,8 @@ def measure_ceiling(
     return fps
 
 
-def run_benchmark_app(prepared: PreparedModel, device: str, seconds: int = 10) -> float | None:
+def benchmark_app_command(prepared: PreparedModel, device: str, seconds: int = 10) -> list[str] | None:
+    """OpenVINO's own tool on the same model, shape, hint and precision (None: not installed)."""
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
     if not Path(tool).exists():
         return None
@@ -55,10 +56,25 @@ def run_benchmark_app(prepared: PreparedModel, device: str, seconds: int = 10) -
     cmd = [tool, "-m", str(prepared.config.path), "-d", device, "-hint", hint, "-shape", shape, "-t", str(seconds)]
     if prepared.config.precision != "auto":
         cmd += ["-infer_precision", prepared.config.precision]
+    return cmd
+
+
+def benchmark_app_fps(cmd: list[str], seconds: int = 10) -> float | None:
     print(f"benchmark_app: {' '.join(cmd)}", file=sys.stderr)
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     match = re.search(r"Throughput:\s+([\d.]+)\s+FPS", result.stdout)
     return float(match.group(1)) if match else None
+
+
+def run_benchmark_app(prepared: PreparedModel, device: str, seconds: int = 10) -> float | None:
+    cmd = benchmark_app_command(prepared, device, seconds)
+    return in_new_process(benchmark_app_fps, cmd, seconds) if cmd is not None else None
+
+
+def measure_bare(model: ModelConfig, inputs: list[np.ndarray], frames: int, label: str, requests: int = 0) -> float:
+    """:func:`measure_ceiling` on the model compiled here (for a process of its own)."""
+    compiled = compile_variant(prepare(model), None, bare=True).compiled
+    return measure_ceiling(compiled, inputs, frames, label, requests)
 
 
 def measure_decode(uris: list[str], frames: int) -> float:

@@ -16,8 +16,8 @@ import openvino as ov
 
 from streamd.bench.common import cpu_model, in_new_process, read_frames
 from streamd.bench.model import (
+    measure_bare,
     measure_baseline,
-    measure_ceiling,
     measure_decode,
     measure_reading_loop,
     run_benchmark_app,
@@ -92,12 +92,9 @@ def run_rounds(config: Config, files: list[str], frames: int, baseline: bool, ro
             per_round["baseline"].append(
                 in_new_process(measure_baseline, config, max(300, frames // 3), f"(e) baseline {tag}")
             )
-        per_round["ceiling_optimal"].append(
-            measure_ceiling(compiled, real_inputs, frames, f"(a) ceiling x{optimal} {tag}", optimal)
-        )
-        per_round["ceiling_pipeline_requests"].append(
-            measure_ceiling(compiled, real_inputs, frames, f"(a) ceiling x{pipeline_requests} {tag}", pipeline_requests)
-        )
+        for key, requests in (("ceiling_optimal", optimal), ("ceiling_pipeline_requests", pipeline_requests)):
+            label = f"(a) ceiling x{requests} {tag}"
+            per_round[key].append(in_new_process(measure_bare, config.model, real_inputs, frames, label, requests))
         if "benchmark_app" in per_round:
             found = run_benchmark_app(prepared, device)
             if found is not None:
@@ -110,7 +107,7 @@ def run_rounds(config: Config, files: list[str], frames: int, baseline: bool, ro
     pipeline = sorted(pipelines, key=lambda run: run.fps)[len(pipelines) // 2]
     ceiling = max(medians["ceiling_optimal"], medians["ceiling_pipeline_requests"])
     best_bare = max(ceiling, medians.get("benchmark_app", 0.0))
-    ceiling_random = measure_ceiling(compiled, random_inputs, frames, "(a) ceiling, random input")
+    ceiling_random = in_new_process(measure_bare, config.model, random_inputs, frames, "(a) ceiling, random input")
     del compiled
     decode = in_new_process(measure_decode, files, frames * 2)
     clip_fps = cv2.VideoCapture(files[0], cv2.CAP_FFMPEG).get(cv2.CAP_PROP_FPS) or 25.0

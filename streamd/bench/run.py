@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from streamd.bench.common import clean_launcher
 from streamd.bench.decode import run_decode
 from streamd.bench.free_model import free_model_path
 from streamd.bench.int8 import run_compare_int8
@@ -62,30 +63,31 @@ def run_bench(
             update={"mqtt": config.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})}
         )
     try:
-        if decode is not None:
-            from streamd.inference.model import prepare
+        with clean_launcher():  # before the bench does any work of its own
+            if decode is not None:
+                from streamd.inference.model import prepare
 
-            width, height = prepare(config.model).image.size
-            report = run_decode(files, decode, (int(width), int(height)), rounds, frames)
-        elif workers:
-            report = run_workers(config, workers, rounds, seconds)
-        elif viewers:
-            report = run_viewers(config, viewers, seconds, rounds)
-        elif sink:
-            report = measure_sink(config, sink)
-        elif motion is not None:
-            directory = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamd" / "bench"
-            report = run_motion(config, directory, motion, copies or 8, compare_int8)
-        elif snapshots:
-            report = run_snapshots(config, frames, rounds)
-        elif recording:
-            report = run_recording(config, frames, rounds)
-        elif compare_int8 is not None:
-            report = run_compare_int8(config, compare_int8, frames, rounds)
-        elif soak:
-            report = run_soak(config, soak)
-        else:
-            report = run_rounds(config, files, frames, baseline, rounds)
+                width, height = prepare(config.model).image.size
+                report = run_decode(files, decode, (int(width), int(height)), rounds, frames)
+            elif workers:
+                report = run_workers(config, workers, rounds, seconds)
+            elif viewers:
+                report = run_viewers(config, viewers, seconds, rounds)
+            elif sink:
+                report = measure_sink(config, sink)
+            elif motion is not None:
+                directory = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamd" / "bench"
+                report = run_motion(config, directory, motion, copies or 8, compare_int8)
+            elif snapshots:
+                report = run_snapshots(config, frames, rounds)
+            elif recording:
+                report = run_recording(config, frames, rounds)
+            elif compare_int8 is not None:
+                report = run_compare_int8(config, compare_int8, frames, rounds)
+            elif soak:
+                report = run_soak(config, soak)
+            else:
+                report = run_rounds(config, files, frames, baseline, rounds)
     finally:
         if broker is not None:
             broker.stop()
