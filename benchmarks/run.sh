@@ -42,6 +42,9 @@ streamd bench -c "$cfg" --workers 2 --sources 2 --rounds 3 --seconds 20 --free-m
 streamd bench -c "$cfg" --workers 2 --sources 16 --rounds 1 --seconds 20 --json > "$out/workers-16.json"
 # 10. streamd's own cost: a detector that costs nothing, one source.
 streamd bench -c "$cfg" --free-model --frames 6000 --rounds 3 --json > "$out/free-model.json"
+# 11. Where a source decodes (#36): a decoder process against the reader thread; FFmpeg threads.
+python benchmarks/decode_in.py --rounds 3 --frames 4000 --real-frames 1500 > "$out/decode-in.json"
+python benchmarks/decoder_threads.py --rounds 3 > "$out/decoder-threads.json"
 # 5. Ten minutes at full load: RSS must stay flat.
 streamd bench -c "$cfg" --soak 600 --json > "$out/soak.json"
 echo "results in $out" >&2
