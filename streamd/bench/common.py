@@ -35,7 +35,7 @@ def clean_launcher() -> Iterator[None]:
     (the same clip and model, alternating, each run from a fresh top-level process); started
     from a process launched before those reopens, 1,809-1,814 at 91 %. Their environment,
     limits, affinity, signal masks and timer slack were the same; the cause is not found
-    (``benchmarks/README.md``, "Where the bench starts what it measures")."""
+    (``benchmarks/README.md``, "The reader's cost, continued")."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as launcher:
         launcher.submit(int).result()  # started now
         _LAUNCHER.append(launcher)

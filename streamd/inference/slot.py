@@ -61,8 +61,8 @@ class EngineSlot:
 
     def close(self) -> None:
         """At shutdown, once drained: the engine's compiled model, request pool and threads go
-        now. Left to the process's end, they stayed with a daemon served in a process that goes
-        on (the bench's rounds, a test): the next daemon there ran 10-15 % slower."""
+        now, not with the process (a daemon served in a process that goes on, as the bench's and
+        the tests' do, left them behind)."""
         if self.engine is not None and (self._task is None or self._task.done()):
             self.engine.close()
 

@@ -37,9 +37,10 @@ from streamd.sources.av_image import av_picture
 log = get_logger(__name__)
 
 # FFmpeg's decoder threads where the source does not say (``decode_threads = 0``). Frame threads
-# cost CPU per frame and buy a speed one stream seldom needs (benchmarks/README.md, "Decoder
-# threads"): H.264 640x480 took 0.38 ms of CPU a frame with 2 threads against 0.27 with one,
-# 1080p 4.2-4.7 against 4.1, and one thread still decodes 640x480 at 3,600 FPS and 1080p at 240.
+# cost CPU per frame and buy a speed one stream seldom needs (benchmarks/README.md, "The reader's
+# cost, continued"): H.264 640x480 took 0.36-0.38 ms of CPU a frame with 2 threads against 0.27
+# with one, 1080p 4.3-4.7 against 4.1-4.3, and one thread still decodes 640x480 at 3,600 FPS and
+# 1080p at 230.
 # Above 1280x720 a second thread halves the wait for each picture.
 ONE_THREAD_UP_TO = 1280 * 720
 
