@@ -14,6 +14,10 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 # The distributions and the major versions whose private attributes this module reads.
 WRITTEN_FOR = {"aiomqtt": 2, "paho-mqtt": 2}
@@ -63,3 +67,35 @@ def paho_socket(client: paho.Client) -> Any:
 def replace_paho_socket(client: paho.Client, sock: Any) -> None:
     """paho 2.x reads and writes through this attribute only."""
     client._sock = sock
+
+
+# What paho hands ``on_publish`` for a PUBACK that says success, or that no one subscribes (as
+# Mosquitto answers under MQTT 5 then), and nothing more: one object each, read and never
+# written by the callbacks (aiomqtt's and the wire's).
+_ACCEPTED = {code: ReasonCode(PacketTypes.PUBACK, identifier=code) for code in (0x00, 0x10)}
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+
+
+def fast_pubacks(client: paho.Client) -> None:
+    """PUBACKs that accept the message and carry nothing else (the packet id, and under MQTT 5
+    maybe "success" or "no matching subscribers") go straight to paho's ``_do_on_publish``, as
+    paho's own handler does after decoding each into a new ``ReasonCode`` and ``Properties``
+    (10 % of the event loop's time per frame with a detector that costs nothing). Any other
+    PUBACK (a refusal, properties) or PUBCOMP goes to paho's handler."""
+    needed = ("_handle_pubackcomp", "_in_packet", "_out_message_mutex", "_out_messages", "_do_on_publish")
+    if not all(hasattr(client, name) for name in needed):
+        return  # another paho 2.x inside: its own handler
+    handle = client._handle_pubackcomp
+
+    def handle_pubackcomp(cmd: str) -> MQTTErrorCode:
+        packet = client._in_packet["packet"]
+        reason = _ACCEPTED[0] if len(packet) == 2 else _ACCEPTED.get(packet[2]) if len(packet) == 3 else None
+        if cmd != "PUBACK" or reason is None:
+            return handle(cmd)  # type: ignore[arg-type]
+        mid = (packet[0] << 8) | packet[1]
+        with client._out_message_mutex:
+            if mid in client._out_messages:
+                return client._do_on_publish(mid, reason, _NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    client._handle_pubackcomp = handle_pubackcomp  # type: ignore[method-assign]

@@ -30,7 +30,7 @@ import aiomqtt
 import paho.mqtt.client as paho
 
 from streamd.logging import get_logger
-from streamd.sinks.internals import paho_client, paho_socket, replace_paho_socket
+from streamd.sinks.internals import fast_pubacks, paho_client, paho_socket, replace_paho_socket
 from streamd.sinks.outbox import Message
 
 log = get_logger(__name__)
@@ -55,6 +55,7 @@ class Wire:
         self._flush_soon = False
         self._paho.on_socket_register_write = self._register_write
         self._paho.on_socket_unregister_write = self._unregister_write
+        fast_pubacks(self._paho)
 
     def send(self, message: Message) -> None:
         """Queue one PUBLISH. Raises ``aiomqtt.MqttCodeError`` when the connection is gone, and

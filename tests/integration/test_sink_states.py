@@ -1,15 +1,19 @@
 """The MQTT sink's states without a broker (a closed port): buffering in memory or on disk,
-bounded, counted, recovered after a restart, and falling back to memory when the disk fails."""
+bounded, counted, recovered after a restart, and falling back to memory when the disk fails;
+with one, every form of acknowledgement it sends completes its message."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 from streamd.config import MqttConfig
-from streamd.demo.broker import free_port
+from streamd.demo.broker import Mosquitto, free_port
 from streamd.metrics import Metrics
 from streamd.sinks.connect import Connection
 from streamd.sinks.mqtt import MqttSink
+from tests.conftest import Collected
 
 
 async def started(config: MqttConfig) -> MqttSink:
@@ -98,3 +102,27 @@ async def test_a_message_no_broker_would_take_is_refused_at_publish() -> None:
     assert not sink.publish("streamd/bad/cam/snapshot/p+#", b"jpeg")
     assert sink.publish("streamd/bad/cam/snapshot/person", b"jpeg")
     assert sink.status().counts == {"dropped_rejected": 1} and sink.buffered == 1
+
+
+async def test_every_acknowledgement_form_the_broker_sends_completes_its_message(
+    broker: Mosquitto, subscriber: Collected
+) -> None:
+    """Mosquitto acknowledges under MQTT 5 with the packet id alone where someone subscribes and
+    with "no matching subscribers" where no one does: both take the wire's short way past paho's
+    decoding (``internals.fast_pubacks``), and every message is published once, none left in flight."""
+    sink = await started(MqttConfig(port=broker.port, instance="acks", buffer_dir=""))
+    await asyncio.wait_for(sink.until_connected(), 10)
+    for n in range(40):
+        sink.publish(f"streamd/acks/{n}" if n % 2 else f"elsewhere/acks/{n}", b"%d" % n)
+    started_at = time.monotonic()
+    while sink.counts["published"] < 40 and time.monotonic() - started_at < 20:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    assert sink.counts["published"] == 40, sink.counts
+
+    def numbered(c: Collected) -> list[int]:
+        return sorted(int(p) for t, p in c.messages if t.startswith("streamd/acks/") and t[13:].isdigit())
+
+    await subscriber.wait_for(lambda c: len(numbered(c)) >= 20, 10)
+    await sink.close(5)
+    assert sink.buffered == 0
+    assert numbered(subscriber) == list(range(1, 40, 2))
