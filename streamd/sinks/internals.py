@@ -86,6 +86,8 @@ def fast_pubacks(client: paho.Client) -> None:
     if not all(hasattr(client, name) for name in needed):
         return  # another paho 2.x inside: its own handler
     handle = client._handle_pubackcomp
+    if getattr(handle, "accepted_fast", False):
+        return  # already this client's (a connection's wire before this one)
 
     def handle_pubackcomp(cmd: str) -> MQTTErrorCode:
         packet = client._in_packet["packet"]
@@ -98,4 +100,5 @@ def fast_pubacks(client: paho.Client) -> None:
                 return client._do_on_publish(mid, reason, _NO_PROPERTIES)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    handle_pubackcomp.accepted_fast = True  # type: ignore[attr-defined]
     client._handle_pubackcomp = handle_pubackcomp  # type: ignore[method-assign]
