@@ -17,6 +17,7 @@ class Messages:
     ``poll`` calls built a selector, all in the reader thread, which shares the loop's GIL)."""
 
     def __init__(self, fd: int) -> None:
+        """``fd``: the pipe's reading end, this reader's to close."""
         self._fd = fd
         self._buffer = bytearray()
         self._poll = select.poll()
@@ -45,3 +46,9 @@ class Messages:
         message: tuple[Any, ...] = pickle.loads(self._buffer[4 : 4 + size])
         del self._buffer[: 4 + size]
         return message
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._poll.unregister(self._fd)
+            os.close(self._fd)
+            self._fd = -1

@@ -77,7 +77,6 @@ class DecoderProcess:
     def __init__(self, source: str) -> None:
         self.source = source
         self._process: subprocess.Popen[bytes] | None = None
-        self.messages: Connection | None = None  # owns the pipe's end that ``inbox`` reads
         self.inbox: Messages | None = None
         self.tokens: Connection | None = None
         self.memory = -1
@@ -118,7 +117,6 @@ class DecoderProcess:
         finally:
             os.close(message_write)
             os.close(token_read)
-        self.messages = Connection(message_read, writable=False)
         self.inbox = Messages(message_read)
         self.tokens = Connection(token_write, readable=False)
         return True
@@ -133,11 +131,10 @@ class DecoderProcess:
     def close(self) -> None:
         """Ends the process: its pipes close (it ends), or, blocked on the network, it is killed."""
         process, self._process = self._process, None
-        for connection in (self.tokens, self.messages):
-            if connection is not None:
-                connection.close()
-        self.tokens = self.messages = None
-        self.inbox = None
+        for pipe in (self.tokens, self.inbox):
+            if pipe is not None:
+                pipe.close()
+        self.tokens, self.inbox = None, None
         if process is not None:
             try:
                 process.wait(1.0)

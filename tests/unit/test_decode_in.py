@@ -71,4 +71,4 @@ def test_decoder_messages_are_read_whole_however_the_pipe_splits_them() -> None:
         with pytest.raises(EOFError):
             inbox.next(1.0)
     finally:
-        os.close(read_end)
+        inbox.close()
