@@ -25,6 +25,7 @@ from streamd.queue import FrameQueue
 from streamd.redact import redact_uri
 from streamd.runtime.backoff import Backoff
 from streamd.runtime.handoff import Handoff
+from streamd.runtime.room import Room
 from streamd.sources.decoding import DecodeChoice
 from streamd.sources.diagnose import describe_failure, diagnose
 from streamd.sources.motion import MotionGate, regions
@@ -91,12 +92,11 @@ class CaptureSource:
         self._streaming_said = False  # source_streaming: once per connection, not per loop of a file
         self._last_read_seconds = 0.0  # how long the read that ended the last connection took
         self.safe_uri = redact_uri(config.uri)
-        # ``block``: free places in this source's share of the queue; the queue gives one back
-        # each time it hands one of our frames to the engine.
-        self._room: threading.Semaphore | None = None
+        # ``block``: free places in this source's share of the queue (the queue gives them back).
+        self._room: Room | None = None
         if config.drop == "block":
-            self._room = threading.Semaphore(queue.size)
-            queue.on_taken(self.name, self._room.release)
+            self._room = Room(queue.size)
+            queue.on_taken(self.name, self._room.give)
 
     def start(self) -> None:
         self._thread.start()
@@ -320,13 +320,13 @@ class CaptureSource:
         self._metrics.captured_for(self.name).inc()
         if self._room is not None:
             # Lossless: wait for room in this source's share, then in the queue's memory bound.
-            while not self._room.acquire(timeout=0.5):
+            while not self._room.take(timeout=0.5):
                 if self._stop.is_set():
                     self._loop.call_soon_threadsafe(self._queue.drop, frame, "shutdown")
                     return
             while self._queue.bytes + frame.nbytes > self._queue.max_bytes and len(self._queue) > 0:
                 if self._stop.wait(0.01):
-                    self._room.release()
+                    self._room.put_back()
                     self._loop.call_soon_threadsafe(self._queue.drop, frame, "shutdown")
                     return
         self._frames.put(frame)
