@@ -15,13 +15,16 @@ first packet paho queues in a loop iteration schedules one flush (``call_soon``)
 paho write everything queued by then into one buffer, sent with one ``send`` (what the kernel
 does not take waits for the socket to be writable, in order); reads fill a buffer with one
 ``recv`` and paho takes its small reads from it (``pending()`` tells aiomqtt's reader to read
-on, as it does for TLS sockets).
+on, as it does for TLS sockets); after a plain socket gave less than asked, paho's next read
+hears "nothing yet" without the system call that would have said so (about one a frame: paho
+reads until a read finds nothing, and the loop calls it again when the socket is readable).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +37,8 @@ from streamd.sinks.internals import fast_pubacks, paho_client, paho_socket, repl
 from streamd.sinks.outbox import Message
 
 log = get_logger(__name__)
+
+READ_SIZE = 65536
 
 
 class Wire:
@@ -127,6 +132,10 @@ class _BatchedSocket:
         self._in = b""
         self._at = 0
         self._closed = False
+        # A plain socket that gave less than asked was empty then: the next read after that
+        # buffer says "nothing yet" without a system call (the loop calls again when readable).
+        self._plain = isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket)
+        self._drained = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -159,9 +168,13 @@ class _BatchedSocket:
 
     def recv(self, size: int) -> bytes:
         if self._at >= len(self._in):
-            self._in, self._at = self._sock.recv(65536), 0  # BlockingIOError: paho tries later
+            if self._drained:
+                self._drained = False
+                raise BlockingIOError  # paho tries later (the socket was empty a moment ago)
+            self._in, self._at = self._sock.recv(READ_SIZE), 0  # BlockingIOError: paho tries later
             if not self._in:
                 return b""  # the broker closed the connection
+            self._drained = self._plain and len(self._in) < READ_SIZE
         chunk = self._in[self._at : self._at + size]
         self._at += len(chunk)
         return chunk
