@@ -304,14 +304,15 @@ class MqttSink:
                 if self._lost is not None:
                     raise aiomqtt.MqttError(str(self._lost))
                 now = time.monotonic()
-                while outbox.inflight < MAX_INFLIGHT and (message := outbox.take(now)) is not None:
-                    try:
-                        wire.send(message)
-                    except aiomqtt.MqttError:
-                        self._metrics.mqtt_published.labels("error").inc()
-                        raise
-                    except (ValueError, TypeError) as exc:
-                        self._rejected(message, exc)
+                with wire.batch():
+                    while outbox.inflight < MAX_INFLIGHT and (message := outbox.take(now)) is not None:
+                        try:
+                            wire.send(message)
+                        except aiomqtt.MqttError:
+                            self._metrics.mqtt_published.labels("error").inc()
+                            raise
+                        except (ValueError, TypeError) as exc:
+                            self._rejected(message, exc)
                 if self._closing and not self.buffered:
                     return
                 self._wake.clear()
@@ -344,4 +345,6 @@ class MqttSink:
             self._metrics.end_to_end_for(message.source).observe(seconds)
             if self._on_acked is not None:
                 self._on_acked(message, seconds)
-        self._wake.set()
+        # The pump can move only at the cap, when this stored row held newer ones back, or closing.
+        if self._closing or message.row or self.outbox.inflight >= MAX_INFLIGHT - 1:
+            self._wake.set()

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiomqtt
@@ -58,6 +58,7 @@ class Wire:
         self._socket = _BatchedSocket(paho_socket(self._paho), self._loop, on_lost)
         replace_paho_socket(self._paho, self._socket)
         self._flush_soon = False
+        self._holding = False
         self._paho.on_socket_register_write = self._register_write
         self._paho.on_socket_unregister_write = self._unregister_write
         fast_pubacks(self._paho)
@@ -72,6 +73,18 @@ class Wire:
             self._on_acked(message)
         else:
             self._sent[info.mid] = message
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Packets queued inside go out in one write at its end (the sink's pump sends a batch,
+        written then instead of a turn of the event loop later)."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+            if self._flush_soon:
+                self._flush()
 
     def _flush(self) -> None:
         """Write what this loop iteration's publishes queued, in one ``send`` (what the socket
@@ -100,7 +113,8 @@ class Wire:
         # write (the batch buffer takes it), so paho never needs to wait for writability.
         if not self._flush_soon:
             self._flush_soon = True
-            self._loop.call_soon(self._flush)
+            if not self._holding:
+                self._loop.call_soon(self._flush)
 
     def _unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         pass  # the batched socket watches writability itself, while it holds unsent bytes

@@ -126,3 +126,26 @@ async def test_every_acknowledgement_form_the_broker_sends_completes_its_message
     await sink.close(5)
     assert sink.buffered == 0
     assert numbered(subscriber) == list(range(1, 40, 2))
+
+
+async def test_a_burst_past_the_in_flight_cap_is_all_published(broker: Mosquitto, tmp_path: Path) -> None:
+    """The pump stops at MAX_INFLIGHT messages awaiting their ack and is woken only by the acks
+    that let it move (not by every ack): three caps' worth, first stored on disk while the broker
+    is unknown, then more in memory, all arrive."""
+    from streamd.sinks.mqtt import MAX_INFLIGHT
+
+    burst = 3 * MAX_INFLIGHT
+    config = MqttConfig(port=broker.port, instance="burst", buffer=4 * burst, buffer_dir=str(tmp_path))
+    sink = MqttSink(config, Metrics())
+    for n in range(burst):  # not started yet: to disk, in order
+        sink.publish(f"streamd/burst/{n}", b"x")
+    sink.start()
+    await asyncio.wait_for(sink.until_connected(), 10)
+    for n in range(burst, 2 * burst):
+        sink.publish(f"streamd/burst/{n}", b"x")
+    started_at = time.monotonic()
+    while sink.counts["published"] < 2 * burst and time.monotonic() - started_at < 60:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    assert sink.counts["published"] == 2 * burst, sink.counts
+    assert sink.buffered == 0
+    await sink.close(5)
