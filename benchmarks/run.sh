@@ -45,6 +45,9 @@ streamd bench -c "$cfg" --free-model --frames 6000 --rounds 3 --json > "$out/fre
 # 11. Where a source decodes (#36): a decoder process against the reader thread; FFmpeg threads.
 python benchmarks/decode_in.py --rounds 3 --frames 4000 --real-frames 1500 > "$out/decode-in.json"
 python benchmarks/decoder_threads.py --rounds 3 > "$out/decoder-threads.json"
+# 12. streamd's threads per frame: CPU and wake-ups, real model then free model (text).
+python benchmarks/wakeups.py > "$out/wakeups.txt"
+python benchmarks/wakeups.py --free > "$out/wakeups-free.txt"
 # 5. Ten minutes at full load: RSS must stay flat.
 streamd bench -c "$cfg" --soak 600 --json > "$out/soak.json"
 echo "results in $out" >&2
