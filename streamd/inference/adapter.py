@@ -13,7 +13,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import openvino as ov
-from openvino._pyopenvino import AsyncInferQueue as CompiledQueue
 
 # (userdata, outputs, seconds on the device): called on the device's thread.
 Done = Callable[[Any, list[np.ndarray], float], None]
@@ -61,10 +60,10 @@ class OpenVinoAdapter:
 
     def start(self, tensor: ov.Tensor, userdata: Any) -> None:
         assert self._queue is not None, "closed"
-        # The compiled queue's own start_async: OpenVINO's Python one asks for an idle request
-        # first (a second call that gives up the interpreter lock, then a new request wrapper)
-        # only to pass on an input that is an ov.Tensor already, as it always is here.
-        CompiledQueue.start_async(self._queue, tensor, userdata)
+        # OpenVINO's Python start_async waits for an idle request with the GIL given up. Calling
+        # the compiled queue's own directly (to skip that extra call) waited holding it: with
+        # every request busy, the callbacks that free them never ran (test_adapter hung).
+        self._queue.start_async(tensor, userdata, share_inputs=True)
 
     def close(self) -> None:
         """The queue goes with its last request: its callback holds this adapter, a cycle through
