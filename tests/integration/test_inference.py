@@ -290,8 +290,17 @@ def test_plugin_default_precision_agrees_with_f32_within_what_bf16_meets(tmp_pat
     assert verdict.detections >= sum(f.has_person for f in truth)
     assert not verdict.missing_in_pipeline and not verdict.missing_in_reference, verdict.summary()
     assert verdict.worst_iou >= 0.75 and verdict.worst_score <= 0.3, verdict.summary()
-    if verdict.precision == "f32":  # no bf16 on this CPU: the same numbers
-        assert verdict.worst_score < 1e-3 and verdict.worst_box_px < 0.5, verdict.summary()
+    if verdict.precision == "f32":  # no bf16 on this CPU: the same numbers as an explicit f32
+        # (not zero differences: the reference reads through OpenCV's decoder, whose YUV -> BGR
+        # is FFmpeg's swscale, the pipeline converts PyAV's planes with cv2: 6.3 px, 0.031 on an
+        # Intel Xeon without bf16, inside verify's own tolerance)
+        f32 = verify(_daemon_config(tmp_path, default_model, clip, precision="f32", confidence=0.3), clip)
+        assert f32.precision == "f32" and f32.ok, f32.summary()
+        assert (verdict.worst_score, verdict.worst_box_px, verdict.detections) == (
+            f32.worst_score,
+            f32.worst_box_px,
+            f32.detections,
+        ), (verdict.summary(), f32.summary())
 
 
 def _daemon_config(tmp_path: Path, model: Path, clip: Path, **model_values: object) -> Config:
