@@ -60,9 +60,6 @@ class OpenVinoAdapter:
 
     def start(self, tensor: ov.Tensor, userdata: Any) -> None:
         assert self._queue is not None, "closed"
-        # OpenVINO's Python start_async waits for an idle request with the GIL given up. Calling
-        # the compiled queue's own directly (to skip that extra call) waited holding it: with
-        # every request busy, the callbacks that free them never ran (test_adapter hung).
         self._queue.start_async(tensor, userdata, share_inputs=True)
 
     def close(self) -> None:

@@ -45,7 +45,3 @@ class Room:
                     self._waiting = False
             self._free -= 1
             return True
-
-    def put_back(self) -> None:
-        """A place taken for a frame that was not queued after all (the reader is stopping)."""
-        self.give()

@@ -326,7 +326,7 @@ class CaptureSource:
                     return
             while self._queue.bytes + frame.nbytes > self._queue.max_bytes and len(self._queue) > 0:
                 if self._stop.wait(0.01):
-                    self._room.put_back()
+                    self._room.give()
                     self._loop.call_soon_threadsafe(self._queue.drop, frame, "shutdown")
                     return
         self._frames.put(frame)
