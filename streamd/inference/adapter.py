@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ class InferenceAdapter(Protocol):
         """Wait for the requests still running; the adapter is not used again."""
 
 
+RELEASE_TIMEOUT = 30.0  # seconds: a device thread lets go of a finished request in microseconds
 _KEPT: set[int] = set()  # the native ids of the device threads whose Python thread state is kept
 
 
@@ -48,8 +50,12 @@ class OpenVinoAdapter:
     def __init__(self, compiled: ov.CompiledModel, requests: int, done: Done) -> None:
         self._queue: ov.AsyncInferQueue | None = ov.AsyncInferQueue(compiled, requests)
         self._done = done
-        self._queue.set_callback(self._on_done)
         self._outputs = range(len(compiled.outputs))
+        # Set once OpenVINO has let go of the callback, that is, of every request (``close``).
+        self._released = threading.Event()
+        callback = _Callback(self._on_done)
+        weakref.finalize(callback, self._released.set)
+        self._queue.set_callback(callback)
 
     def _on_done(self, request: ov.InferRequest, userdata: Any) -> None:
         keep_thread_state()
@@ -63,12 +69,39 @@ class OpenVinoAdapter:
         self._queue.start_async(tensor, userdata, share_inputs=True)
 
     def close(self) -> None:
-        """The queue goes with its last request: its callback holds this adapter, a cycle through
+        """Wait for the running requests, then for OpenVINO to destroy them, before the caller may
+        drop the compiled model. ``wait_all`` returns when the last callbacks have run, but a
+        device thread may still hold a request for a moment after; if it is the last holder, it
+        destroys the request there, and with it the callback, which needs the interpreter lock.
+        Dropping the compiled model meanwhile joins that thread while holding the lock: both wait
+        for ever (``test_adapter.py``'s cycles hung within six). Where the request holds the
+        model's last reference, the thread would join itself and abort the process ("Resource
+        deadlock avoided", seen with a plain queue). So ``close`` waits, the lock released, until
+        the callback is gone.
+
+        The queue goes with its last request: its callback holds this adapter, a cycle through
         C++ that no garbage collection breaks, so dropping it here is what frees the compiled
         model's threads and memory after a reload (the 20-swap test counts them)."""
         queue, self._queue = self._queue, None
-        if queue is not None:
-            queue.wait_all()
+        if queue is None:
+            return
+        queue.wait_all()
+        del queue
+        if not self._released.wait(RELEASE_TIMEOUT):
+            raise RuntimeError(f"OpenVINO held its requests {RELEASE_TIMEOUT} s after they finished")
+
+
+class _Callback:
+    """The queue's callback as an object of its own: a bound method is made anew on each access,
+    so only an object handed over once tells (by being collected) that OpenVINO let go of it."""
+
+    __slots__ = ("__weakref__", "_call")
+
+    def __init__(self, call: Callable[[ov.InferRequest, Any], None]) -> None:
+        self._call = call
+
+    def __call__(self, request: ov.InferRequest, userdata: Any) -> None:
+        self._call(request, userdata)
 
 
 # What the engine builds a device with (the composition root passes it in; a test passes a
