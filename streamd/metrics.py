@@ -152,7 +152,7 @@ class Metrics:
         self.mqtt_buffer_capacity.set(capacity)
         for outcome in ("ok", "error"):
             self.mqtt_published.labels(outcome)
-        for reason in ("buffer_full", "shutdown", "rejected"):
+        for reason in ("buffer_full", "shutdown", "rejected", "refused"):
             self.mqtt_dropped.labels(reason)
         for outcome in ("accepted", "rejected"):
             self.control_messages.labels(outcome)

@@ -5,8 +5,8 @@ flight. While connected and caught up, the buffer is a bounded deque in memory. 
 connection drops, what was not acknowledged and everything after it goes to a bounded SQLite
 file (``mqtt.buffer_dir``), which survives a crash or ``kill -9`` and is flushed, in order,
 before anything newer once the broker is back. When full, the oldest message is dropped and
-counted (``streamd_mqtt_dropped_total{reason="buffer_full"}``); memory never grows past it.
-"""
+counted (``streamd_mqtt_dropped_total{reason="buffer_full"}``); memory never grows past it. A
+message the broker refuses (MQTT 5: its ACL) is dropped and counted (``reason="refused"``)."""
 
 from __future__ import annotations
 
@@ -332,19 +332,19 @@ class MqttSink:
         self.outbox.rejected(message)
         log.error("mqtt_rejected", topic=message.topic[:120], bytes=len(message.payload), error=str(exc))
 
-    def _acked(self, message: Message) -> None:
-        """The broker has it (paho's callback, on the loop's thread)."""
-        if not self.outbox.acked(message):
+    def _acked(self, message: Message, refusal: str | None) -> None:
+        """The broker has it, or refused it (``refusal``: MQTT 5's reason), on the loop's thread."""
+        if not (self.outbox.acked(message) if refusal is None else self.outbox.refused(message, refusal)):
             return  # the connection was given up meanwhile; it will be sent again
         now = time.monotonic()
         self._progress_at = now
-        self._metrics.published_ok.inc()
-        self._metrics.mqtt_buffered.set(self.outbox.buffered)
-        if message.source is not None:
-            seconds = now - message.captured
-            self._metrics.end_to_end_for(message.source).observe(seconds)
-            if self._on_acked is not None:
-                self._on_acked(message, seconds)
+        if refusal is None:
+            self._metrics.published_ok.inc()
+            if message.source is not None:
+                seconds = now - message.captured
+                self._metrics.end_to_end_for(message.source).observe(seconds)
+                if self._on_acked is not None:
+                    self._on_acked(message, seconds)
         # The pump can move only at the cap, when this stored row held newer ones back, or closing.
         if self._closing or message.row or self.outbox.inflight >= MAX_INFLIGHT - 1:
             self._wake.set()

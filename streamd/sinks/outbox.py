@@ -2,8 +2,9 @@
 DiskBuffer) while it is away, in order, and memory again when the disk refuses writes.
 
 The sink speaks to it in verbs: ``add`` a message, ``take`` the next one to send (it is then in
-flight), and for each taken one ``acked`` or ``rejected``; ``requeue`` when the connection is
-lost (what was in flight is sent again, first), ``close`` at exit. Its state is its own."""
+flight), and for each taken one ``acked``, ``refused`` (by the broker) or ``rejected`` (by the
+client); ``requeue`` when the connection is lost (what was in flight is sent again, first),
+``close`` at exit. Its state is its own."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ log = get_logger(__name__)
 
 DISK_BATCH = 128
 DISK_RETRY = 5.0  # seconds between attempts to write to a buffer that refused a write
+MAX_REFUSALS_LOGGED = 1000  # distinct (topic, reason) refusals logged; the counter counts them all
 
 
 @dataclass(slots=True)
@@ -71,6 +73,9 @@ class Outbox:
         # Rows the broker acknowledged that the disk would not let us delete (full disk): they
         # are never sent again, and deleted once the disk takes writes again.
         self._acked_rows: set[int] = set()
+        self._refusals: set[tuple[str, str]] = set()  # (topic, reason) already logged
+        # Read when scraped, not set at every change (several times a frame).
+        metrics.mqtt_buffered.set_function(lambda: self.buffered)
 
     def add(self, message: Message, connected: bool) -> None:
         """Never blocks, never raises. Over ``mqtt.buffer`` the oldest is dropped (counted)."""
@@ -96,7 +101,6 @@ class Outbox:
             self.memory.popleft()
             self.dropped("buffer_full")
         self.memory.append(message)
-        self._metrics.mqtt_buffered.set(self.buffered)
 
     def dropped(self, reason: str, count: int = 1) -> None:
         self._metrics.mqtt_dropped.labels(reason).inc(count)
@@ -116,7 +120,6 @@ class Outbox:
             self._disk_recovered()
         if dropped:
             self.dropped("buffer_full", dropped)
-        self._metrics.mqtt_buffered.set(self.buffered)
         return True
 
     def _retry_disk(self) -> None:
@@ -182,6 +185,20 @@ class Outbox:
         self.counts["published"] += 1
         return True
 
+    def refused(self, message: Message, reason: str) -> bool:
+        """The broker answered with a failure (MQTT 5; 3.1.1 brokers drop such a message without
+        a word): not authorised by its ACL, say. It would answer so again: dropped and counted,
+        never retried; the first refusal of each topic and reason is logged. False if it was no
+        longer in flight (as ``acked``)."""
+        if self._unacked.pop(message.key, None) is None:
+            return False
+        self._forget_row(message)
+        self.dropped("refused")
+        if (message.topic, reason) not in self._refusals and len(self._refusals) < MAX_REFUSALS_LOGGED:
+            self._refusals.add((message.topic, reason))
+            log.error("mqtt_publish_refused", topic=message.topic[:120], reason=reason, hint="check the broker's ACL")
+        return True
+
     def rejected(self, message: Message) -> None:
         """No broker would take it (the client refused it): dropped and counted, never retried."""
         self._unacked.pop(message.key, None)
@@ -205,7 +222,6 @@ class Outbox:
                 for rest in pending[index:]:
                     self._remember(rest)
                 break
-        self._metrics.mqtt_buffered.set(self.buffered)
 
     def _next(self) -> Message | None:
         """Stored messages first (they are older), then memory."""

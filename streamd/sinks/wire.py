@@ -6,7 +6,8 @@ sink with hundreds of messages in flight needs a task, an Event and a ``wait_for
 aiomqtt keeps the connection, its socket callbacks, the session, subscriptions and the
 ``online``/``offline`` messages; the stream of messages goes through paho's client directly:
 ``send`` queues the packet (the wire writes it, see below), ``on_acked`` is called from
-paho's ``on_publish`` (the PUBACK at QoS 1, the write at QoS 0), on the event loop's thread.
+paho's ``on_publish`` (the PUBACK at QoS 1, the write at QoS 0), on the event loop's thread,
+with the broker's refusal where an MQTT 5 PUBACK carries a failure (else None).
 
 The socket, too, is the wire's once connected (:class:`_BatchedSocket` around paho's): paho
 writes each packet with its own ``send`` and reads each incoming one with three or more
@@ -31,6 +32,7 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.reasoncodes import ReasonCode
 
 from streamd.logging import get_logger
 from streamd.sinks.internals import fast_pubacks, paho_client, paho_socket, replace_paho_socket
@@ -43,7 +45,10 @@ READ_SIZE = 65536
 
 class Wire:
     def __init__(
-        self, client: aiomqtt.Client, on_acked: Callable[[Message], None], on_lost: Callable[[Exception], None]
+        self,
+        client: aiomqtt.Client,
+        on_acked: Callable[[Message, str | None], None],
+        on_lost: Callable[[Exception], None],
     ) -> None:
         """``client``: connected, made with ``max_inflight_messages`` as high as the sink keeps
         in flight (paho's default, 20, would hold the rest back in its own queue). For the rest of
@@ -70,7 +75,7 @@ class Wire:
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
         if info.is_published():  # written at once (QoS 0): never registered
-            self._on_acked(message)
+            self._on_acked(message, None)
         else:
             self._sent[info.mid] = message
 
@@ -127,7 +132,8 @@ class Wire:
                 if self._chained is not None:
                     self._chained(client, userdata, mid, *rest)
             else:
-                self._on_acked(message)
+                code = rest[0] if rest else None  # paho's callback API 2: (reason code, properties)
+                self._on_acked(message, str(code) if isinstance(code, ReasonCode) and code.is_failure else None)
         except Exception:
             log.exception("mqtt_ack_failed", mid=mid)
 

@@ -3,8 +3,10 @@
 The production path (reader thread, queue with ``block``, AsyncInferQueue engine, configured
 pre-processing and precision, decoder) runs over a clip; a synchronous reference runs the same
 model **at the pipeline's own precision** with host pre-processing (cv2 resize) on the same
-decoded frames: the verdict is about what streamd shows the model, not about bf16 (a bf16 CPU
-would otherwise fail the right config). Where the pipeline is not f32, its drift against an f32
+clip, decoded apart by OpenCV's reader (FFmpeg's own YUV -> BGR conversion, not the pipeline's:
+an independent check of it, which differs by a few pixel values, inside the tolerance): the
+verdict is about what streamd shows the model, not about bf16 (a bf16 CPU would otherwise fail
+the right config). Where the pipeline is not f32, its drift against an f32
 reference is reported apart, for information. Every frame's
 detections are matched by label and IoU. A wrong colour order, layout, resize or a lossy
 precision shows up as box or score differences, or as detections found on one side only.

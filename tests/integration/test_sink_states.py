@@ -8,6 +8,8 @@ import asyncio
 import time
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from streamd.config import MqttConfig
 from streamd.demo.broker import Mosquitto, free_port
 from streamd.metrics import Metrics
@@ -149,3 +151,35 @@ async def test_a_burst_past_the_in_flight_cap_is_all_published(broker: Mosquitto
     assert sink.counts["published"] == 2 * burst, sink.counts
     assert sink.buffered == 0
     await sink.close(5)
+
+
+def allowing(directory: Path, pattern: str) -> Mosquitto:
+    """A broker whose ACL lets anonymous clients publish to ``pattern`` only."""
+    acl = directory / "acl"
+    acl.write_text(f"topic readwrite {pattern}\n")
+    directory.chmod(0o755)  # mosquitto drops to its own user where it can
+    acl.chmod(0o644)
+    return Mosquitto(settings=f"allow_anonymous true\nacl_file {acl}\n")
+
+
+async def test_a_message_the_broker_refuses_is_dropped_counted_and_logged_once(tmp_path: Path) -> None:
+    """Mosquitto answers an MQTT 5 publish its ACL denies with a PUBACK "Not authorized" (3.1.1
+    brokers drop it without a word): not published, never sent again, counted as refused, and
+    logged once per topic however many follow; what the ACL allows still arrives."""
+    with allowing(tmp_path, "streamd/acl/#") as broker, capture_logs() as logs:
+        metrics = Metrics()
+        sink = MqttSink(MqttConfig(port=broker.port, instance="acl", buffer_dir=str(tmp_path)), metrics)
+        sink.start()
+        await asyncio.wait_for(sink.until_connected(), 10)
+        for n in range(10):
+            sink.publish(f"streamd/acl/{n}", b"%d" % n)
+            sink.publish("elsewhere/denied", b"%d" % n)
+        started_at = time.monotonic()
+        while sink.buffered and time.monotonic() - started_at < 20:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await sink.close(5)
+    assert sink.counts == {"published": 10, "dropped_refused": 10}, sink.counts
+    assert metrics.mqtt_dropped.labels("refused")._value.get() == 10
+    assert metrics.published_ok._value.get() == 10
+    refused = [entry for entry in logs if entry["event"] == "mqtt_publish_refused"]
+    assert [(e["topic"], e["reason"]) for e in refused] == [("elsewhere/denied", "Not authorized")]
