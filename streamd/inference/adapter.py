@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import openvino as ov
+from openvino._pyopenvino import AsyncInferQueue as NativeQueue
 
 # (userdata, outputs, seconds on the device): called on the device's thread.
 Done = Callable[[Any, list[np.ndarray], float], None]
@@ -49,6 +50,11 @@ class OpenVinoAdapter:
 
     def __init__(self, compiled: ov.CompiledModel, requests: int, done: Done) -> None:
         self._queue: ov.AsyncInferQueue | None = ov.AsyncInferQueue(compiled, requests)
+        # OpenVINO's C++ start for one tensor (it waits for an idle request with the interpreter
+        # lock released, sets the tensor as it is, and starts): the Python ``start_async`` over it
+        # asks for the idle request a second time, wraps that request in a new Python object and
+        # dispatches on the input's type first, per frame.
+        self._start_native: Callable[[ov.Tensor, Any], None] = NativeQueue.start_async.__get__(self._queue)
         self._done = done
         self._outputs = range(len(compiled.outputs))
         # Set once OpenVINO has let go of the callback, that is, of every request (``close``).
@@ -65,8 +71,7 @@ class OpenVinoAdapter:
         self._done(userdata, outputs, request.latency / 1000.0)
 
     def start(self, tensor: ov.Tensor, userdata: Any) -> None:
-        assert self._queue is not None, "closed"
-        self._queue.start_async(tensor, userdata, share_inputs=True)
+        self._start_native(tensor, userdata)
 
     def close(self) -> None:
         """Wait for the running requests, then for OpenVINO to destroy them, before the caller may
@@ -85,10 +90,15 @@ class OpenVinoAdapter:
         queue, self._queue = self._queue, None
         if queue is None:
             return
+        self._start_native = _closed  # it held the queue too
         queue.wait_all()
         del queue
         if not self._released.wait(RELEASE_TIMEOUT):
             raise RuntimeError(f"OpenVINO held its requests {RELEASE_TIMEOUT} s after they finished")
+
+
+def _closed(tensor: ov.Tensor, userdata: Any) -> None:
+    raise RuntimeError("the adapter is closed")
 
 
 class _Callback:
