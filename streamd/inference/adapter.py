@@ -79,7 +79,7 @@ class OpenVinoAdapter:
         device thread may still hold a request for a moment after; if it is the last holder, it
         destroys the request there, and with it the callback, which needs the interpreter lock.
         Dropping the compiled model meanwhile joins that thread while holding the lock: both wait
-        for ever (``test_adapter.py``'s cycles hung within eight). Where the request holds the
+        for ever (``test_adapter.py``'s cycles hung in every run). Where the request holds the
         model's last reference, the thread would join itself and abort the process ("Resource
         deadlock avoided", seen with a plain queue). So ``close`` waits, the lock released, until
         the callback is gone.

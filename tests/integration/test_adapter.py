@@ -51,10 +51,10 @@ for cycle in range(int(sys.argv[2])):
     compiled = ov.Core().compile_model(sys.argv[1], "CPU", options)
     answered = []
     adapter = OpenVinoAdapter(compiled, 2, lambda userdata, outputs, seconds: answered.append(userdata))
-    for index in range(24):
+    for index in range(8):
         adapter.start(frame, index)
     adapter.close()
-    assert len(answered) == 24, answered
+    assert len(answered) == 8, answered
     del compiled  # the model's threads are joined here, holding the interpreter lock
     print(cycle, flush=True)
 """
@@ -65,12 +65,12 @@ def test_a_closed_adapter_lets_its_compiled_model_go_without_waiting_for_ever(
 ) -> None:
     """A device thread may destroy a finished request (and the callback it holds, which needs the
     interpreter lock) just after ``wait_all`` returned; dropping the compiled model meanwhile
-    joined that thread holding the lock. Before ``close`` waited for that, this hung within its
-    first 8 cycles in every run (7 of 7, AMD EPYC, 2 cores)."""
-    cycles = 30
+    joined that thread holding the lock. Before ``close`` waited for that, this hung in every
+    run, within 19 cycles (11 of 11, AMD EPYC, 2 cores; 24 or 8 requests a cycle)."""
+    cycles = 40
     command = [sys.executable, "-c", CYCLES, str(default_model), str(cycles), str(tmp_path)]
     try:  # a cycle takes well under a second; the limit only turns a hang into a failure
-        run = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     except subprocess.TimeoutExpired as hung:
         raise AssertionError(f"hung after cycles {hung.stdout!r}") from None
     assert run.returncode == 0, (run.returncode, run.stdout[-200:], run.stderr[-2000:])
