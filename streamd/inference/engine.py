@@ -1,10 +1,16 @@
 """The engine: frames from the queue into the device (``adapter.py``: an ``AsyncInferQueue``),
 results back to the loop.
 
-The loop never blocks on the device: it awaits a free request (a semaphore sized by
-``OPTIMAL_NUMBER_OF_INFER_REQUESTS``), starts it, and moves on. The OpenVINO callback does the
-least it can on the device thread (copy the small outputs) and hands them over in batches
-(``Handoff``); decoding and publishing happen on the loop.
+The loop never blocks on the device: it awaits a free request (a semaphore sized by the
+request pool, four times ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``), starts it, and moves on. The
+OpenVINO callback does the least it can on the device thread (copy the small outputs) and hands
+them over in batches (``Handoff``); decoding and publishing happen on the loop.
+
+A finished request wakes the loop only when half the pool or less is still on the device (every
+stream then still has a request running and one queued, so the loop has a whole inference to
+refill it): under load the loop takes results a few at a time, and each wake-up, turn of the
+loop, MQTT write and acknowledgement serves several frames; a device less busy than that wakes
+the loop for every result, at once. A result is never held longer than ``HELD_AT_MOST``.
 
 Inputs are shared, not copied (``share_inputs=True``): the frame that owns the buffer rides in
 the request's userdata until its callback has run, so the memory outlives the inference (the
@@ -15,6 +21,7 @@ buffers freed before that).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -38,6 +45,9 @@ from streamd.types import Detection, Frame, Result
 log = get_logger(__name__)
 
 ResultCallback = Callable[[Result], None]
+# Seconds a finished result may wait for the loop while the device is more than half busy (the
+# bound on the added latency on a slow device, and what a device that stops answering leaves).
+HELD_AT_MOST = 0.05
 
 
 @dataclass(frozen=True)
@@ -76,10 +86,13 @@ class Engine:
         on_result: ResultCallback,
         failures: Failures | None = None,
         adapter: AdapterFactory = OpenVinoAdapter,
+        held_at_most: float = HELD_AT_MOST,
     ) -> None:
-        """``adapter``: builds the device for each compiled variant (the seam a test uses)."""
+        """``adapter``: builds the device for each compiled variant (the seam a test uses);
+        ``held_at_most``: seconds a finished result may wait while the device is busy."""
         self._failures = failures
         self._adapter = adapter
+        self._held_at_most = held_at_most
         self.prepared = prepared
         self._metrics = metrics
         self._on_result = on_result
@@ -90,6 +103,12 @@ class Engine:
         self._idle.set()
         # Results cross from OpenVINO threads in batches: one loop wake-up per batch, not per frame.
         self._done: Handoff[tuple[Request, list[np.ndarray], float]] | None = None
+        # Requests on the device: started (counted on the loop) less finished (counted on the
+        # device's threads: ``next`` on a counter is one step under the interpreter lock).
+        self._started = 0
+        self._finished = itertools.count(1)
+        self._keep_busy = 0  # requests on the device at or below which a finished one wakes the loop
+        self._sweep: asyncio.TimerHandle | None = None
         self.base: CompiledVariant | None = None
         self.completed = 0  # frames fully through the engine; the watchdog reads progress here
         self.last_progress = time.monotonic()
@@ -124,6 +143,7 @@ class Engine:
         runner = await self._runner(None)
         self.base = runner.variant
         self._slots = asyncio.Semaphore(runner.variant.requests)
+        self._keep_busy = runner.variant.requests // 2
         return runner.variant
 
     async def _runner(self, key: tuple[int, int] | None) -> _Runner:
@@ -193,7 +213,18 @@ class Engine:
         self._inflight += 1
         self._idle.clear()
         self._metrics.inflight_requests.set(self._inflight)
+        if self._inflight > self._keep_busy and self._sweep is None:  # results may be held from now
+            self._sweep = asyncio.get_running_loop().call_later(self._held_at_most, self._take_held)
+        self._started += 1
         runner.device.start(tensor, request)
+
+    def _take_held(self) -> None:
+        """Results the loop was not woken for, while the device stays more than half busy."""
+        self._sweep = None
+        if self._done is not None:
+            self._done.take()
+        if self._inflight > self._keep_busy:
+            self._sweep = asyncio.get_running_loop().call_later(self._held_at_most, self._take_held)
 
     async def flushed(self, source: str) -> None:
         """Until every frame of ``source`` taken from the queue has been reported."""
@@ -221,11 +252,16 @@ class Engine:
         self._runners.clear()
         self.base = None
         self._done = None
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
 
     def _on_done(self, userdata: Request, outputs: list[np.ndarray], seconds: float) -> None:
-        # The device's thread: hand over, nothing else.
+        # The device's thread: hand over, nothing else. ``_started`` read here may lag (it only
+        # grows): the loop is then woken early, never late.
         assert self._done is not None
-        self._done.put((userdata, outputs, seconds))
+        on_device = self._started - next(self._finished)
+        self._done.put((userdata, outputs, seconds), wake=on_device <= self._keep_busy)
 
     def _complete(self, batch: list[tuple[Request, list[np.ndarray], float]]) -> None:
         assert self._slots is not None

@@ -267,9 +267,10 @@ def compile_variant(
         lines = str(exc).strip().splitlines()
         raise ModelUnavailable(f"cannot compile for {placed.device}: {lines[-1] if lines else exc}") from exc
     seconds = time.perf_counter() - started
-    # Twice the optimum: while the loop hands one result over, the device already has the next
-    # request queued, so it never idles (measured: 2 requests ~0.78 of the ceiling, 4 ~0.9).
-    requests = cfg.infer_requests or 2 * int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    # Four times the optimum: half the pool keeps every stream with a request running and one
+    # queued while the loop hands results over (1x: ~0.78 of the ceiling, 2x: ~0.9), and the
+    # engine takes results in batches of up to the other half (``engine.py``).
+    requests = cfg.infer_requests or 4 * int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     prepared.decoder.bind(compiled.outputs, prepared.image.size)
     precision = effective_precision(compiled, placed.device)
     return CompiledVariant(compiled, placed, frame_size, seconds, max(1, requests), precision)

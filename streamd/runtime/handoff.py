@@ -5,6 +5,9 @@ gives up the GIL), a loop iteration and a Handle. While the loop is busy, items 
 instead and the next wake-up takes them all. Order is kept, also against the thread's other
 ``call_soon_threadsafe`` calls: a batch is scheduled before anything the thread schedules after
 putting its item.
+
+A producer that knows more items follow soon may also put without waking the loop (``wake``
+False): they wait for the next item that wakes it, or for the loop to :meth:`take` them.
 """
 
 from __future__ import annotations
@@ -27,19 +30,27 @@ class Handoff(Generic[T]):
         self._lock = threading.Lock()
         self._scheduled = False
 
-    def put(self, item: T) -> None:
+    def put(self, item: T, wake: bool = True) -> None:
         """From any thread; never blocks on the loop."""
         with self._lock:
             self._items.append(item)
-            if self._scheduled:
-                return  # the loop has not taken the last batch yet: it will take this one too
+            if self._scheduled or not wake:
+                return  # the loop takes it with the last batch not yet taken, or with the next
             self._scheduled = True
         # RuntimeError: the loop is already closed (a forced exit), nothing left to hand over to.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._drain)
 
+    def take(self) -> None:
+        """On the loop: deliver what waits now, woken for or not."""
+        with self._lock:
+            items, self._items = self._items, []
+        if items:
+            self._deliver(items)
+
     def _drain(self) -> None:
         with self._lock:
             items, self._items = self._items, []
             self._scheduled = False
-        self._deliver(items)
+        if items:  # none: take() had them
+            self._deliver(items)
