@@ -74,7 +74,7 @@ class ModelConfig(Strict):
     color_order: Literal["RGB", "BGR"] | None = None
     mean: list[float] | None = None
     scale: list[float] | None = None
-    infer_requests: int = Field(default=0, ge=0, le=64)  # 0 = OPTIMAL_NUMBER_OF_INFER_REQUESTS
+    infer_requests: int = Field(default=0, ge=0, le=64)  # 0 = 4 x OPTIMAL_NUMBER_OF_INFER_REQUESTS
     # INFERENCE_NUM_THREADS; 0 = every core this process may use (a worker: its own cores).
     threads: int = Field(default=0, ge=0, le=4096)
     top_k: int = Field(default=5, gt=0, le=1000)  # classification decoder
