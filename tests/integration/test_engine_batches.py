@@ -1,8 +1,10 @@
 """Under load the engine takes results a few at a time: a finished request wakes the event loop
 only once half the request pool or less is still on the device (``inference/engine.py``), and a
 result the loop was not woken for still leaves within ``held_at_most``, also when the device
-stops answering. The device is the real model on OpenVINO; a gate in front of the engine's
-callback decides when each finished request is handed over (the adapter factory is the seam)."""
+stops answering. ``completed`` counts what the loop took, in whatever order the requests
+finished (results then leave in capture order). The device is the real model on OpenVINO; a
+gate in front of the engine's callback decides when each finished request is handed over (the
+adapter factory is the seam)."""
 
 from __future__ import annotations
 
@@ -107,9 +109,9 @@ async def test_results_wait_for_the_device_to_be_half_idle_then_leave_together_i
     await until(lambda: gate.passed == 3)
     for _ in range(50):
         await asyncio.sleep(0)
-    assert results == [], "held while more than half the pool is on the device"
+    assert engine.status().completed == 0 and results == [], "held while more than half the pool is on the device"
     gate.gate.release(1)  # 4 left: this one wakes the loop, which takes all four
-    await until(lambda: len(results) == 4)
+    await until(lambda: engine.status().completed == 4)
     gate.gate.release(4)  # each of the last wakes it at once
     await until(lambda: len(results) == POOL)
     assert [r.frame.seq for r in results] == list(range(POOL))
@@ -123,9 +125,9 @@ async def test_a_result_held_for_a_device_that_stops_answering_leaves_within_the
     feeding = asyncio.create_task(engine.run(queue))
     await until(lambda: engine.status().inflight == POOL)
     gate.gate.release(3)  # then the device answers no more
-    await until(lambda: len(results) == 3, timeout=10.0)
-    assert [r.frame.seq for r in results] == [0, 1, 2]
-    assert engine.status().completed == 3
+    await until(lambda: engine.status().completed == 3, timeout=10.0)
+    # Requests may finish out of order: results leave in capture order up to the first missing.
+    assert [r.frame.seq for r in results] == list(range(len(results)))
     gate.gate.release(POOL)  # it answers again: the rest follow
     await asyncio.wait_for(feeding, 30)
     assert len(results) == POOL
