@@ -8,10 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -23,9 +20,9 @@ from tests.clips import mixed_clip
 from tests.conftest import Collected, Streamd, write_config
 from tests.integration.test_observability import http, samples, value, wait_ready
 from tests.integration.test_sources import rtsp_camera
+from tests.waits import until
 
 SECRET = "s3cret-Pa55"
-T = TypeVar("T")
 
 
 def decoders_of(pid: int) -> list[int]:
@@ -39,16 +36,6 @@ def decoders_of(pid: int) -> list[int]:
             except OSError:
                 continue
     return found
-
-
-async def until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def test_the_decoder_process_gives_what_the_reader_thread_gives(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from streamd.inference.model import prepare
 from streamd.metrics import Metrics
 from streamd.queue import FrameQueue
 from streamd.types import Frame, Result
+from tests.waits import until
 
 POOL = 8  # requests: the loop is woken once 4 or fewer are left on the device
 
@@ -55,13 +56,6 @@ class GatedDevice:
 
 
 Gated = Callable[[float], Awaitable[tuple[Engine, list[Result], GatedDevice]]]
-
-
-async def until(condition: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -104,16 +98,16 @@ async def test_results_wait_for_the_device_to_be_half_idle_then_leave_together_i
     queue = frames(engine, POOL)
     queue.close()  # the engine takes what is queued, then ends
     feeding = asyncio.create_task(engine.run(queue))
-    await until(lambda: engine.status().inflight == POOL)
+    await until(lambda: engine.status().inflight == POOL, 30, "the whole pool on the device")
     gate.gate.release(3)  # 7, 6, 5 still on the device: nothing wakes the loop
-    await until(lambda: gate.passed == 3)
+    await until(lambda: gate.passed == 3, 30, "three through the gate")
     for _ in range(50):
         await asyncio.sleep(0)
     assert engine.status().completed == 0 and results == [], "held while more than half the pool is on the device"
     gate.gate.release(1)  # 4 left: this one wakes the loop, which takes all four
-    await until(lambda: engine.status().completed == 4)
+    await until(lambda: engine.status().completed == 4, 30, "four taken together")
     gate.gate.release(4)  # each of the last wakes it at once
-    await until(lambda: len(results) == POOL)
+    await until(lambda: len(results) == POOL, 30, "every result")
     assert [r.frame.seq for r in results] == list(range(POOL))
     await asyncio.wait_for(feeding, 30)
 
@@ -123,9 +117,9 @@ async def test_a_result_held_for_a_device_that_stops_answering_leaves_within_the
     queue = frames(engine, POOL)
     queue.close()
     feeding = asyncio.create_task(engine.run(queue))
-    await until(lambda: engine.status().inflight == POOL)
+    await until(lambda: engine.status().inflight == POOL, 30, "the whole pool on the device")
     gate.gate.release(3)  # then the device answers no more
-    await until(lambda: engine.status().completed == 3, timeout=10.0)
+    await until(lambda: engine.status().completed == 3, 10, "the three held results")
     # Requests may finish out of order: results leave in capture order up to the first missing.
     assert [r.frame.seq for r in results] == list(range(len(results)))
     gate.gate.release(POOL)  # it answers again: the rest follow

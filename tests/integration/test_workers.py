@@ -25,6 +25,7 @@ import pytest
 from streamd.demo.broker import free_port
 from tests.conftest import REPO, Collected, Launch, Streamd
 from tests.integration.test_observability import EVERYWHERE, http, samples, wait_ready
+from tests.waits import until
 
 pytestmark = pytest.mark.slow
 
@@ -44,14 +45,6 @@ def alive(pid: int) -> bool:
     with contextlib.suppress(OSError):
         return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:4]
     return False
-
-
-async def until(predicate: Any, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.1)
 
 
 def plan_of(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
