@@ -213,18 +213,21 @@ class Engine:
         self._inflight += 1
         self._idle.clear()
         self._metrics.inflight_requests.set(self._inflight)
-        if self._inflight > self._keep_busy and self._sweep is None:  # results may be held from now
-            self._sweep = asyncio.get_running_loop().call_later(self._held_at_most, self._take_held)
+        self._watch_held()
         self._started += 1
         runner.device.start(tensor, request)
 
+    def _watch_held(self) -> None:
+        """While more than half the pool is out, results may be held: take them every
+        ``held_at_most``."""
+        if self._inflight > self._keep_busy and self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(self._held_at_most, self._take_held)
+
     def _take_held(self) -> None:
-        """Results the loop was not woken for, while the device stays more than half busy."""
         self._sweep = None
         if self._done is not None:
             self._done.take()
-        if self._inflight > self._keep_busy:
-            self._sweep = asyncio.get_running_loop().call_later(self._held_at_most, self._take_held)
+        self._watch_held()
 
     async def flushed(self, source: str) -> None:
         """Until every frame of ``source`` taken from the queue has been reported."""
