@@ -3,19 +3,31 @@ send; NV12 from a hardware decoder) is scaled plane by plane with OpenCV and con
 BGR at the model's size; the full-size BGR frame is made only when something asks for it.
 
 :class:`PlanarImage` holds the planes (views on PyAV's frame, or on the shared memory a decoder
-process writes them to, ``decoder_process.py``); :func:`av_picture` wraps a PyAV frame."""
+process writes them to, ``decoder_process.py``); :func:`av_picture` wraps a PyAV frame.
+
+4:2:0 is turned into RGB by libswscale, as OpenCV's ``VideoCapture`` does it (BT.601, the range
+the stream signals): the same bytes as OpenCV's reader, so the model sees what it saw when
+streamd read with OpenCV, and full-range cameras (``yuvj420p``) keep their colours (OpenCV's
+``cvtColor`` takes every 4:2:0 picture as limited range: up to 22 levels off). NV12, which
+libswscale converts seven times slower, stays with ``cvtColor``."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import av.video.frame
 import cv2
 import numpy as np
+from av.video.frame import VideoFrame
+from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from streamd.images import BgrImage, Decoded, Size
 
 PLANAR = ("yuv420p", "yuvj420p", "nv12")  # the layouts kept as planes; the rest is converted to BGR
+# One libswscale context per thread, kept: made anew for every frame, it cost 0.05 ms of a
+# 640x480 frame's 0.3 (and made the conversion slower than OpenCV's).
+_reformatters = threading.local()
 
 
 def _plane(frame: av.video.frame.VideoFrame, index: int, rows: int, width: int) -> np.ndarray:
@@ -23,6 +35,24 @@ def _plane(frame: av.video.frame.VideoFrame, index: int, rows: int, width: int) 
     plane = frame.planes[index]
     pixels: np.ndarray = np.frombuffer(memoryview(plane), np.uint8)
     return pixels.reshape(rows, plane.line_size)[:, :width]
+
+
+def _swscale(source: VideoFrame, layout: str, rgb: bool) -> np.ndarray:
+    """4:2:0 to RGB (or BGR) as OpenCV's reader converts it: libswscale, BT.601, limited range
+    unless the layout says full; one thread (the sources already spread over the cores)."""
+    reformatter: VideoReformatter | None = getattr(_reformatters, "kept", None)
+    if reformatter is None:
+        reformatter = _reformatters.kept = VideoReformatter()
+    converted = reformatter.reformat(
+        source,
+        format="rgb24" if rgb else "bgr24",
+        src_colorspace=Colorspace.ITU601,
+        src_color_range=ColorRange.JPEG if layout == "yuvj420p" else ColorRange.MPEG,
+        threads=1,
+    )
+    plane = converted.planes[0]
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(converted.height, plane.line_size)
+    return rows[:, : converted.width * 3].reshape(converted.height, converted.width, 3)
 
 
 def _fit(plane: np.ndarray, target: np.ndarray, same: bool, halve: bool = True) -> None:
@@ -61,17 +91,26 @@ def stacked_size(layout: str, width: int, height: int) -> int:
 
 class PlanarImage:
     """A 4:2:0 picture's planes: I420's (y, u, v) or NV12's (y, uv), each a 2-D view of its rows.
-    ``whole``: the same picture already stacked in one buffer (OpenCV's 4:2:0 layout), if it is."""
+    ``layout``: ``yuv420p``, ``yuvj420p`` (full range) or ``nv12``; ``whole``: the same picture
+    already stacked in one buffer (OpenCV's 4:2:0 layout), if it is; ``frame``: the PyAV frame
+    the planes are views of, if they are."""
 
-    __slots__ = ("_bgr", "_layout", "_planes", "_whole", "height", "width")
+    __slots__ = ("_bgr", "_frame", "_layout", "_planes", "_whole", "height", "width")
 
     def __init__(
-        self, layout: str, planes: Sequence[np.ndarray], width: int, height: int, whole: np.ndarray | None = None
+        self,
+        layout: str,
+        planes: Sequence[np.ndarray],
+        width: int,
+        height: int,
+        whole: np.ndarray | None = None,
+        frame: VideoFrame | None = None,
     ) -> None:
-        self._layout = "nv12" if layout == "nv12" else "yuv420p"
+        self._layout = layout if layout in PLANAR else "yuv420p"
         self._planes = planes
         self.width, self.height = width, height
         self._whole = whole
+        self._frame = frame
         self._bgr: np.ndarray | None = None
 
     @classmethod
@@ -81,17 +120,17 @@ class PlanarImage:
 
     def bgr(self) -> np.ndarray:
         if self._bgr is None:
-            self._bgr = cv2.cvtColor(self._stacked(self.width, self.height), self._code(rgb=False))
+            self._bgr = self._converted(self.width, self.height, rgb=False)
         return self._bgr
 
     def scaled(self, size: Size, rgb: bool) -> np.ndarray:
         """A frame at least twice the size asked in both directions is scaled plane by plane
         (halved by exact 2x2 averages first, so nothing aliases) and converted at the small size;
-        a smaller one is converted to BGR first, then resized, as OpenCV's reader did (planes
-        resized on their own gave the demo's marginal frames visibly different scores)."""
+        a smaller one is converted to BGR first, then resized: OpenCV's reader and resize, byte
+        for byte (planes resized on their own changed the demo's detections on 8 % of frames)."""
         if not self._by_planes(size) or self._bgr is not None:
             return BgrImage(self.bgr()).scaled(size, rgb)
-        return cv2.cvtColor(self._stacked(*size), self._code(rgb))
+        return self._converted(*size, rgb)
 
     def scaled_into(self, size: Size, rgb: bool, out: np.ndarray) -> None:
         """:meth:`scaled`'s bytes written into ``out`` (``(height, width, 3)`` u8), keeping no
@@ -99,9 +138,9 @@ class PlanarImage:
         colour order is chosen at the conversion instead of swapped after the resize (equal
         bytes: the resize works on each channel alone)."""
         if self._by_planes(size) or (self.width, self.height) == size:
-            cv2.cvtColor(self._stacked(*size), self._code(rgb), dst=out)
+            out[:] = self._converted(*size, rgb)
         else:
-            whole = cv2.cvtColor(self._stacked(self.width, self.height), self._code(rgb))
+            whole = self._converted(self.width, self.height, rgb)
             cv2.resize(whole, size, dst=out, interpolation=cv2.INTER_LINEAR)
 
     def _by_planes(self, size: Size) -> bool:
@@ -118,10 +157,15 @@ class PlanarImage:
         else:
             self._stack(self.width, self.height, out)
 
-    def _code(self, rgb: bool) -> int:
+    def _converted(self, width: int, height: int, rgb: bool) -> np.ndarray:
+        """The planes at ``width`` x ``height`` in RGB or BGR: libswscale straight from PyAV's
+        frame, or from the planes stacked (a view of them, not a copy); NV12 by OpenCV."""
         if self._layout == "nv12":
-            return cv2.COLOR_YUV2RGB_NV12 if rgb else cv2.COLOR_YUV2BGR_NV12
-        return cv2.COLOR_YUV2RGB_I420 if rgb else cv2.COLOR_YUV2BGR_I420
+            return cv2.cvtColor(self._stacked(width, height), cv2.COLOR_YUV2RGB_NV12 if rgb else cv2.COLOR_YUV2BGR_NV12)
+        whole = (width, height) == (self.width, self.height)
+        if whole and self._frame is not None and self._whole is None:
+            return _swscale(self._frame, self._layout, rgb)
+        return _swscale(VideoFrame.from_numpy_buffer(self._stacked(width, height), self._layout), self._layout, rgb)
 
     def _stacked(self, width: int, height: int) -> np.ndarray:
         """The planes at ``width`` x ``height``, stacked as OpenCV's 4:2:0 conversions take them."""
@@ -142,8 +186,11 @@ class PlanarImage:
 
 
 def layout_of(frame: av.video.frame.VideoFrame) -> str:
-    """``yuv420p``, ``yuvj420p`` or ``nv12`` where the planes are kept; ``bgr24`` for the rest."""
+    """``yuv420p``, ``yuvj420p`` (full range, also when a ``yuv420p`` frame says so) or ``nv12``
+    where the planes are kept; ``bgr24`` for the rest."""
     name = frame.format.name
+    if name == "yuv420p" and frame.color_range == ColorRange.JPEG:
+        name = "yuvj420p"
     even = frame.width % 2 == 0 and frame.height % 2 == 0
     return name if even and name in PLANAR else "bgr24"
 
@@ -158,4 +205,4 @@ def av_picture(frame: av.video.frame.VideoFrame) -> Decoded:
         planes = [_plane(frame, 0, height, width), _plane(frame, 1, height // 2, width)]
     else:
         planes = [_plane(frame, i, height // (1 if i == 0 else 2), width // (1 if i == 0 else 2)) for i in range(3)]
-    return PlanarImage(layout, planes, width, height)
+    return PlanarImage(layout, planes, width, height, frame=frame)

@@ -118,3 +118,42 @@ def test_the_decoder_process_writes_the_same_model_input_bytes_as_the_reader_mak
                     assert np.array_equal(out, BgrImage(picture.bgr()).scaled(size, rgb))
                 compared += 1
     assert compared == 13 * 3 * 2
+
+
+@pytest.mark.parametrize("pixel_format", ["yuv420p", "yuvj420p"])
+def test_pictures_are_opencv_readers_bytes_in_limited_and_full_range(tmp_path: Path, pixel_format: str) -> None:
+    """Frame for frame, the full-size BGR picture and the model's input (made by the reader
+    thread's way and the decoder process's, from PyAV's frame and from stacked planes) are what
+    OpenCV's ``VideoCapture`` then resize give, byte for byte: also for a full-range camera
+    (``yuvj420p``), whose colours a limited-range conversion stretches."""
+    import cv2
+
+    from tests.clips import mixed_clip
+
+    source, _ = mixed_clip(tmp_path)
+    clip = tmp_path / f"{pixel_format}.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(source), "-c:v", "libx264", "-pix_fmt", pixel_format, str(clip)], check=True
+    )
+    opencv = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
+    compared = 0
+    with av.open(str(clip)) as container:
+        for frame in container.decode(video=0):
+            ok, expected = opencv.read()
+            assert ok
+            expected_input = cv2.cvtColor(
+                cv2.resize(expected, (300, 300), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB
+            )
+            picture = av_picture(frame)
+            assert isinstance(picture, PlanarImage)
+            stacked = np.empty((frame.height * 3 // 2, frame.width), np.uint8)
+            picture.stack_into(stacked)
+            from_slot = PlanarImage.from_stacked(pixel_format, stacked, frame.width, frame.height)
+            model_input = np.zeros((300, 300, 3), np.uint8)
+            av_picture(frame).scaled_into((300, 300), True, model_input)
+            assert np.array_equal(picture.bgr(), expected), compared
+            assert np.array_equal(from_slot.bgr(), expected), compared
+            assert np.array_equal(model_input, expected_input), compared
+            assert np.array_equal(av_picture(frame).scaled((300, 300), True), expected_input), compared
+            compared += 1
+    assert compared == 26
