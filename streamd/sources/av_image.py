@@ -25,9 +25,11 @@ from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 from streamd.images import BgrImage, Decoded, Size
 
 PLANAR = ("yuv420p", "yuvj420p", "nv12")  # the layouts kept as planes; the rest is converted to BGR
-# One libswscale context per thread, kept: made anew for every frame, it cost 0.05 ms of a
-# 640x480 frame's 0.3 (and made the conversion slower than OpenCV's).
+# libswscale contexts kept per thread, one per kind of conversion (size, range, colour order: a
+# context asked for another kind is rebuilt): made anew for every frame, one cost 0.05 ms of a
+# 640x480 frame's 0.3 and made the conversion slower than OpenCV's.
 _reformatters = threading.local()
+KEPT_CONVERSIONS = 8
 
 
 def _plane(frame: av.video.frame.VideoFrame, index: int, rows: int, width: int) -> np.ndarray:
@@ -40,9 +42,15 @@ def _plane(frame: av.video.frame.VideoFrame, index: int, rows: int, width: int) 
 def _swscale(source: VideoFrame, layout: str, rgb: bool) -> np.ndarray:
     """4:2:0 to RGB (or BGR) as OpenCV's reader converts it: libswscale, BT.601, limited range
     unless the layout says full; one thread (the sources already spread over the cores)."""
-    reformatter: VideoReformatter | None = getattr(_reformatters, "kept", None)
+    kept: dict[tuple[int, int, str, bool], VideoReformatter] | None = getattr(_reformatters, "kept", None)
+    if kept is None:
+        kept = _reformatters.kept = {}
+    kind = (source.width, source.height, layout, rgb)
+    reformatter = kept.get(kind)
     if reformatter is None:
-        reformatter = _reformatters.kept = VideoReformatter()
+        if len(kept) >= KEPT_CONVERSIONS:  # a stream that keeps changing size keeps no more
+            kept.clear()
+        reformatter = kept[kind] = VideoReformatter()
     converted = reformatter.reformat(
         source,
         format="rgb24" if rgb else "bgr24",
