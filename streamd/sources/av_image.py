@@ -41,7 +41,8 @@ def _plane(frame: av.video.frame.VideoFrame, index: int, rows: int, width: int) 
 
 def _swscale(source: VideoFrame, layout: str, rgb: bool) -> np.ndarray:
     """4:2:0 to RGB (or BGR) as OpenCV's reader converts it: libswscale, BT.601, limited range
-    unless the layout says full; one thread (the sources already spread over the cores)."""
+    unless the layout says full; one thread (the sources already spread over the cores). A view
+    of FFmpeg's buffer, whose rows may be padded (what leaves the picture is made contiguous)."""
     kept: dict[tuple[int, int, str, bool], VideoReformatter] | None = getattr(_reformatters, "kept", None)
     if kept is None:
         kept = _reformatters.kept = {}
@@ -129,7 +130,7 @@ class PlanarImage:
 
     def bgr(self) -> np.ndarray:
         if self._bgr is None:
-            self._bgr = self._converted(self.width, self.height, rgb=False)
+            self._bgr = np.ascontiguousarray(self._converted(self.width, self.height, rgb=False))
         return self._bgr
 
     def scaled(self, size: Size, rgb: bool) -> np.ndarray:
@@ -139,7 +140,7 @@ class PlanarImage:
         for byte (planes resized on their own changed the demo's detections on 8 % of frames)."""
         if not self._by_planes(size) or self._bgr is not None:
             return BgrImage(self.bgr()).scaled(size, rgb)
-        return self._converted(*size, rgb)
+        return np.ascontiguousarray(self._converted(*size, rgb))
 
     def scaled_into(self, size: Size, rgb: bool, out: np.ndarray) -> None:
         """:meth:`scaled`'s bytes written into ``out`` (``(height, width, 3)`` u8), keeping no

@@ -90,6 +90,7 @@ def test_pictures_at_the_models_size_match_a_full_conversion_then_resize(tmp_pat
         assert np.abs(picture.bgr().astype(int) - full).mean() < 3
         scaled = av_picture(planes).scaled((300, 300), rgb=True)
         assert scaled.shape == (300, 300, 3) and np.abs(scaled.astype(int) - expected).mean() < 4
+        assert scaled.flags.c_contiguous and picture.bgr().flags.c_contiguous  # an ov.Tensor shares it
         assert picture.grey((192, 108)).shape == (108, 192)
 
 
