@@ -8,13 +8,14 @@ process writes them to, ``decoder_process.py``); :func:`av_picture` wraps a PyAV
 4:2:0 is turned into RGB by libswscale, as OpenCV's ``VideoCapture`` does it (BT.601, the range
 the stream signals): the same bytes as OpenCV's reader, so the model sees what it saw when
 streamd read with OpenCV, and full-range cameras (``yuvj420p``) keep their colours (OpenCV's
-``cvtColor`` takes every 4:2:0 picture as limited range: up to 22 levels off). NV12, which
-libswscale converts seven times slower, stays with ``cvtColor``."""
+``cvtColor`` takes every 4:2:0 picture as limited range: up to 22 levels off). NV12 (hardware
+decoders) is restacked as I420 first: the same bytes as the picture decoded on the CPU."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import av.video.frame
 import cv2
@@ -25,11 +26,27 @@ from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 from streamd.images import BgrImage, Decoded, Size
 
 PLANAR = ("yuv420p", "yuvj420p", "nv12")  # the layouts kept as planes; the rest is converted to BGR
-# libswscale contexts kept per thread, one per kind of conversion (size, range, colour order: a
-# context asked for another kind is rebuilt): made anew for every frame, one cost 0.05 ms of a
-# 640x480 frame's 0.3 and made the conversion slower than OpenCV's.
-_reformatters = threading.local()
+# What a conversion reuses, kept per thread and kind (size, range, colour order): libswscale's
+# contexts (one made anew for every frame cost 0.05 ms of a 640x480 frame's 0.3, slower than
+# OpenCV's conversion; one asked for another kind is rebuilt) and NV12's I420 scratch buffers
+# (fresh ones for every 1080p frame cost 2,900 page faults: 6.4 ms against 1.0).
+_per_thread = threading.local()
 KEPT_CONVERSIONS = 8
+T = TypeVar("T")
+
+
+def _kept(kind: tuple[object, ...], make: Callable[[], T]) -> T:
+    """This thread's object for this kind of conversion, made once (a stream that keeps changing
+    size keeps no more than ``KEPT_CONVERSIONS``)."""
+    kept: dict[tuple[object, ...], Any] | None = getattr(_per_thread, "kept", None)
+    if kept is None:
+        kept = _per_thread.kept = {}
+    found = kept.get(kind)
+    if found is None:
+        if len(kept) >= KEPT_CONVERSIONS:
+            kept.clear()
+        found = kept[kind] = make()
+    return cast(T, found)
 
 
 def _plane(frame: av.video.frame.VideoFrame, index: int, rows: int, width: int) -> np.ndarray:
@@ -43,15 +60,7 @@ def _swscale(source: VideoFrame, layout: str, rgb: bool) -> np.ndarray:
     """4:2:0 to RGB (or BGR) as OpenCV's reader converts it: libswscale, BT.601, limited range
     unless the layout says full; one thread (the sources already spread over the cores). A view
     of FFmpeg's buffer, whose rows may be padded (what leaves the picture is made contiguous)."""
-    kept: dict[tuple[int, int, str, bool], VideoReformatter] | None = getattr(_reformatters, "kept", None)
-    if kept is None:
-        kept = _reformatters.kept = {}
-    kind = (source.width, source.height, layout, rgb)
-    reformatter = kept.get(kind)
-    if reformatter is None:
-        if len(kept) >= KEPT_CONVERSIONS:  # a stream that keeps changing size keeps no more
-            kept.clear()
-        reformatter = kept[kind] = VideoReformatter()
+    reformatter = _kept((source.width, source.height, layout, rgb), VideoReformatter)
     converted = reformatter.reformat(
         source,
         format="rgb24" if rgb else "bgr24",
@@ -62,6 +71,16 @@ def _swscale(source: VideoFrame, layout: str, rgb: bool) -> np.ndarray:
     plane = converted.planes[0]
     rows = np.frombuffer(memoryview(plane), np.uint8).reshape(converted.height, plane.line_size)
     return rows[:, : converted.width * 3].reshape(converted.height, converted.width, 3)
+
+
+def _nv12_as_i420(luma: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """NV12's luma and chroma pairs (``(height / 2, width / 2, 2)``) stacked as I420, in this
+    thread's scratch buffer: read it before the next conversion of the same size."""
+    height, width = luma.shape
+    out = _kept(("i420", width, height), lambda: np.empty((height * 3 // 2, width), np.uint8))
+    out[:height] = luma
+    cv2.split(pairs, _stacked_planes("yuv420p", out, width, height)[1:])  # into out's U and V
+    return out
 
 
 def _fit(plane: np.ndarray, target: np.ndarray, same: bool, halve: bool = True) -> None:
@@ -176,10 +195,18 @@ class PlanarImage:
         return self._planes
 
     def _converted(self, width: int, height: int, rgb: bool) -> np.ndarray:
-        """The planes at ``width`` x ``height`` in RGB or BGR: libswscale straight from PyAV's
-        frame, or from the planes stacked (a view of them, not a copy); NV12 by OpenCV."""
+        """The planes at ``width`` x ``height`` in RGB or BGR, by libswscale: straight from PyAV's
+        frame, or from the planes stacked (a view of them, not a copy). NV12 (a hardware
+        decoder's) is laid out as I420 first, its chroma pairs split (0.1 ms at 1080p; libswscale
+        converts NV12 itself seven times slower): the same bytes as the picture decoded on the CPU."""
         if self._layout == "nv12":
-            return cv2.cvtColor(self._stacked(width, height), cv2.COLOR_YUV2RGB_NV12 if rgb else cv2.COLOR_YUV2BGR_NV12)
+            if (width, height) == (self.width, self.height):
+                luma, chroma = self._plane_views()
+            else:
+                small = self._stacked(width, height)
+                luma, chroma = small[:height], small.reshape(-1)[width * height :].reshape(height // 2, width)
+            planar = _nv12_as_i420(luma, chroma.reshape(height // 2, width // 2, 2))
+            return _swscale(VideoFrame.from_numpy_buffer(planar, "yuv420p"), "yuv420p", rgb)
         whole = (width, height) == (self.width, self.height)
         if whole and self._frame is not None and self._whole is None:
             return _swscale(self._frame, self._layout, rgb)

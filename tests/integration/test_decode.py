@@ -158,3 +158,24 @@ def test_pictures_are_opencv_readers_bytes_in_limited_and_full_range(tmp_path: P
             assert np.array_equal(av_picture(frame).scaled((300, 300), True), expected_input), compared
             compared += 1
     assert compared == 26
+
+
+def test_a_hardware_decoders_nv12_gives_the_bytes_of_the_same_picture_decoded_on_the_cpu(tmp_path: Path) -> None:
+    """NVDEC hands over NV12, the CPU decoder I420, of the same decoded picture: the model's input
+    (1080p, scaled by planes; 640x480, converted whole then resized) and the full-size picture are
+    the same bytes either way, so ``decode = "cuda"`` detects what CPU decoding does."""
+    from tests.clips import mixed_clip
+
+    clip, _ = mixed_clip(tmp_path)
+    with av.open(str(clip)) as container:
+        frames = [f for f in container.decode(video=0)][:6]
+    frames += [frame.reformat(width=1920, height=1080) for frame in frames[:3]]
+    for frame in frames:
+        nv12 = frame.reformat(format="nv12")
+        for size in ((300, 300), (320, 192)):
+            expected = av_picture(frame).scaled(size, True)
+            assert np.array_equal(av_picture(nv12).scaled(size, True), expected), (frame.width, size)
+            out = np.zeros((size[1], size[0], 3), np.uint8)
+            av_picture(nv12).scaled_into(size, True, out)
+            assert np.array_equal(out, expected), (frame.width, size)
+        assert np.array_equal(av_picture(nv12).bgr(), av_picture(frame).bgr()), frame.width
