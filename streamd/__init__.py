@@ -8,4 +8,4 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 # OpenCV's own warnings ("can't be used to capture by name") likewise: sources/diagnose.py says why.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-__version__ = "0.9.4"
+__version__ = "0.9.5"

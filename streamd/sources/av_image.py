@@ -29,7 +29,7 @@ PLANAR = ("yuv420p", "yuvj420p", "nv12")  # the layouts kept as planes; the rest
 # What a conversion reuses, kept per thread and kind (size, range, colour order): libswscale's
 # contexts (one made anew for every frame cost 0.05 ms of a 640x480 frame's 0.3, slower than
 # OpenCV's conversion; one asked for another kind is rebuilt) and NV12's I420 scratch buffers
-# (fresh ones for every 1080p frame cost 2,900 page faults: 6.4 ms against 1.0).
+# (fresh ones for every 1080p frame cost 2,900 page faults: 6.4 ms against 0.8).
 _per_thread = threading.local()
 KEPT_CONVERSIONS = 8
 T = TypeVar("T")
