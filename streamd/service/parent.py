@@ -186,6 +186,12 @@ class Service(Lifecycle):
             log.error("service_failed", workers=[w.index for w in failed], exit=self.exit_code)
 
     async def shutdown(self) -> None:
+        # The watch ends first: no WATCHDOG=1 after STOPPING=1 (a ping slipped in while the workers
+        # drained, once in a CI run), and no draining worker is killed as stalled: the grace decides.
+        watch = [task for task in self._tasks if task.get_name() == "watch"]
+        for task in watch:
+            task.cancel()
+        await asyncio.gather(*watch, return_exceptions=True)
         systemd.notify("STOPPING=1")
         with contextlib.suppress(OSError):
             stopping_marker(self.run_dir).touch()  # the workers know a living parent stops them
