@@ -1,7 +1,8 @@
 """Where video is decoded (#36): an H.265 camera over RTSP is read, detected and recorded (the
 clip decodes); a hardware device that is not there falls back to the CPU with one line and the
 metric saying so, and ``auto`` picks the CPU silently; the reader's pictures at the model's
-size match a full-size conversion then resize."""
+size match a full-size conversion then resize; they are OpenCV's reader's bytes (limited and
+full range), and a hardware decoder's NV12 gives the CPU's."""
 
 from __future__ import annotations
 
@@ -156,6 +157,10 @@ def test_pictures_are_opencv_readers_bytes_in_limited_and_full_range(tmp_path: P
             assert np.array_equal(from_slot.bgr(), expected), compared
             assert np.array_equal(model_input, expected_input), compared
             assert np.array_equal(av_picture(frame).scaled((300, 300), True), expected_input), compared
+            if pixel_format == "yuvj420p":  # full range said by the frame, not the pixel format (HEVC, NVDEC)
+                marked = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
+                marked.color_range = 2  # AVCOL_RANGE_JPEG
+                assert np.array_equal(av_picture(marked).bgr(), expected), compared
             compared += 1
     assert compared == 26
 
