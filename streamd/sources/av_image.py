@@ -199,15 +199,12 @@ class PlanarImage:
         frame, or from the planes stacked (a view of them, not a copy). NV12 (a hardware
         decoder's) is laid out as I420 first, its chroma pairs split (0.1 ms at 1080p; libswscale
         converts NV12 itself seven times slower): the same bytes as the picture decoded on the CPU."""
+        whole = (width, height) == (self.width, self.height)
         if self._layout == "nv12":
-            if (width, height) == (self.width, self.height):
-                luma, chroma = self._plane_views()
-            else:
-                small = self._stacked(width, height)
-                luma, chroma = small[:height], small.reshape(-1)[width * height :].reshape(height // 2, width)
+            small = None if whole else self._stacked(width, height)
+            luma, chroma = self._plane_views() if small is None else _stacked_planes("nv12", small, width, height)
             planar = _nv12_as_i420(luma, chroma.reshape(height // 2, width // 2, 2))
             return _swscale(VideoFrame.from_numpy_buffer(planar, "yuv420p"), "yuv420p", rgb)
-        whole = (width, height) == (self.width, self.height)
         if whole and self._frame is not None and self._whole is None:
             return _swscale(self._frame, self._layout, rgb)
         return _swscale(VideoFrame.from_numpy_buffer(self._stacked(width, height), self._layout), self._layout, rgb)

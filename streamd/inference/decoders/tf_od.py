@@ -27,15 +27,14 @@ class TfObjectDetectionDecoder(Decoder):
         self._scores = output_index(outputs, "detection_scores")
         self._classes = output_index(outputs, "detection_classes")
         self._count = output_index(outputs, "num_detections")
+        self._threshold = float(np.float32(self.confidence))  # compared as float32, as numpy compared it
 
     def decode(self, outputs: Sequence[np.ndarray], width: int, height: int) -> list[Detection]:
         # In Python, not numpy: for a handful of detections numpy's per-call overhead was most of
-        # the cost (9 us a frame on the event loop, now 4). The threshold is compared as float32,
-        # as numpy compared it.
+        # the cost (9 us a frame on the event loop, now 4).
         count = int(outputs[self._count].reshape(-1)[0])
         scores = outputs[self._scores].reshape(-1)[:count].tolist()
-        threshold = float(np.float32(self.confidence))
-        keep = [index for index, score in enumerate(scores) if score >= threshold]
+        keep = [index for index, score in enumerate(scores) if score >= self._threshold]
         if not keep:
             return []
         last = keep[-1] + 1  # the graph sorts by score: what is kept comes first
